@@ -1,0 +1,85 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// Defaults that a user relies on; they are part of the API and never change
+// within a version.
+const (
+	DefaultCPUs                          = 1
+	DefaultMemory                        = "128Mi"
+	DefaultTerminationGracePeriodSeconds = 30
+	DefaultInterfaceName                 = "default"
+)
+
+func addDefaultingFuncs(scheme *runtime.Scheme) error {
+	return RegisterDefaults(scheme)
+}
+
+// SetDefaults_VirtualMachineSpec fills in the run strategy, size, firmware,
+// grace period and a user-mode interface.
+func SetDefaults_VirtualMachineSpec(obj *VirtualMachineSpec) {
+	if obj.RunStrategy == "" {
+		obj.RunStrategy = RunStrategyAlways
+	}
+	if obj.CPUs == 0 {
+		obj.CPUs = DefaultCPUs
+	}
+	if obj.Memory.IsZero() {
+		obj.Memory = resource.MustParse(DefaultMemory)
+	}
+	if obj.Firmware == "" {
+		obj.Firmware = FirmwareBIOS
+	}
+	if obj.TerminationGracePeriodSeconds == nil {
+		period := int64(DefaultTerminationGracePeriodSeconds)
+		obj.TerminationGracePeriodSeconds = &period
+	}
+	if len(obj.Interfaces) == 0 {
+		obj.Interfaces = []Interface{{Name: DefaultInterfaceName}}
+	}
+}
+
+// SetDefaults_Disk attaches disks to virtio unless told otherwise.
+func SetDefaults_Disk(obj *Disk) {
+	if obj.Bus == "" {
+		obj.Bus = DiskBusVirtio
+	}
+}
+
+// SetDefaults_Interface makes interfaces user-mode NAT unless told otherwise.
+func SetDefaults_Interface(obj *Interface) {
+	if obj.Type == "" {
+		obj.Type = InterfaceTypeUser
+	}
+}
+
+// SetDefaults_VirtualMachineSnapshotSpec includes memory and deletes the
+// data with the object unless told otherwise.
+func SetDefaults_VirtualMachineSnapshotSpec(obj *VirtualMachineSnapshotSpec) {
+	if obj.IncludeMemory == nil {
+		include := true
+		obj.IncludeMemory = &include
+	}
+	if obj.DeletionPolicy == "" {
+		obj.DeletionPolicy = SnapshotDeletionPolicyDelete
+	}
+}
