@@ -252,6 +252,7 @@ func (in *HypervisorStatus) DeepCopyInto(out *HypervisorStatus) {
 	*out = *in
 	in.Capacity.DeepCopyInto(&out.Capacity)
 	in.Allocatable.DeepCopyInto(&out.Allocatable)
+	in.Allocated.DeepCopyInto(&out.Allocated)
 	if in.LastHeartbeatTime != nil {
 		in, out := &in.LastHeartbeatTime, &out.LastHeartbeatTime
 		*out = (*in).DeepCopy()
@@ -404,11 +405,6 @@ func (in *VirtualMachineActionOptions) DeepCopyInto(out *VirtualMachineActionOpt
 		in, out := &in.GracePeriodSeconds, &out.GracePeriodSeconds
 		*out = new(int64)
 		**out = **in
-	}
-	if in.DryRun != nil {
-		in, out := &in.DryRun, &out.DryRun
-		*out = make([]string, len(*in))
-		copy(*out, *in)
 	}
 	return
 }

@@ -503,6 +503,13 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref common.ReferenceCal
 							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
 						},
 					},
+					"allocated": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Allocated is what the VMs bound to this hypervisor ask for, as counted by its agent.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
+						},
+					},
 					"daemonEndpoint": {
 						SchemaProps: spec.SchemaProps{
 							Description: "DaemonEndpoint is the host:port of the agent's HTTPS stream server, used by the apiserver for consoles.",
@@ -841,25 +848,6 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineActionOptions(ref common.R
 							Description: "GracePeriodSeconds overrides spec.terminationGracePeriodSeconds for a stop or restart. Zero forces the guest off at once.",
 							Type:        []string{"integer"},
 							Format:      "int64",
-						},
-					},
-					"dryRun": {
-						VendorExtensible: spec.VendorExtensible{
-							Extensions: spec.Extensions{
-								"x-kubernetes-list-type": "atomic",
-							},
-						},
-						SchemaProps: spec.SchemaProps{
-							Description: "DryRun, when set to [\"All\"], validates the action without changing the VM.",
-							Type:        []string{"array"},
-							Items: &spec.SchemaOrArray{
-								Schema: &spec.Schema{
-									SchemaProps: spec.SchemaProps{
-										Type:   []string{"string"},
-										Format: "",
-									},
-								},
-							},
 						},
 					},
 				},

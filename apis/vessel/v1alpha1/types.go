@@ -459,10 +459,6 @@ type VirtualMachineActionOptions struct {
 	// stop or restart. Zero forces the guest off at once.
 	// +optional
 	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
-	// DryRun, when set to ["All"], validates the action without changing the VM.
-	// +optional
-	// +listType=atomic
-	DryRun []string `json:"dryRun,omitempty"`
 }
 
 // +k8s:conversion-gen:explicit-from=net/url.Values
@@ -698,6 +694,10 @@ type HypervisorStatus struct {
 	// Allocatable is what VMs may use: capacity less the agent's reserve.
 	// +optional
 	Allocatable HypervisorResources `json:"allocatable,omitempty"`
+	// Allocated is what the VMs bound to this hypervisor ask for, as counted
+	// by its agent.
+	// +optional
+	Allocated HypervisorResources `json:"allocated,omitempty"`
 	// DaemonEndpoint is the host:port of the agent's HTTPS stream server,
 	// used by the apiserver for consoles.
 	// +optional

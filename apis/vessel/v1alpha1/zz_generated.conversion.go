@@ -723,7 +723,6 @@ func Convert_vessel_VirtualMachine_To_v1alpha1_VirtualMachine(in *vessel.Virtual
 
 func autoConvert_v1alpha1_VirtualMachineActionOptions_To_vessel_VirtualMachineActionOptions(in *VirtualMachineActionOptions, out *vessel.VirtualMachineActionOptions, s conversion.Scope) error {
 	out.GracePeriodSeconds = (*int64)(unsafe.Pointer(in.GracePeriodSeconds))
-	out.DryRun = *(*[]string)(unsafe.Pointer(&in.DryRun))
 	return nil
 }
 
@@ -734,7 +733,6 @@ func Convert_v1alpha1_VirtualMachineActionOptions_To_vessel_VirtualMachineAction
 
 func autoConvert_vessel_VirtualMachineActionOptions_To_v1alpha1_VirtualMachineActionOptions(in *vessel.VirtualMachineActionOptions, out *VirtualMachineActionOptions, s conversion.Scope) error {
 	out.GracePeriodSeconds = (*int64)(unsafe.Pointer(in.GracePeriodSeconds))
-	out.DryRun = *(*[]string)(unsafe.Pointer(&in.DryRun))
 	return nil
 }
 

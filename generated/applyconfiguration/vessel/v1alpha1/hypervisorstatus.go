@@ -32,6 +32,9 @@ type HypervisorStatusApplyConfiguration struct {
 	Capacity *HypervisorResourcesApplyConfiguration `json:"capacity,omitempty"`
 	// Allocatable is what VMs may use: capacity less the agent's reserve.
 	Allocatable *HypervisorResourcesApplyConfiguration `json:"allocatable,omitempty"`
+	// Allocated is what the VMs bound to this hypervisor ask for, as counted
+	// by its agent.
+	Allocated *HypervisorResourcesApplyConfiguration `json:"allocated,omitempty"`
 	// DaemonEndpoint is the host:port of the agent's HTTPS stream server,
 	// used by the apiserver for consoles.
 	DaemonEndpoint *string `json:"daemonEndpoint,omitempty"`
@@ -69,6 +72,14 @@ func (b *HypervisorStatusApplyConfiguration) WithCapacity(value *HypervisorResou
 // If called multiple times, the Allocatable field is set to the value of the last call.
 func (b *HypervisorStatusApplyConfiguration) WithAllocatable(value *HypervisorResourcesApplyConfiguration) *HypervisorStatusApplyConfiguration {
 	b.Allocatable = value
+	return b
+}
+
+// WithAllocated sets the Allocated field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Allocated field is set to the value of the last call.
+func (b *HypervisorStatusApplyConfiguration) WithAllocated(value *HypervisorResourcesApplyConfiguration) *HypervisorStatusApplyConfiguration {
+	b.Allocated = value
 	return b
 }
 
