@@ -26,8 +26,9 @@ limitations under the License.
 //	  logs/             one log file per process
 //	  ports.json        loopback ports chosen on first start, reused afterwards
 //	  admin.kubeconfig  system:masters
-//	  alice.kubeconfig  tenant users, no permissions until RBAC grants some
+//	  alice.kubeconfig  tenant users, without permissions until RBAC grants some
 //	  bob.kubeconfig
+//	  vessel-apiserver.kubeconfig  the vessel-apiserver's identity toward kube-apiserver
 //
 // The same launcher backs `make up` (which must return while the control
 // plane keeps running, hence detached processes and PID files) and the e2e

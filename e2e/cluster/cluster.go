@@ -1,0 +1,224 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// startOrder lists the processes in the order they start; they stop in
+// reverse.
+var startOrder = []string{etcdName, kubeAPIServerName, vesselAPIServerName}
+
+// Options configure Start. The zero value of every field but StateDir has
+// a working default.
+type Options struct {
+	// StateDir holds PKI, data, PID files and logs; see DefaultStateDir.
+	StateDir string
+	// EtcdBinary and KubeAPIServerBinary default to DefaultBinDir's etcd
+	// and kube-apiserver (hack/build-etcd.sh, hack/build-kube-apiserver.sh).
+	EtcdBinary          string
+	KubeAPIServerBinary string
+	// Users get a client certificate and a kubeconfig each, and no
+	// permissions. Default: alice and bob.
+	Users []string
+	// AgentHosts are extra names for the agent's serving certificate.
+	AgentHosts []string
+	// KubeAPIServerArgs are appended to the kube-apiserver command line,
+	// for instance --v=4 while debugging.
+	KubeAPIServerArgs []string
+	// ReadyTimeout bounds the wait for each component. Default: 2 minutes,
+	// generous for a loaded 2-core machine.
+	ReadyTimeout time.Duration
+	// Logf reports progress; nil is silent.
+	Logf func(format string, args ...any)
+}
+
+// DefaultUsers are the tenant users Start creates when Options.Users is
+// empty.
+var DefaultUsers = []string{"alice", "bob"}
+
+func (o *Options) complete() error {
+	if o.EtcdBinary == "" || o.KubeAPIServerBinary == "" {
+		bin, err := DefaultBinDir()
+		if err != nil {
+			return err
+		}
+		if o.EtcdBinary == "" {
+			o.EtcdBinary = filepath.Join(bin, "etcd")
+		}
+		if o.KubeAPIServerBinary == "" {
+			o.KubeAPIServerBinary = filepath.Join(bin, "kube-apiserver")
+		}
+	}
+	for _, bin := range []*string{&o.EtcdBinary, &o.KubeAPIServerBinary} {
+		abs, err := filepath.Abs(*bin)
+		if err != nil {
+			return fmt.Errorf("resolve %s: %w", *bin, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("find %s (build it with hack/build-%s.sh): %w",
+				filepath.Base(abs), filepath.Base(abs), err)
+		}
+		*bin = abs
+	}
+	if len(o.Users) == 0 {
+		o.Users = DefaultUsers
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	return nil
+}
+
+// Cluster is a running control plane.
+type Cluster struct {
+	// StateDir is the absolute state directory.
+	StateDir string
+	PKI      *PKI
+	Ports    Ports
+
+	opts   Options
+	layout layout
+	procs  []*process // in start order
+}
+
+// Start brings up etcd and kube-apiserver (and, once wired, the
+// vessel-apiserver) as detached processes and waits until each is ready.
+// ctx bounds the start only: the processes outlive it, and the launcher,
+// until Stop or Down. On failure, whatever was started is stopped again.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	l, err := newLayout(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.complete(); err != nil {
+		return nil, err
+	}
+	if err := l.create(); err != nil {
+		return nil, err
+	}
+	if err := checkNotRunning(l); err != nil {
+		return nil, err
+	}
+
+	c := &Cluster{StateDir: l.root, opts: opts, layout: l}
+	if c.PKI, err = EnsurePKI(l.pkiDir(), PKIOptions{Users: opts.Users, AgentHosts: opts.AgentHosts}); err != nil {
+		return nil, fmt.Errorf("prepare PKI: %w", err)
+	}
+	if c.Ports, err = ensurePorts(l.portsFile()); err != nil {
+		return nil, err
+	}
+	if err := c.writeKubeconfigs(); err != nil {
+		return nil, err
+	}
+
+	steps := []struct {
+		name  string
+		start func(context.Context) error
+	}{
+		{etcdName, c.startEtcd},
+		{kubeAPIServerName, c.startKubeAPIServer},
+	}
+	for _, step := range steps {
+		begin := time.Now()
+		if err := step.start(ctx); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("start %s: %w", step.name, err)
+		}
+		opts.Logf("%s ready in %v", step.name, time.Since(begin).Round(time.Millisecond))
+	}
+	if err := c.startVesselAPIServer(ctx); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("start %s: %w", vesselAPIServerName, err)
+	}
+	return c, nil
+}
+
+// Stop terminates the processes this Cluster started, in reverse order,
+// and waits for them. The state directory is kept: Start reuses it.
+func (c *Cluster) Stop() {
+	for _, p := range slices.Backward(c.procs) {
+		p.stop()
+	}
+	c.procs = nil
+}
+
+// Down stops a control plane started from stateDir by any process (the
+// `make down` path, after `make up` has long returned), using the PID
+// files. Processes that are gone, or whose PID now belongs to something
+// else, are skipped. The state directory is kept.
+func Down(stateDir string) error {
+	l, err := newLayout(stateDir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, pidFile := range pidFilesInStopOrder(l) {
+		if err := stopByPIDFile(pidFile, l.root); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", strings.TrimSuffix(filepath.Base(pidFile), ".pid"), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pidFilesInStopOrder lists the PID files of the state directory: first
+// those of processes not in startOrder (added later, such as agents, and
+// depending on the API), then the known ones in reverse start order.
+func pidFilesInStopOrder(l layout) []string {
+	known := map[string]bool{}
+	for _, name := range startOrder {
+		known[l.pidFile(name)] = true
+	}
+	found, _ := filepath.Glob(filepath.Join(l.runDir(), "*.pid"))
+	var files []string
+	for _, f := range found {
+		if !known[f] {
+			files = append(files, f)
+		}
+	}
+	for _, name := range slices.Backward(startOrder) {
+		files = append(files, l.pidFile(name))
+	}
+	return files
+}
+
+// checkNotRunning refuses to start a second control plane on the same
+// state directory (two etcds on one data directory corrupt it) and clears
+// PID files left by processes that are gone.
+func checkNotRunning(l layout) error {
+	for _, pidFile := range pidFilesInStopOrder(l) {
+		if pid, ok := ownedPID(pidFile, l.root); ok {
+			return fmt.Errorf("a control plane already runs from %s (%s, pid %d); stop it first",
+				l.root, strings.TrimSuffix(filepath.Base(pidFile), ".pid"), pid)
+		}
+		if err := os.Remove(pidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale %s: %w", pidFile, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cluster_test
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vessel-vm/vessel/e2e/cluster"
+)
+
+// TestControlPlane starts a real etcd and kube-apiserver through the
+// launcher and drives them with the real kubectl, as a user would after
+// `make up`.
+func TestControlPlane(t *testing.T) {
+	kubectl := requireControlPlane(t)
+	stateDir := t.TempDir()
+	c, err := cluster.Start(t.Context(), cluster.Options{StateDir: stateDir, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+
+	t.Run("admin lists namespaces", func(t *testing.T) {
+		out := kubectl.ok(t, c.Kubeconfig("admin"), "get", "namespaces", "-o", "name")
+		if !slices.Contains(strings.Fields(out), "namespace/default") {
+			t.Errorf("namespace default not listed:\n%s", out)
+		}
+	})
+
+	for _, user := range []string{"alice", "bob"} {
+		t.Run(user+" is authenticated as "+user, func(t *testing.T) {
+			got := kubectl.ok(t, c.Kubeconfig(user), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+			if got != user {
+				t.Errorf("whoami = %q, want %q", got, user)
+			}
+		})
+	}
+
+	t.Run("alice may not list namespaces", func(t *testing.T) {
+		stderr := kubectl.fails(t, c.Kubeconfig("alice"), "get", "namespaces")
+		want := `User "alice" cannot list resource "namespaces"`
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not contain %q:\n%s", want, stderr)
+		}
+	})
+
+	t.Run("admin kubeconfig carries system:masters", func(t *testing.T) {
+		got := kubectl.ok(t, c.Kubeconfig("admin"), "auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}")
+		if !strings.Contains(got, "system:masters") {
+			t.Errorf("admin groups = %s", got)
+		}
+	})
+}
+
+// TestControlPlaneSurvivesDownAndUp is `make up`, `make down`, `make up`:
+// the second start reuses the PKI, ports and etcd data, so objects and
+// kubeconfigs stay valid, and Down leaves nothing running.
+func TestControlPlaneSurvivesDownAndUp(t *testing.T) {
+	kubectl := requireControlPlane(t)
+	stateDir := t.TempDir()
+	opts := cluster.Options{StateDir: stateDir, Logf: t.Logf}
+
+	first, err := cluster.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(first.Stop)
+	admin := first.Kubeconfig("admin")
+	kubectl.ok(t, admin, "create", "namespace", "tenant-a")
+	kubeconfigBefore, err := os.ReadFile(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := cluster.Start(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "already runs") {
+		t.Fatalf("second Start on a running state directory: err = %v, want 'already runs'", err)
+	}
+
+	if err := cluster.Down(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	if pids, _ := filepath.Glob(filepath.Join(stateDir, "run", "*.pid")); len(pids) > 0 {
+		t.Errorf("PID files left after Down: %v", pids)
+	}
+	if conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(first.Ports.KubeAPIServer)), time.Second); err == nil {
+		conn.Close()
+		t.Errorf("kube-apiserver still accepts connections after Down")
+	}
+
+	second, err := cluster.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Stop)
+	kubeconfigAfter, err := os.ReadFile(second.Kubeconfig("admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(kubeconfigBefore, kubeconfigAfter) {
+		t.Error("admin kubeconfig changed across Down and Start")
+	}
+	kubectl.ok(t, admin, "get", "namespace", "tenant-a")
+}
+
+// kubectl runs the real kubectl binary.
+type kubectl struct {
+	path     string
+	cacheDir string
+}
+
+// requireControlPlane skips when kube-apiserver has not been built, unless
+// VESSEL_E2E is set (CI sets it, so a missing binary fails there), and
+// builds etcd when it is missing, since that takes a minute, not seven.
+func requireControlPlane(t *testing.T) kubectl {
+	t.Helper()
+	bin, err := cluster.DefaultBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "kube-apiserver")); err != nil {
+		if os.Getenv("VESSEL_E2E") == "" {
+			t.Skipf("kube-apiserver is not built (run hack/build-kube-apiserver.sh; set VESSEL_E2E=1 to fail instead): %v", err)
+		}
+		t.Fatalf("VESSEL_E2E is set but kube-apiserver is not built: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "etcd")); err != nil {
+		root, err := cluster.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(filepath.Join(root, "hack", "build-etcd.sh")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("build etcd: %v\n%s", err, out)
+		}
+	}
+
+	path := os.Getenv("KUBECTL")
+	if path == "" {
+		path = "/usr/bin/kubectl"
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("kubectl (set KUBECTL to use another): %v", err)
+	}
+	return kubectl{path: path, cacheDir: t.TempDir()}
+}
+
+func (k kubectl) run(t *testing.T, kubeconfig string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), k.path, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	// Keep the discovery cache per test, out of the user's ~/.kube.
+	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+k.cacheDir)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+func (k kubectl) ok(t *testing.T, kubeconfig string, args ...string) string {
+	t.Helper()
+	stdout, stderr, err := k.run(t, kubeconfig, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return stdout
+}
+
+func (k kubectl) fails(t *testing.T, kubeconfig string, args ...string) string {
+	t.Helper()
+	stdout, stderr, err := k.run(t, kubeconfig, args...)
+	if err == nil {
+		t.Fatalf("kubectl %s succeeded, want an error:\n%s", strings.Join(args, " "), stdout)
+	}
+	return stderr
+}

@@ -1,0 +1,41 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/vessel-vm/vessel/e2e/cluster"
+)
+
+// What `make up` does: start the control plane from the default state
+// directory and return, leaving it running; `make down` calls Down.
+func ExampleStart() {
+	stateDir, err := cluster.DefaultStateDir()
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := cluster.Start(context.Background(), cluster.Options{StateDir: stateDir, Logf: log.Printf})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("export KUBECONFIG=" + c.Kubeconfig(cluster.AdminKubeconfig))
+	// Exiting now leaves etcd and kube-apiserver running;
+	// cluster.Down(stateDir) stops them.
+}

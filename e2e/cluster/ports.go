@@ -1,0 +1,91 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+)
+
+// Ports are the loopback ports of one control plane. They are chosen free
+// on the first start and then kept in the state directory, so that a
+// kubeconfig or a shell with KUBECONFIG set keeps working across Down and
+// Start, and several state directories (parallel tests) never collide.
+type Ports struct {
+	EtcdClient      int `json:"etcdClient"`
+	EtcdPeer        int `json:"etcdPeer"`
+	KubeAPIServer   int `json:"kubeAPIServer"`
+	VesselAPIServer int `json:"vesselAPIServer"`
+}
+
+func (p *Ports) all() []*int {
+	return []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer}
+}
+
+// ensurePorts loads the saved ports and replaces any that is unset or now
+// taken by something else.
+func ensurePorts(path string) (Ports, error) {
+	var ports Ports
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &ports); err != nil {
+			ports = Ports{} // unreadable: choose afresh
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return Ports{}, fmt.Errorf("read saved ports: %w", err)
+	}
+
+	// Every listener stays open until all ports are chosen, so that the
+	// kernel cannot hand the same port out twice.
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for _, port := range ports.all() {
+		if *port != 0 {
+			if l, err := listenLoopback(*port); err == nil {
+				held = append(held, l)
+				continue
+			}
+		}
+		l, err := listenLoopback(0)
+		if err != nil {
+			return Ports{}, fmt.Errorf("find a free loopback port: %w", err)
+		}
+		held = append(held, l)
+		*port = l.Addr().(*net.TCPAddr).Port
+	}
+
+	data, err = json.MarshalIndent(ports, "", "  ")
+	if err != nil {
+		return Ports{}, fmt.Errorf("encode ports: %w", err)
+	}
+	if err := writeFileAtomic(path, append(data, '\n'), 0o644); err != nil {
+		return Ports{}, fmt.Errorf("save ports: %w", err)
+	}
+	return ports, nil
+}
+
+func listenLoopback(port int) (net.Listener, error) {
+	return net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
+}
