@@ -1,0 +1,145 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package apiserver wires the vessel.dev API into a k8s.io/apiserver generic
+// server: the scheme, the storage of every resource, and the controllers
+// the server runs.
+package apiserver
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apis/vessel/install"
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
+	"github.com/vessel-vm/vessel/registry/vessel/restore"
+	"github.com/vessel-vm/vessel/registry/vessel/snapshot"
+	"github.com/vessel-vm/vessel/registry/vessel/virtualmachine"
+)
+
+var (
+	// Scheme knows every type the server serves.
+	Scheme = runtime.NewScheme()
+	// Codecs serializes them.
+	Codecs = serializer.NewCodecFactory(Scheme)
+	// ParameterCodec decodes query parameters, including the console's.
+	ParameterCodec = runtime.NewParameterCodec(Scheme)
+)
+
+func init() {
+	install.Install(Scheme)
+	// The generic server decodes options (ListOptions, ...) as unversioned v1.
+	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
+	Scheme.AddUnversionedTypes(unversioned,
+		&metav1.Status{},
+		&metav1.APIVersions{},
+		&metav1.APIGroupList{},
+		&metav1.APIGroup{},
+		&metav1.APIResourceList{},
+	)
+}
+
+// ExtraConfig is what Vessel adds to the generic server's configuration.
+type ExtraConfig struct {
+	// Validation carries the allowed host path roots.
+	Validation validation.Options
+}
+
+// Config is the whole server configuration.
+type Config struct {
+	GenericConfig *genericapiserver.RecommendedConfig
+	ExtraConfig   ExtraConfig
+}
+
+// CompletedConfig is a Config with defaults filled in.
+type CompletedConfig struct {
+	GenericConfig genericapiserver.CompletedConfig
+	ExtraConfig   *ExtraConfig
+}
+
+// Server is a running vessel-apiserver.
+type Server struct {
+	GenericAPIServer *genericapiserver.GenericAPIServer
+}
+
+// Complete fills in defaults.
+func (c *Config) Complete() CompletedConfig {
+	return CompletedConfig{GenericConfig: c.GenericConfig.Complete(), ExtraConfig: &c.ExtraConfig}
+}
+
+// New builds the server and installs the vessel.dev API group.
+func (c CompletedConfig) New() (*Server, error) {
+	generic, err := c.GenericConfig.New("vessel-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, fmt.Errorf("create generic server: %w", err)
+	}
+	storage, err := c.storage()
+	if err != nil {
+		return nil, err
+	}
+	group := genericapiserver.NewDefaultAPIGroupInfo(vessel.GroupName, Scheme, ParameterCodec, Codecs)
+	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = storage
+	if err := generic.InstallAPIGroup(&group); err != nil {
+		return nil, fmt.Errorf("install API group %s: %w", vessel.GroupName, err)
+	}
+	return &Server{GenericAPIServer: generic}, nil
+}
+
+// storage maps every resource and subresource path to its REST endpoint.
+func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
+	optsGetter := c.GenericConfig.RESTOptionsGetter
+	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation)
+	if err != nil {
+		return nil, err
+	}
+	snapshots, err := snapshot.NewStorage(Scheme, optsGetter)
+	if err != nil {
+		return nil, err
+	}
+	restores, err := restore.NewStorage(Scheme, optsGetter)
+	if err != nil {
+		return nil, err
+	}
+	hypervisors, err := hypervisor.NewStorage(Scheme, optsGetter)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]rest.Storage{
+		"virtualmachines":                vms.VirtualMachine,
+		"virtualmachines/status":         vms.Status,
+		"virtualmachines/binding":        vms.Binding,
+		"virtualmachinesnapshots":        snapshots.Main,
+		"virtualmachinesnapshots/status": snapshots.Status,
+		"virtualmachinerestores":         restores.Main,
+		"virtualmachinerestores/status":  restores.Status,
+		"hypervisors":                    hypervisors.Main,
+		"hypervisors/status":             hypervisors.Status,
+	}
+	for action, endpoint := range vms.Actions {
+		m["virtualmachines/"+string(action)] = endpoint
+	}
+	return m, nil
+}

@@ -1,0 +1,184 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	basecompatibility "k8s.io/component-base/compatibility"
+	baseversion "k8s.io/component-base/version"
+	netutils "k8s.io/utils/net"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	generatedopenapi "github.com/vessel-vm/vessel/generated/openapi"
+)
+
+// EtcdPathPrefix is where Vessel keeps its objects in etcd. It is permanent
+// once shipped.
+const EtcdPathPrefix = "/registry/vessel.dev"
+
+// Options are the vessel-apiserver's command-line options: the generic
+// server's recommended options plus embedded etcd and host path policy.
+type Options struct {
+	RecommendedOptions *genericoptions.RecommendedOptions
+
+	// EtcdDataDir is the embedded etcd's data directory, used when no
+	// --etcd-servers are given.
+	EtcdDataDir string
+	// EtcdListen is the embedded etcd's client URL.
+	EtcdListen string
+	// AllowedHostPathRoots confine hostPath disk sources.
+	AllowedHostPathRoots []string
+}
+
+// NewOptions returns options with Vessel's defaults.
+func NewOptions() *Options {
+	o := &Options{
+		RecommendedOptions: genericoptions.NewRecommendedOptions(
+			EtcdPathPrefix,
+			Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion),
+		),
+		EtcdDataDir:          "/var/lib/vessel/etcd",
+		EtcdListen:           "http://127.0.0.1:0",
+		AllowedHostPathRoots: []string{"/var/lib/vessel/images"},
+	}
+	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
+		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
+	// A generated serving certificate stays in memory unless a directory is named.
+	o.RecommendedOptions.SecureServing.ServerCert.CertDirectory = ""
+	return o
+}
+
+// AddFlags registers every option on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.RecommendedOptions.AddFlags(fs)
+	fs.StringVar(&o.EtcdDataDir, "etcd-data-dir", o.EtcdDataDir,
+		"Data directory of the embedded etcd, started when --etcd-servers is empty.")
+	fs.StringVar(&o.EtcdListen, "embedded-etcd-listen", o.EtcdListen,
+		"Client URL of the embedded etcd (port 0 picks a free port).")
+	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots,
+		"Directories under which hostPath disk sources may lie. Empty forbids hostPath disks.")
+}
+
+// embeddedEtcd is true when no external etcd is configured.
+func (o *Options) embeddedEtcd() bool {
+	return len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0
+}
+
+// Complete fills in derived values.
+func (o *Options) Complete() error {
+	for i, root := range o.AllowedHostPathRoots {
+		o.AllowedHostPathRoots[i] = filepath.Clean(root)
+	}
+	return nil
+}
+
+// Validate checks the options; with embedded etcd, --etcd-servers may be empty.
+func (o *Options) Validate() error {
+	recommended := *o.RecommendedOptions
+	if o.embeddedEtcd() {
+		etcd := *recommended.Etcd
+		etcd.StorageConfig.Transport.ServerList = []string{o.EtcdListen}
+		recommended.Etcd = &etcd
+	}
+	errs := recommended.Validate()
+	for _, root := range o.AllowedHostPathRoots {
+		if !filepath.IsAbs(root) {
+			errs = append(errs, fmt.Errorf("--allowed-host-path-roots: %q is not an absolute path", root))
+		}
+	}
+	if o.embeddedEtcd() && o.EtcdDataDir == "" {
+		errs = append(errs, fmt.Errorf("--etcd-data-dir is required when --etcd-servers is empty"))
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// Config builds the server configuration. It does not start etcd.
+func (o *Options) Config() (*Config, error) {
+	if err := o.RecommendedOptions.SecureServing.MaybeDefaultWithSelfSignedCerts(
+		"localhost", nil, []net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("create self-signed serving certificate: %w", err)
+	}
+	serverConfig := genericapiserver.NewRecommendedConfig(Codecs)
+	namer := openapi.NewDefinitionNamer(Scheme)
+	serverConfig.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, namer)
+	serverConfig.OpenAPIConfig.Info.Title = "Vessel"
+	serverConfig.OpenAPIConfig.Info.Version = v1alpha1.SchemeGroupVersion.Version
+	serverConfig.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, namer)
+	serverConfig.OpenAPIV3Config.Info.Title = "Vessel"
+	serverConfig.OpenAPIV3Config.Info.Version = v1alpha1.SchemeGroupVersion.Version
+	serverConfig.FeatureGate = utilfeature.DefaultFeatureGate
+	serverConfig.EffectiveVersion = basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", "")
+
+	if err := o.RecommendedOptions.ApplyTo(serverConfig); err != nil {
+		return nil, fmt.Errorf("apply options: %w", err)
+	}
+	return &Config{
+		GenericConfig: serverConfig,
+		ExtraConfig: ExtraConfig{
+			Validation: validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots},
+		},
+	}, nil
+}
+
+// NewServer starts the embedded etcd when needed and builds the server. The
+// returned stop function closes etcd; call it after the server has stopped.
+func (o *Options) NewServer() (*Server, func(), error) {
+	stop := func() {}
+	if o.embeddedEtcd() {
+		etcd, err := StartEmbeddedEtcd(o.EtcdDataDir, o.EtcdListen)
+		if err != nil {
+			return nil, nil, err
+		}
+		o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList = []string{etcd.ClientURL()}
+		stop = etcd.Close
+	}
+	config, err := o.Config()
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return server, stop, nil
+}
+
+// Run serves until ctx is done, then drains in-flight requests before
+// closing etcd, so no acknowledged write is lost.
+func (o *Options) Run(ctx context.Context) error {
+	server, stop, err := o.NewServer()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}

@@ -1,0 +1,54 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command vessel-apiserver serves the vessel.dev API as a Kubernetes
+// aggregated API server, storing objects in its own etcd.
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/component-base/cli"
+
+	"github.com/vessel-vm/vessel/apiserver"
+)
+
+func main() {
+	ctx := genericapiserver.SetupSignalContext()
+	o := apiserver.NewOptions()
+	cmd := &cobra.Command{
+		Use:   "vessel-apiserver",
+		Short: "Serve the vessel.dev API (virtual machines) behind kube-apiserver",
+		Long: `vessel-apiserver serves VirtualMachines, snapshots, restores and Hypervisors
+as the aggregated API group vessel.dev. Without --etcd-servers it runs an
+embedded etcd in --etcd-data-dir.`,
+		SilenceUsage: true,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+	}
+	cmd.SetContext(ctx)
+	o.AddFlags(cmd.Flags())
+	os.Exit(cli.Run(cmd))
+}

@@ -1,0 +1,78 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package restore stores VirtualMachineRestores.
+package restore
+
+import (
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/registry/generic"
+
+	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/registry"
+)
+
+var kind = registry.Kind[*vessel.VirtualMachineRestore]{
+	Namespaced:         true,
+	ResetFieldsVersion: v1alpha1.SchemeGroupVersion.String(),
+	PrepareForCreate: func(r *vessel.VirtualMachineRestore) {
+		r.Status = vessel.VirtualMachineRestoreStatus{Phase: vessel.SnapshotPending}
+	},
+	KeepStatus:           func(r, old *vessel.VirtualMachineRestore) { r.Status = old.Status },
+	KeepSpec:             func(r, old *vessel.VirtualMachineRestore) { r.Spec = old.Spec },
+	Spec:                 func(r *vessel.VirtualMachineRestore) any { return r.Spec },
+	Validate:             validation.ValidateVirtualMachineRestore,
+	ValidateUpdate:       validation.ValidateVirtualMachineRestoreUpdate,
+	ValidateStatusUpdate: validation.ValidateVirtualMachineRestoreStatusUpdate,
+	Fields: func(r *vessel.VirtualMachineRestore) fields.Set {
+		return fields.Set{"spec.virtualMachineName": r.Spec.VirtualMachineName, "spec.snapshotName": r.Spec.SnapshotName}
+	},
+}
+
+var tableConvertor = registry.TableConvertor[*vessel.VirtualMachineRestore]{
+	Columns: []registry.Column{
+		{Name: "VM", Type: "string", Description: "The VM being restored."},
+		{Name: "Snapshot", Type: "string", Description: "The snapshot restored from."},
+		{Name: "Complete", Type: "string", Description: "Whether the restore finished."},
+		{Name: "Error", Type: "string", Priority: 1, Description: "Why the restore failed."},
+	},
+	Row: func(r *vessel.VirtualMachineRestore) []any {
+		return []any{
+			r.Spec.VirtualMachineName,
+			r.Spec.SnapshotName,
+			strconv.FormatBool(r.Status.Complete),
+			registry.OrNone(r.Status.Error),
+		}
+	},
+}
+
+// NewStorage builds the VirtualMachineRestore store and its status subresource.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*registry.Stores, error) {
+	return registry.Resource[*vessel.VirtualMachineRestore]{
+		Kind:       kind,
+		New:        func() runtime.Object { return &vessel.VirtualMachineRestore{} },
+		NewList:    func() runtime.Object { return &vessel.VirtualMachineRestoreList{} },
+		Plural:     "virtualmachinerestores",
+		Singular:   "virtualmachinerestore",
+		ShortNames: []string{"vmrestore", "vmrestores"},
+		Table:      tableConvertor,
+	}.Build(scheme, optsGetter)
+}

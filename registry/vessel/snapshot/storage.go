@@ -1,0 +1,85 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package snapshot stores VirtualMachineSnapshots.
+package snapshot
+
+import (
+
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/registry/generic"
+
+	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/registry"
+)
+
+var kind = registry.Kind[*vessel.VirtualMachineSnapshot]{
+	Namespaced:         true,
+	ResetFieldsVersion: v1alpha1.SchemeGroupVersion.String(),
+	PrepareForCreate: func(s *vessel.VirtualMachineSnapshot) {
+		s.Status = vessel.VirtualMachineSnapshotStatus{Phase: vessel.SnapshotPending}
+	},
+	KeepStatus:           func(s, old *vessel.VirtualMachineSnapshot) { s.Status = old.Status },
+	KeepSpec:             func(s, old *vessel.VirtualMachineSnapshot) { s.Spec = old.Spec },
+	Spec:                 func(s *vessel.VirtualMachineSnapshot) any { return s.Spec },
+	Validate:             validation.ValidateVirtualMachineSnapshot,
+	ValidateUpdate:       validation.ValidateVirtualMachineSnapshotUpdate,
+	ValidateStatusUpdate: validation.ValidateVirtualMachineSnapshotStatusUpdate,
+	Fields: func(s *vessel.VirtualMachineSnapshot) fields.Set {
+		return fields.Set{"spec.virtualMachineName": s.Spec.VirtualMachineName, "status.phase": string(s.Status.Phase)}
+	},
+}
+
+var tableConvertor = registry.TableConvertor[*vessel.VirtualMachineSnapshot]{
+	Columns: []registry.Column{
+		{Name: "VM", Type: "string", Description: "The VM the snapshot is of."},
+		{Name: "Phase", Type: "string", Description: "Pending, InProgress, Succeeded or Failed."},
+		{Name: "Ready", Type: "boolean", Description: "Whether the snapshot can be restored."},
+		{Name: "Size", Type: "string", Description: "Space the snapshot takes."},
+		{Name: "Memory", Type: "boolean", Priority: 1, Description: "Whether the guest's memory was saved."},
+		{Name: "Error", Type: "string", Priority: 1, Description: "Why the snapshot failed."},
+	},
+	Row: func(s *vessel.VirtualMachineSnapshot) []any {
+		size := "<none>"
+		if s.Status.Size != nil {
+			size = s.Status.Size.String()
+		}
+		return []any{
+			s.Spec.VirtualMachineName,
+			string(s.Status.Phase),
+			s.Status.ReadyToUse,
+			size,
+			s.Status.MemoryIncluded,
+			registry.OrNone(s.Status.Error),
+		}
+	},
+}
+
+// NewStorage builds the VirtualMachineSnapshot store and its status subresource.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*registry.Stores, error) {
+	return registry.Resource[*vessel.VirtualMachineSnapshot]{
+		Kind:       kind,
+		New:        func() runtime.Object { return &vessel.VirtualMachineSnapshot{} },
+		NewList:    func() runtime.Object { return &vessel.VirtualMachineSnapshotList{} },
+		Plural:     "virtualmachinesnapshots",
+		Singular:   "virtualmachinesnapshot",
+		ShortNames: []string{"vmsnap", "vmsnaps"},
+		Table:      tableConvertor,
+	}.Build(scheme, optsGetter)
+}

@@ -1,0 +1,158 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package virtualmachine
+
+import (
+	"errors"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vessel-vm/vessel/apis/vessel"
+)
+
+// Action is one of the power subresources. Each changes desired state only;
+// the node agent carries it out.
+type Action string
+
+// The power actions, named as their subresources.
+const (
+	ActionStart   Action = "start"
+	ActionStop    Action = "stop"
+	ActionRestart Action = "restart"
+	ActionPause   Action = "pause"
+	ActionUnpause Action = "unpause"
+)
+
+// Actions lists every power action.
+var Actions = []Action{ActionStart, ActionStop, ActionRestart, ActionPause, ActionUnpause}
+
+// errNotNow says why an action makes no sense in the VM's current state; it
+// becomes a 409 Conflict.
+type errNotNow struct{ msg string }
+
+func (e *errNotNow) Error() string { return e.msg }
+
+func notNow(format string, args ...any) error {
+	return &errNotNow{msg: fmt.Sprintf(format, args...)}
+}
+
+// isNotNow reports whether err is an action that makes no sense now.
+func isNotNow(err error) bool {
+	var e *errNotNow
+	return errors.As(err, &e)
+}
+
+// running is true when the guest is (or is about to be) up according to the
+// last status the agent wrote.
+func running(vm *vessel.VirtualMachine) bool {
+	switch vm.Status.Phase {
+	case vessel.VirtualMachineStarting, vessel.VirtualMachineRunning, vessel.VirtualMachinePaused:
+		return true
+	}
+	return false
+}
+
+// lastPower is the type of the last power action, or "" when there was none.
+func lastPower(vm *vessel.VirtualMachine) vessel.PowerActionType {
+	if vm.Spec.PowerAction == nil {
+		return ""
+	}
+	return vm.Spec.PowerAction.Type
+}
+
+// apply changes vm's desired state for the action at time now, or returns an
+// errNotNow saying why the action makes no sense in the VM's state.
+func (a Action) apply(vm *vessel.VirtualMachine, opts *vessel.VirtualMachineActionOptions, now metav1.Time) error {
+	if vm.DeletionTimestamp != nil {
+		return notNow("VM is being deleted")
+	}
+	strategy := vm.Spec.RunStrategy
+	switch a {
+	case ActionStart:
+		switch {
+		case strategy == vessel.RunStrategyAlways:
+			return notNow("VM has runStrategy Always: it already runs whenever it can")
+		case strategy == vessel.RunStrategyHalted:
+			vm.Spec.RunStrategy = vessel.RunStrategyAlways
+		case running(vm) && lastPower(vm) != vessel.PowerActionStop:
+			return notNow("VM is already %s", vm.Status.Phase)
+		}
+		vm.Spec.Paused = false
+		setPowerAction(vm, vessel.PowerActionStart, opts, now)
+	case ActionStop:
+		// A stop while already stopping is allowed when it shortens the grace
+		// period: that is how `kubectl vm stop --force` ends a hung shutdown.
+		forcing := opts.GracePeriodSeconds != nil && vm.Status.Phase == vessel.VirtualMachineStopping
+		switch {
+		case forcing:
+		case strategy == vessel.RunStrategyHalted:
+			return notNow("VM is already stopped (runStrategy Halted)")
+		case lastPower(vm) == vessel.PowerActionStop:
+			return notNow("VM is already stopped")
+		case strategy == vessel.RunStrategyManual && !running(vm):
+			return notNow("VM is not running")
+		}
+		if strategy == vessel.RunStrategyAlways {
+			vm.Spec.RunStrategy = vessel.RunStrategyHalted
+		}
+		vm.Spec.Paused = false
+		setPowerAction(vm, vessel.PowerActionStop, opts, now)
+	case ActionRestart:
+		if strategy == vessel.RunStrategyHalted || !running(vm) {
+			return notNow("VM is not running (phase %s): start it instead", phaseOrPending(vm))
+		}
+		vm.Spec.Paused = false
+		setPowerAction(vm, vessel.PowerActionRestart, opts, now)
+	case ActionPause:
+		if vm.Spec.Paused {
+			return notNow("VM is already paused")
+		}
+		if vm.Status.Phase != vessel.VirtualMachineRunning {
+			return notNow("VM is not running (phase %s): only a running VM can be paused", phaseOrPending(vm))
+		}
+		vm.Spec.Paused = true
+	case ActionUnpause:
+		if !vm.Spec.Paused {
+			return notNow("VM is not paused")
+		}
+		vm.Spec.Paused = false
+	default:
+		return fmt.Errorf("unknown action %q", a)
+	}
+	return nil
+}
+
+func setPowerAction(vm *vessel.VirtualMachine, t vessel.PowerActionType, opts *vessel.VirtualMachineActionOptions, now metav1.Time) {
+	var id int64 = 1
+	if vm.Spec.PowerAction != nil {
+		id = vm.Spec.PowerAction.ID + 1
+	}
+	vm.Spec.PowerAction = &vessel.PowerAction{
+		Type:               t,
+		ID:                 id,
+		RequestedAt:        now,
+		GracePeriodSeconds: opts.GracePeriodSeconds,
+	}
+}
+
+func phaseOrPending(vm *vessel.VirtualMachine) vessel.VirtualMachinePhase {
+	if vm.Status.Phase == "" {
+		return vessel.VirtualMachinePending
+	}
+	return vm.Status.Phase
+}

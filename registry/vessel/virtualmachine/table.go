@@ -1,0 +1,63 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package virtualmachine
+
+import (
+	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/registry"
+)
+
+var tableConvertor = registry.TableConvertor[*vessel.VirtualMachine]{
+	Columns: []registry.Column{
+		{Name: "Status", Type: "string", Description: "The VM's phase."},
+		{Name: "Node", Type: "string", Description: "The hypervisor the VM is bound to."},
+		{Name: "IP", Type: "string", Description: "The first address the guest reported."},
+		{Name: "CPU", Type: "integer", Priority: 1, Description: "Virtual CPUs."},
+		{Name: "Memory", Type: "string", Priority: 1, Description: "Guest memory."},
+		{Name: "RunStrategy", Type: "string", Priority: 1, Description: "When the guest should run."},
+	},
+	Row: func(vm *vessel.VirtualMachine) []any {
+		return []any{
+			phase(vm),
+			registry.OrNone(vm.Spec.NodeName),
+			registry.OrNone(firstIP(vm)),
+			int64(vm.Spec.CPUs),
+			vm.Spec.Memory.String(),
+			string(vm.Spec.RunStrategy),
+		}
+	},
+}
+
+// phase shows deletion the way kubectl shows a terminating pod.
+func phase(vm *vessel.VirtualMachine) string {
+	if vm.DeletionTimestamp != nil {
+		return "Terminating"
+	}
+	if vm.Status.Phase == "" {
+		return "Pending"
+	}
+	return string(vm.Status.Phase)
+}
+
+func firstIP(vm *vessel.VirtualMachine) string {
+	for _, iface := range vm.Status.Interfaces {
+		if iface.IPAddress != "" {
+			return iface.IPAddress
+		}
+	}
+	return ""
+}
