@@ -82,7 +82,7 @@ func validateAllocatableWithinCapacity(alloc, capacity *vessel.HypervisorResourc
 	if alloc.CPUs > capacity.CPUs {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("cpus"), alloc.CPUs, fmt.Sprintf("must not exceed capacity (%d)", capacity.CPUs)))
 	}
-	if alloc.Memory.Cmp(capacity.Memory) > 0 {
+	if cmpQuantities(alloc.Memory, capacity.Memory) > 0 {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("memory"), alloc.Memory.String(), fmt.Sprintf("must not exceed capacity (%s)", capacity.Memory.String())))
 	}
 	if alloc.VMs > capacity.VMs {

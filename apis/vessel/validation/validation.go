@@ -21,7 +21,9 @@ limitations under the License.
 package validation
 
 import (
+	"cmp"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -145,16 +147,46 @@ func validateOptionalReferenceName(name string, nameFn apimachineryvalidation.Va
 // [lo, hi]. Fractions ("1.5" or milli-units) have no meaning for memory or
 // disk sizes, and q.Value() would silently round them.
 func validateWholeBytesInRange(q resource.Quantity, lo, hi resource.Quantity, fldPath *field.Path) field.ErrorList {
-	if q.Cmp(lo) < 0 {
+	if cmpQuantities(q, lo) < 0 {
 		return field.ErrorList{field.Invalid(fldPath, q.String(), fmt.Sprintf("must be at least %s", lo.String()))}
 	}
-	if q.Cmp(hi) > 0 {
+	if cmpQuantities(q, hi) > 0 {
 		return field.ErrorList{field.Invalid(fldPath, q.String(), fmt.Sprintf("must be at most %s", hi.String()))}
 	}
 	if q.Cmp(*resource.NewQuantity(q.Value(), resource.BinarySI)) != 0 {
 		return field.ErrorList{field.Invalid(fldPath, q.String(), "must be a whole number of bytes")}
 	}
 	return nil
+}
+
+// cmpQuantities is a.Cmp(b) without its unbounded cost: Cmp aligns the two
+// decimal scales by multiplying out a power of ten, so comparing "1e999999999"
+// with "1Ti" would compute a billion-digit number. Values more than two orders
+// of magnitude apart are ordered by magnitude alone; only close values, whose
+// scales are close too, reach Cmp.
+func cmpQuantities(a, b resource.Quantity) int {
+	sa, sb := a.Sign(), b.Sign()
+	if sa != sb {
+		return cmp.Compare(sa, sb)
+	}
+	if sa == 0 {
+		return 0
+	}
+	ma, mb := decimalMagnitude(a), decimalMagnitude(b)
+	switch {
+	case ma > mb+2:
+		return sa
+	case mb > ma+2:
+		return -sa
+	}
+	return a.Cmp(b)
+}
+
+// decimalMagnitude returns log10|q| to within one, in constant time. q is a
+// copy: AsDec changes a Quantity's representation.
+func decimalMagnitude(q resource.Quantity) int64 {
+	d := q.AsDec()
+	return int64(float64(d.UnscaledBig().BitLen())*math.Log10(2)) - int64(d.Scale())
 }
 
 // validateGracePeriod checks a grace period in seconds.

@@ -712,3 +712,44 @@ func TestValidateHypervisorStatusUpdate(t *testing.T) {
 		})
 	}
 }
+
+// Quantities with extreme exponents parse cheaply but make Quantity.Cmp
+// compute enormous powers of ten; validation must answer at once.
+func TestExtremeQuantitiesAreRejectedQuickly(t *testing.T) {
+	huge, negHuge := resource.MustParse("1e999999999"), resource.MustParse("-1e999999999")
+
+	vm := validVM()
+	vm.Spec.Memory = huge
+	vm.Spec.Disks[1].Blank.Size = huge
+	expectErrors(t, ValidateVirtualMachine(vm, testOpts), invalid("spec.memory"), invalid("spec.disks[1].blank.size"))
+	vm.Spec.Memory = negHuge
+	vm.Spec.Disks[1].Blank.Size = negHuge
+	expectErrors(t, ValidateVirtualMachine(vm, testOpts), invalid("spec.memory"), invalid("spec.disks[1].blank.size"))
+
+	oldH := validHypervisor()
+	h := oldH.DeepCopy()
+	h.Status.Allocatable.Memory = huge
+	expectErrors(t, ValidateHypervisorStatusUpdate(h, oldH), invalid("status.allocatable.memory"))
+	h.Status.Capacity.Memory = resource.MustParse("2e999999999")
+	expectErrors(t, ValidateHypervisorStatusUpdate(h, oldH))
+}
+
+func TestCmpQuantities(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"1Gi", "1Gi", 0}, {"1Gi", "1024Mi", 0}, {"1G", "1Gi", -1}, {"80Mi", "83886080", 0},
+		{"1e999999999", "1Ti", 1}, {"-1e999999999", "1Ti", -1}, {"-1e999999999", "-1", -1},
+		{"0", "1", -1}, {"-1", "0", -1}, {"0", "0", 0}, {"1.5", "1500m", 0}, {"999", "1k", -1},
+		{"1e999999999", "2e999999999", -1}, {"123456789012345678901234567890", "1e29", 1},
+	} {
+		a, b := resource.MustParse(tc.a), resource.MustParse(tc.b)
+		if got := cmpQuantities(a, b); got != tc.want {
+			t.Errorf("cmpQuantities(%s, %s) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+		if got := cmpQuantities(b, a); got != -tc.want {
+			t.Errorf("cmpQuantities(%s, %s) = %d, want %d", tc.b, tc.a, got, -tc.want)
+		}
+	}
+}

@@ -83,7 +83,7 @@ func validateVirtualMachineSpec(spec *vessel.VirtualMachineSpec, policy hostPath
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("cpus"), spec.CPUs, utilvalidation.InclusiveRangeError(MinCPUs, MaxCPUs)))
 	}
 	memoryPath := fldPath.Child("memory")
-	if spec.Memory.Cmp(minMemory) < 0 {
+	if cmpQuantities(spec.Memory, minMemory) < 0 {
 		allErrs = append(allErrs, field.Invalid(memoryPath, spec.Memory.String(), fmt.Sprintf("must be at least %s: smaller guests run out of memory while booting", MinMemory)))
 	} else {
 		allErrs = append(allErrs, validateWholeBytesInRange(spec.Memory, minMemory, maxMemory, memoryPath)...)
