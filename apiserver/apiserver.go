@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
+	restclient "k8s.io/client-go/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
@@ -66,6 +67,9 @@ func init() {
 type ExtraConfig struct {
 	// Validation carries the allowed host path roots.
 	Validation validation.Options
+	// CoreClientConfig reaches kube-apiserver (for leader election); nil
+	// when the server runs standalone.
+	CoreClientConfig *restclient.Config
 }
 
 // Config is the whole server configuration.
@@ -104,6 +108,9 @@ func (c CompletedConfig) New() (*Server, error) {
 	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = storage
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("install API group %s: %w", vessel.GroupName, err)
+	}
+	if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig)); err != nil {
+		return nil, err
 	}
 	return &Server{GenericAPIServer: generic}, nil
 }

@@ -142,7 +142,8 @@ func (o *Options) Config() (*Config, error) {
 	return &Config{
 		GenericConfig: serverConfig,
 		ExtraConfig: ExtraConfig{
-			Validation: validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots},
+			Validation:       validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots},
+			CoreClientConfig: serverConfig.ClientConfig,
 		},
 	}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,7 +30,7 @@ import (
 
 // startOrder lists the processes in the order they start; they stop in
 // reverse.
-var startOrder = []string{etcdName, kubeAPIServerName, vesselAPIServerName}
+var startOrder = []string{etcdName, kubeAPIServerName, kubeControllerManagerName, vesselAPIServerName}
 
 // Options configure Start. The zero value of every field but StateDir has
 // a working default.
@@ -40,6 +41,15 @@ type Options struct {
 	// and kube-apiserver (hack/build-etcd.sh, hack/build-kube-apiserver.sh).
 	EtcdBinary          string
 	KubeAPIServerBinary string
+	// KubeControllerManagerBinary defaults to DefaultBinDir's
+	// kube-controller-manager (hack/build-kubernetes.sh).
+	KubeControllerManagerBinary string
+	// VesselAPIServerBinary defaults to DefaultBinDir's vessel-apiserver
+	// (`make build`).
+	VesselAPIServerBinary string
+	// KubectlBinary renders manifests (kubectl kustomize). Default: kubectl
+	// on PATH.
+	KubectlBinary string
 	// Users get a client certificate and a kubeconfig each, and no
 	// permissions. Default: alice and bob.
 	Users []string
@@ -60,26 +70,33 @@ type Options struct {
 var DefaultUsers = []string{"alice", "bob"}
 
 func (o *Options) complete() error {
-	if o.EtcdBinary == "" || o.KubeAPIServerBinary == "" {
-		bin, err := DefaultBinDir()
-		if err != nil {
-			return err
-		}
-		if o.EtcdBinary == "" {
-			o.EtcdBinary = filepath.Join(bin, "etcd")
-		}
-		if o.KubeAPIServerBinary == "" {
-			o.KubeAPIServerBinary = filepath.Join(bin, "kube-apiserver")
+	bin, err := DefaultBinDir()
+	if err != nil {
+		return err
+	}
+	for name, path := range map[string]*string{
+		"etcd": &o.EtcdBinary, "kube-apiserver": &o.KubeAPIServerBinary,
+		"kube-controller-manager": &o.KubeControllerManagerBinary, "vessel-apiserver": &o.VesselAPIServerBinary,
+	} {
+		if *path == "" {
+			*path = filepath.Join(bin, name)
 		}
 	}
-	for _, bin := range []*string{&o.EtcdBinary, &o.KubeAPIServerBinary} {
+	if o.KubectlBinary == "" {
+		kubectl, err := exec.LookPath("kubectl")
+		if err != nil {
+			return fmt.Errorf("find kubectl: %w", err)
+		}
+		o.KubectlBinary = kubectl
+	}
+	for _, bin := range []*string{&o.EtcdBinary, &o.KubeAPIServerBinary, &o.KubeControllerManagerBinary, &o.VesselAPIServerBinary} {
 		abs, err := filepath.Abs(*bin)
 		if err != nil {
 			return fmt.Errorf("resolve %s: %w", *bin, err)
 		}
 		if _, err := os.Stat(abs); err != nil {
-			return fmt.Errorf("find %s (build it with hack/build-%s.sh): %w",
-				filepath.Base(abs), filepath.Base(abs), err)
+			return fmt.Errorf("find %s (run `make build`): %w",
+				filepath.Base(abs), err)
 		}
 		*bin = abs
 	}
@@ -143,6 +160,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}{
 		{etcdName, c.startEtcd},
 		{kubeAPIServerName, c.startKubeAPIServer},
+		{kubeControllerManagerName, c.startKubeControllerManager},
 	}
 	for _, step := range steps {
 		begin := time.Now()
@@ -222,3 +240,6 @@ func checkNotRunning(l layout) error {
 	}
 	return nil
 }
+
+// Options returns the completed options the cluster was started with.
+func (c *Cluster) Options() Options { return c.opts }

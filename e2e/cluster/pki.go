@@ -52,8 +52,10 @@ const (
 	// to aggregated servers; they accept X-Remote-* headers only from it.
 	FrontProxyClientName = "front-proxy-client"
 	// VesselAPIServerUser is the identity of the vessel-apiserver toward
-	// kube-apiserver (delegated authentication and authorization).
-	VesselAPIServerUser = "system:vessel-apiserver"
+	// kube-apiserver (delegated authentication and authorization). It is the
+	// name of the ServiceAccount the apiserver runs as in a real cluster, so
+	// the RBAC in manifests/ binds the local process unchanged.
+	VesselAPIServerUser = "system:serviceaccount:vessel-system:vessel-apiserver"
 	// VesselAPIServerServiceHost is the name the aggregator dials for the
 	// vessel APIService: <service>.<namespace>.svc.
 	VesselAPIServerServiceHost = "vessel-apiserver.vessel-system.svc"
@@ -183,6 +185,7 @@ func (g *pkiGenerator) ensure(opts PKIOptions) (*PKI, error) {
 		}, &p.VesselAPIServer},
 		{"ca", leafSpec{
 			name: "vessel-apiserver-client", commonName: VesselAPIServerUser, usages: client,
+			organizations: []string{"system:serviceaccounts", "system:serviceaccounts:vessel-system"},
 		}, &p.VesselAPIServerClient},
 		{"agent-ca", leafSpec{
 			name: "agent-server", commonName: "vessel-agent", usages: serving,
@@ -498,4 +501,13 @@ func dedupe(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// EnsureServingCert makes sure dir holds a serving certificate for hosts,
+// signed by the cluster CA, in <name>.crt and <name>.key.
+func (p *PKI) EnsureServingCert(name string, hosts []string) (CertKey, error) {
+	return p.gen.ensureLeaf(p.cas["ca"], leafSpec{
+		name: name, commonName: name, hosts: hosts,
+		usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
 }

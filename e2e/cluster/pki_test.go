@@ -70,7 +70,8 @@ func TestPKIChainsAndNames(t *testing.T) {
 		},
 		{
 			name: "vessel-apiserver client", pair: p.VesselAPIServerClient, ca: p.ClusterCA, usage: client,
-			cn: "system:vessel-apiserver",
+			cn:   "system:serviceaccount:vessel-system:vessel-apiserver",
+			orgs: []string{"system:serviceaccounts", "system:serviceaccounts:vessel-system"},
 		},
 		{
 			name: "agent serving", pair: p.AgentServer, ca: p.AgentCA, usage: serving,

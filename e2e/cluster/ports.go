@@ -33,10 +33,11 @@ type Ports struct {
 	EtcdPeer        int `json:"etcdPeer"`
 	KubeAPIServer   int `json:"kubeAPIServer"`
 	VesselAPIServer int `json:"vesselAPIServer"`
+	ControllerMgr   int `json:"kubeControllerManager"`
 }
 
 func (p *Ports) all() []*int {
-	return []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer}
+	return []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr}
 }
 
 // ensurePorts loads the saved ports and replaces any that is unset or now

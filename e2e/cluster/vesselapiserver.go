@@ -17,46 +17,248 @@ limitations under the License.
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
-const vesselAPIServerName = "vessel-apiserver"
+const (
+	vesselAPIServerName = "vessel-apiserver"
+	// vesselAPIService is the APIService that routes vessel.dev/v1alpha1.
+	vesselAPIService = "v1alpha1.vessel.dev"
+	// fieldManager owns what the launcher applies.
+	fieldManager = "vessel-launcher"
+)
 
-// VesselAPIServerURL is where the vessel-apiserver is to serve.
+// VesselAPIServerURL is where the vessel-apiserver serves, directly.
 func (c *Cluster) VesselAPIServerURL() string {
 	return fmt.Sprintf("https://127.0.0.1:%d", c.Ports.VesselAPIServer)
 }
 
-// startVesselAPIServer is the hook where the vessel-apiserver joins the
-// control plane. Start calls it once kube-apiserver is ready; it does
-// nothing yet.
-//
-// What it will do, in order:
-//
-//  1. Apply the RBAC the server's identity (VesselAPIServerUser, kubeconfig
-//     c.Kubeconfig(VesselAPIServerKubeconfig)) needs: system:auth-delegator,
-//     the extension-apiserver-authentication-reader Role in kube-system, and
-//     read access to the admission and flow-control objects (without
-//     mutatingadmissionpolicies/-bindings its /readyz never passes on 1.37).
-//  2. Start it with startProcess(c.layout, vesselAPIServerName, binary, args)
-//     so that Stop and Down handle it like the others. Every argument must
-//     name a path under the state directory: that is how Down recognises
-//     its processes. Arguments:
-//     --bind-address=127.0.0.1 --secure-port=c.Ports.VesselAPIServer
-//     --tls-cert-file / --tls-private-key-file = c.PKI.VesselAPIServer
-//     --kubeconfig, --authentication-kubeconfig, --authorization-kubeconfig
-//     = c.Kubeconfig(VesselAPIServerKubeconfig); the requestheader CA and
-//     allowed names come from the extension-apiserver-authentication
-//     ConfigMap that kube-apiserver publishes; its own embedded etcd under
-//     the state directory (--etcd-data-dir), or --etcd-servers.
-//  3. Wait for its /readyz with waitReady, verifying c.PKI.ClusterCA.
-//  4. Register it: a selector-less ClusterIP Service vessel-apiserver in
-//     vessel-system, an EndpointSlice with addressType FQDN and address
-//     "127.0.0.1" on c.Ports.VesselAPIServer, and the APIService
-//     v1alpha1.vessel.dev with caBundle = c.PKI.ClusterCA (the serving
-//     certificate has the SAN VesselAPIServerServiceHost). Then wait until
-//     the APIService reports Available.
+// startVesselAPIServer applies manifests/local (RBAC, roles, Service,
+// EndpointSlice, APIService: what a real cluster gets, pointed at loopback),
+// starts the vessel-apiserver with its embedded etcd under the state
+// directory, and waits until kube-apiserver reports the APIService Available.
 func (c *Cluster) startVesselAPIServer(ctx context.Context) error {
+	// RBAC first: the server's /readyz needs its reads allowed.
+	if err := c.applyLocalManifests(ctx); err != nil {
+		return err
+	}
+	client, err := c.verifyingHTTPClient(c.PKI.ClusterCA.CertFile)
+	if err != nil {
+		return err
+	}
+	p, err := startProcess(c.layout, vesselAPIServerName, c.opts.VesselAPIServerBinary, c.vesselAPIServerArgs())
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, p)
+	if err := waitReady(ctx, p, client, c.VesselAPIServerURL()+"/readyz", c.opts.ReadyTimeout); err != nil {
+		return err
+	}
+	return c.WaitAPIServiceAvailable(ctx, c.opts.ReadyTimeout)
+}
+
+func (c *Cluster) vesselAPIServerArgs() []string {
+	kubeconfig := c.Kubeconfig(VesselAPIServerKubeconfig)
+	return []string{
+		"--bind-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", c.Ports.VesselAPIServer),
+		"--tls-cert-file=" + c.PKI.VesselAPIServer.CertFile,
+		"--tls-private-key-file=" + c.PKI.VesselAPIServer.KeyFile,
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--etcd-data-dir=" + filepath.Join(c.layout.root, "vessel-etcd"),
+		"--allowed-host-path-roots=" + filepath.Join(c.layout.root, "images"),
+		"--profiling=false",
+	}
+}
+
+// verifyingHTTPClient trusts only the given CA: readiness is probed over a
+// verified TLS connection, never with verification off.
+func (c *Cluster) verifyingHTTPClient(caFile string) (*http.Client, error) {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read CA %s: %w", caFile, err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("no certificate in %s", caFile)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}, nil
+}
+
+// AdminConfig is a client configuration for kube-apiserver as the admin.
+func (c *Cluster) AdminConfig() (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig(AdminKubeconfig))
+	if err != nil {
+		return nil, fmt.Errorf("load admin kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// applyLocalManifests renders manifests/local with kubectl's kustomize,
+// fills in what only the launcher knows (the APIService caBundle and the
+// loopback port), and server-side applies every object as the admin,
+// together with the example tenants (examples/tenants.yaml).
+func (c *Cluster) applyLocalManifests(ctx context.Context) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	rendered, err := exec.CommandContext(ctx, c.opts.KubectlBinary, "kustomize", filepath.Join(root, "manifests", "local")).Output()
+	if err != nil {
+		return fmt.Errorf("render manifests/local with kubectl kustomize: %w", exitDetail(err))
+	}
+	caPEM, err := os.ReadFile(c.PKI.ClusterCA.CertFile)
+	if err != nil {
+		return fmt.Errorf("read cluster CA: %w", err)
+	}
+	tenants, err := os.ReadFile(filepath.Join(root, "examples", "tenants.yaml"))
+	if err != nil {
+		return fmt.Errorf("read the example tenants: %w", err)
+	}
+	objects, err := decodeYAMLObjects(append(append(rendered, "\n---\n"...), tenants...))
+	if err != nil {
+		return err
+	}
+	for _, obj := range objects {
+		switch obj.GetKind() {
+		case "APIService":
+			obj.Object["spec"].(map[string]any)["caBundle"] = base64.StdEncoding.EncodeToString(caPEM)
+		case "EndpointSlice":
+			ports, _, _ := unstructured.NestedSlice(obj.Object, "ports")
+			for _, p := range ports {
+				p.(map[string]any)["port"] = int64(c.Ports.VesselAPIServer)
+			}
+			if err := unstructured.SetNestedSlice(obj.Object, ports, "ports"); err != nil {
+				return err
+			}
+		}
+	}
+	cfg, err := c.AdminConfig()
+	if err != nil {
+		return err
+	}
+	return serverSideApply(ctx, cfg, objects)
+}
+
+func decodeYAMLObjects(data []byte) ([]*unstructured.Unstructured, error) {
+	decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var objects []*unstructured.Unstructured
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := decoder.Decode(&obj.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objects, nil
+			}
+			return nil, fmt.Errorf("decode manifests: %w", err)
+		}
+		if len(obj.Object) > 0 {
+			objects = append(objects, obj)
+		}
+	}
+}
+
+// serverSideApply applies objects in order with the launcher as field manager.
+func serverSideApply(ctx context.Context, cfg *rest.Config, objects []*unstructured.Unstructured) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	force := true
+	for _, obj := range objects {
+		gvk := obj.GroupVersionKind()
+		mapping, err := mapper.RESTMapping(schema.GroupKind{Group: gvk.Group, Kind: gvk.Kind}, gvk.Version)
+		if err != nil {
+			return fmt.Errorf("map %s: %w", gvk, err)
+		}
+		data, err := obj.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		var ri dynamic.ResourceInterface = client.Resource(mapping.Resource)
+		if ns := obj.GetNamespace(); ns != "" {
+			ri = client.Resource(mapping.Resource).Namespace(ns)
+		}
+		_, err = ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager, Force: &force})
+		if err != nil {
+			return fmt.Errorf("apply %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+		}
+	}
 	return nil
+}
+
+// WaitAPIServiceAvailable waits until kube-apiserver routes vessel.dev to a
+// healthy vessel-apiserver.
+func (c *Cluster) WaitAPIServiceAvailable(ctx context.Context, timeout time.Duration) error {
+	cfg, err := c.AdminConfig()
+	if err != nil {
+		return err
+	}
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	gvr := schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := "not found yet"
+	for {
+		svc, err := client.Resource(gvr).Get(ctx, vesselAPIService, metav1.GetOptions{})
+		if err == nil {
+			conditions, _, _ := unstructured.NestedSlice(svc.Object, "status", "conditions")
+			for _, cond := range conditions {
+				m := cond.(map[string]any)
+				if m["type"] == "Available" {
+					if m["status"] == "True" {
+						return nil
+					}
+					last = fmt.Sprintf("%v: %v", m["reason"], m["message"])
+				}
+			}
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("APIService %s not Available (last: %s): %w", vesselAPIService, last, ctx.Err())
+		case <-time.After(readyPollInterval):
+		}
+	}
+}
+
+func exitDetail(err error) error {
+	if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+	}
+	return err
 }

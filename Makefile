@@ -1,0 +1,62 @@
+# Vessel: VMs as Kubernetes API objects. `make help` lists the targets.
+SHELL := /bin/bash
+BIN := _output/bin
+GO_TEST_FLAGS ?=
+# Packages whose tests need nothing but Go (and an in-process etcd).
+UNIT_PKGS := $(shell go list ./... | grep -v -e /e2e -e /node-agent)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build vessel-apiserver, vessel-agent, kubectl-vm and vessel-up into _output/bin.
+	go build -o $(BIN)/ ./cmd/...
+
+.PHONY: deps
+deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest (cached).
+	hack/install-libvirt.sh
+	hack/build-kube-apiserver.sh
+	hack/build-etcd.sh
+	hack/build-guest.sh
+
+.PHONY: up
+up: deps build ## Set everything up and start the local control plane and an agent.
+	$(BIN)/vessel-up
+
+.PHONY: down
+down: ## Stop what `make up` started.
+	@if [ -x $(BIN)/vessel-up ]; then $(BIN)/vessel-up --down; else echo "nothing to stop"; fi
+
+.PHONY: generate
+generate: ## Regenerate clients, listers, informers, apply configurations, OpenAPI, deepcopy.
+	hack/update-codegen.sh
+
+.PHONY: verify-generated
+verify-generated: ## Fail if generated code is stale.
+	hack/verify-codegen.sh
+
+.PHONY: vet
+vet: ## go vet every package.
+	go vet ./...
+
+.PHONY: test-unit
+test-unit: ## Unit and integration tests (real embedded etcd, in-process apiserver).
+	go test $(GO_TEST_FLAGS) $(UNIT_PKGS)
+
+.PHONY: fuzz
+fuzz: ## Fuzz decoding + validation for a few seconds.
+	go test -run '^$$' -fuzz FuzzDecodeAndValidate -fuzztime 10s ./apis/vessel/validation/
+
+.PHONY: test-e2e
+test-e2e: deps build ## End-to-end tests: real kube-apiserver, kubectl, libvirt and guests.
+	VESSEL_E2E=1 go test $(GO_TEST_FLAGS) -timeout 40m ./e2e/... ./node-agent/...
+
+.PHONY: test
+test: verify-generated vet test-unit fuzz test-e2e ## Everything CI runs.
+
+.PHONY: bench
+bench: ## API benchmarks against the embedded etcd.
+	go test -run '^$$' -bench . -benchmem ./test/integration/

@@ -1,0 +1,107 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
+
+	"github.com/vessel-vm/vessel/controller/heartbeat"
+	"github.com/vessel-vm/vessel/controller/scheduler"
+	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
+)
+
+const (
+	leaderElectionNamespace = "vessel-system"
+	leaderElectionName      = "vessel-controllers"
+)
+
+// runControllers starts the scheduler and the heartbeat monitor against this
+// server's own API. With several replicas only the leader runs them: the
+// Lease lives in kube-apiserver, so without a core client (a standalone
+// server, as in integration tests) there is a single instance and no
+// election.
+func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.Interface) error {
+	client, err := versioned.NewForConfig(loopback)
+	if err != nil {
+		return fmt.Errorf("create loopback client: %w", err)
+	}
+	run := func(ctx context.Context) {
+		factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
+		sched, err := scheduler.New(client, factory)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot start the scheduler")
+			return
+		}
+		monitor := heartbeat.New(client, factory)
+		factory.Start(ctx.Done())
+		go monitor.Run(ctx)
+		sched.Run(ctx)
+	}
+	if core == nil {
+		go run(ctx)
+		return nil
+	}
+	id, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("leader election identity: %w", err)
+	}
+	id = fmt.Sprintf("%s_%d", id, os.Getpid())
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, leaderElectionNamespace, leaderElectionName,
+		core.CoreV1(), core.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: id})
+	if err != nil {
+		return fmt.Errorf("leader election lock: %w", err)
+	}
+	go leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   15 * time.Second,
+		RenewDeadline:   10 * time.Second,
+		RetryPeriod:     2 * time.Second,
+		ReleaseOnCancel: true,
+		Name:            leaderElectionName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: run,
+			OnStoppedLeading: func() { klog.FromContext(ctx).Info("Lost controller leadership") },
+		},
+	})
+	return nil
+}
+
+// controllersHook is the post-start hook that starts the controllers.
+func controllersHook(core *rest.Config) genericapiserver.PostStartHookFunc {
+	return func(hook genericapiserver.PostStartHookContext) error {
+		var coreClient kubernetes.Interface
+		if core != nil {
+			c, err := kubernetes.NewForConfig(core)
+			if err != nil {
+				return fmt.Errorf("create core client: %w", err)
+			}
+			coreClient = c
+		}
+		return runControllers(hook, hook.LoopbackClientConfig, coreClient)
+	}
+}

@@ -1,0 +1,240 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
+	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
+)
+
+// Scheduler binds pending VMs. One worker binds one VM at a time, so two
+// VMs never both count the same free room.
+type Scheduler struct {
+	client      versioned.Interface
+	vms         listers.VirtualMachineLister
+	hypervisors listers.HypervisorLister
+	synced      []cache.InformerSynced
+	queue       workqueue.TypedRateLimitingInterface[string]
+	// assumed holds bindings made but not yet seen by the informer.
+	assumed map[types.UID]string
+}
+
+// New wires a scheduler to the shared informers; call Run after starting them.
+func New(client versioned.Interface, factory informers.SharedInformerFactory) (*Scheduler, error) {
+	vmInformer := factory.Vessel().V1alpha1().VirtualMachines()
+	hvInformer := factory.Vessel().V1alpha1().Hypervisors()
+	s := &Scheduler{
+		client:      client,
+		vms:         vmInformer.Lister(),
+		hypervisors: hvInformer.Lister(),
+		synced:      []cache.InformerSynced{vmInformer.Informer().HasSynced, hvInformer.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "vessel-scheduler"}),
+		assumed: map[types.UID]string{},
+	}
+	_, err := vmInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.enqueueVM,
+		UpdateFunc: func(_, obj any) { s.enqueueVM(obj) },
+		// A deleted VM frees room: pending VMs may fit now.
+		DeleteFunc: func(any) { s.enqueuePending() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch VMs: %w", err)
+	}
+	_, err = hvInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.enqueuePending() },
+		UpdateFunc: func(any, any) { s.enqueuePending() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch hypervisors: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Scheduler) enqueueVM(obj any) {
+	vm, ok := obj.(*v1alpha1.VirtualMachine)
+	if !ok || vm.Spec.NodeName != "" || vm.DeletionTimestamp != nil {
+		return
+	}
+	if key, err := cache.MetaNamespaceKeyFunc(vm); err == nil {
+		s.queue.Add(key)
+	}
+}
+
+func (s *Scheduler) enqueuePending() {
+	vms, err := s.vms.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, vm := range vms {
+		s.enqueueVM(vm)
+	}
+}
+
+// Run binds VMs until ctx is done.
+func (s *Scheduler) Run(ctx context.Context) {
+	defer utilruntime.HandleCrash()
+	defer s.queue.ShutDown()
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, s.synced...) {
+		return
+	}
+	klog.FromContext(ctx).Info("Scheduler started")
+	go wait.UntilWithContext(ctx, s.worker, time.Second)
+	// Pending VMs are retried now and then: heartbeats going stale do not
+	// always come with an event.
+	go wait.UntilWithContext(ctx, func(context.Context) { s.enqueuePending() }, 30*time.Second)
+	<-ctx.Done()
+}
+
+func (s *Scheduler) worker(ctx context.Context) {
+	for s.next(ctx) {
+	}
+}
+
+func (s *Scheduler) next(ctx context.Context) bool {
+	key, quit := s.queue.Get()
+	if quit {
+		return false
+	}
+	defer s.queue.Done(key)
+	if err := s.schedule(ctx, key); err != nil {
+		if !errors.As(err, new(errUnschedulable)) {
+			klog.FromContext(ctx).Error(err, "Scheduling failed, will retry", "vm", key)
+		}
+		s.queue.AddRateLimited(key)
+		return true
+	}
+	s.queue.Forget(key)
+	return true
+}
+
+// errUnschedulable means the VM waits for room; it is retried with backoff.
+type errUnschedulable struct{ msg string }
+
+func (e errUnschedulable) Error() string { return e.msg }
+
+func (s *Scheduler) schedule(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	vm, err := s.vms.VirtualMachines(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if vm.Spec.NodeName != "" || vm.DeletionTimestamp != nil || s.assumed[vm.UID] != "" {
+		return nil
+	}
+	hypervisors, err := s.hypervisors.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	used, err := s.usage()
+	if err != nil {
+		return err
+	}
+	target, reason := pick(vm, hypervisors, used)
+	if target == "" {
+		if err := s.markUnschedulable(ctx, vm, reason); err != nil {
+			return err
+		}
+		return errUnschedulable{reason}
+	}
+	binding := &v1alpha1.VirtualMachineBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: vm.Name, Namespace: vm.Namespace, UID: vm.UID},
+		Target:     target,
+	}
+	if _, err := s.client.VesselV1alpha1().VirtualMachines(ns).Bind(ctx, vm.Name, binding, metav1.CreateOptions{}); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return nil // bound or deleted meanwhile: the informer will tell
+		}
+		return fmt.Errorf("bind %s to %s: %w", key, target, err)
+	}
+	s.assumed[vm.UID] = target
+	klog.FromContext(ctx).V(2).Info("Bound VM", "vm", key, "hypervisor", target)
+	return nil
+}
+
+// usage sums what bound VMs ask for per hypervisor, counting assumed
+// bindings the informer has not delivered yet.
+func (s *Scheduler) usage() (map[string]*usage, error) {
+	vms, err := s.vms.List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]*usage{}
+	seen := map[types.UID]bool{}
+	count := func(node string, vm *v1alpha1.VirtualMachine) {
+		if used[node] == nil {
+			used[node] = &usage{}
+		}
+		used[node].add(vm)
+	}
+	for _, vm := range vms {
+		seen[vm.UID] = true
+		switch {
+		case vm.Spec.NodeName != "":
+			delete(s.assumed, vm.UID)
+			count(vm.Spec.NodeName, vm)
+		case s.assumed[vm.UID] != "":
+			count(s.assumed[vm.UID], vm)
+		}
+	}
+	for uid := range s.assumed {
+		if !seen[uid] {
+			delete(s.assumed, uid)
+		}
+	}
+	return used, nil
+}
+
+func (s *Scheduler) markUnschedulable(ctx context.Context, vm *v1alpha1.VirtualMachine, reason string) error {
+	cond := unschedulableCondition(vm, reason)
+	if existing := meta.FindStatusCondition(vm.Status.Conditions, cond.Type); existing != nil &&
+		existing.Status == cond.Status && existing.Message == cond.Message {
+		return nil
+	}
+	vm = vm.DeepCopy()
+	meta.SetStatusCondition(&vm.Status.Conditions, cond)
+	_, err := s.client.VesselV1alpha1().VirtualMachines(vm.Namespace).UpdateStatus(ctx, vm, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
