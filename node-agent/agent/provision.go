@@ -1,0 +1,295 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/klog/v2"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/node-agent/disks"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+)
+
+// retryProvisioningAfter is how long a transient provisioning failure (an
+// unreachable image server, say) waits before the next attempt. Permanent
+// failures (bad checksum, forbidden host path) wait for a spec change.
+const retryProvisioningAfter = 15 * time.Second
+
+// progressInterval throttles the status updates an image download causes.
+const progressInterval = time.Second
+
+// provisionRun is one attempt at preparing a VM's files. It runs in its own
+// goroutine so a slow download never blocks a worker; it enqueues the VM
+// when there is news.
+type provisionRun struct {
+	generation int64
+	cancel     context.CancelFunc
+
+	mu         sync.Mutex
+	done       bool
+	err        error
+	permanent  bool
+	reason     string
+	disks      []v1alpha1.DiskStatus
+	cfg        *hypervisor.DomainConfig
+	finished   time.Time
+	lastReport time.Time
+}
+
+func (p *provisionRun) state() provState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := provState{InProgress: !p.done, Done: p.done && p.err == nil, Disks: append([]v1alpha1.DiskStatus(nil), p.disks...)}
+	if p.done && p.err != nil {
+		s.Reason = p.reason
+		s.Message = truncate(p.err.Error(), 1024)
+	}
+	return s
+}
+
+// result is the domain config once provisioning succeeded.
+func (p *provisionRun) result() (*hypervisor.DomainConfig, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg, p.done && p.err == nil
+}
+
+// stale says a new attempt should replace this one.
+func (p *provisionRun) stale(generation int64, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.done || p.err == nil {
+		return false
+	}
+	if generation != p.generation {
+		return true
+	}
+	return !p.permanent && now.Sub(p.finished) >= retryProvisioningAfter
+}
+
+func (p *provisionRun) setDisk(name string, phase v1alpha1.DiskPhase, progress, msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.disks {
+		if p.disks[i].Name == name {
+			p.disks[i].Phase, p.disks[i].Progress, p.disks[i].Message = phase, progress, truncate(msg, 1024)
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// startProvisioning launches a provisioning run for vm.
+func (a *Agent) startProvisioning(ctx context.Context, key string, vm *v1alpha1.VirtualMachine, rt *vmRuntime) {
+	if rt.prov != nil && rt.prov.cancel != nil {
+		rt.prov.cancel()
+	}
+	pctx, cancel := context.WithCancel(a.baseCtx)
+	run := &provisionRun{generation: vm.Generation, cancel: cancel}
+	for _, d := range vm.Spec.Disks {
+		run.disks = append(run.disks, v1alpha1.DiskStatus{Name: d.Name, Phase: v1alpha1.DiskPending})
+	}
+	rt.prov = run
+	vm = vm.DeepCopy()
+	logger := klog.FromContext(ctx).WithValues("vm", key)
+	go func() {
+		defer cancel()
+		cfg, err := a.provision(pctx, vm, run)
+		run.mu.Lock()
+		run.done, run.err, run.cfg, run.finished = true, err, cfg, a.now()
+		if err != nil {
+			run.reason, run.permanent = failureReason(err)
+		}
+		run.mu.Unlock()
+		if err != nil {
+			logger.Info("Provisioning failed", "reason", run.reason, "err", err)
+		} else {
+			logger.V(2).Info("Provisioned")
+		}
+		a.queue.Add(key)
+	}()
+}
+
+// failureReason names a provisioning failure for the Provisioned condition.
+func failureReason(err error) (reason string, permanent bool) {
+	switch {
+	case errors.Is(err, disks.ErrChecksum):
+		return "ImageChecksumMismatch", true
+	case errors.Is(err, disks.ErrOutsideRoots):
+		return "HostPathNotAllowed", true
+	case errors.Is(err, errDownload):
+		return "ImageDownloadFailed", false
+	}
+	return "ProvisioningFailed", false
+}
+
+var errDownload = errors.New("image download failed")
+
+// provision prepares every file of vm's domain under its VM directory and
+// returns the domain config. It is idempotent: existing overlays and blank
+// disks are kept (they hold the guest's data).
+func (a *Agent) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run *provisionRun) (*hypervisor.DomainConfig, error) {
+	uid := string(vm.UID)
+	dir := a.vmDir(uid)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create VM directory %s: %w", dir, err)
+	}
+	memory := vm.Spec.Memory
+	if memory.IsZero() {
+		memory = resource.MustParse(v1alpha1.DefaultMemory)
+	}
+	cfg := &hypervisor.DomainConfig{
+		Owner:      hypervisor.Owner{Namespace: vm.Namespace, Name: vm.Name, UID: uid, Hypervisor: a.cfg.HypervisorName},
+		KVM:        a.cfg.KVM,
+		CPUs:       uint(max(vm.Spec.CPUs, 1)),
+		MemoryKiB:  uint64(memory.Value() / 1024),
+		UEFI:       vm.Spec.Firmware == v1alpha1.FirmwareUEFI,
+		ConsoleLog: filepath.Join(dir, "console.log"),
+	}
+	if k := vm.Spec.Kernel; k != nil {
+		path, err := a.file(ctx, k.Kernel, nil)
+		if err != nil {
+			return nil, fmt.Errorf("kernel: %w", err)
+		}
+		cfg.Kernel, cfg.Cmdline = path, k.Cmdline
+		if k.Initrd != nil {
+			if cfg.Initrd, err = a.file(ctx, *k.Initrd, nil); err != nil {
+				return nil, fmt.Errorf("initrd: %w", err)
+			}
+		}
+	}
+	for _, d := range vm.Spec.Disks {
+		dc, err := a.provisionDisk(ctx, vm, dir, d, run)
+		if err != nil {
+			run.setDisk(d.Name, v1alpha1.DiskFailed, "", err.Error())
+			return nil, fmt.Errorf("disk %s: %w", d.Name, err)
+		}
+		run.setDisk(d.Name, v1alpha1.DiskReady, "", "")
+		cfg.Disks = append(cfg.Disks, dc)
+	}
+	for _, nic := range vm.Spec.Interfaces {
+		n := hypervisor.NICConfig{Name: nic.Name, MAC: macFor(uid, nic.Name, nic.MACAddress)}
+		if nic.Type == v1alpha1.InterfaceTypeBridge {
+			n.Bridge = nic.Bridge
+		}
+		cfg.NICs = append(cfg.NICs, n)
+	}
+	// Validate now, so a spec libvirt cannot take fails as provisioning.
+	if _, err := hypervisor.DomainXML(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (a *Agent) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMachine, dir string, d v1alpha1.Disk, run *provisionRun) (hypervisor.DiskConfig, error) {
+	dc := hypervisor.DiskConfig{Name: d.Name, Bus: string(d.Bus), ReadOnly: d.ReadOnly}
+	switch {
+	case d.Image != nil:
+		base, err := a.fetch(ctx, *d.Image, func(done, total int64) {
+			a.reportProgress(vm, run, d.Name, done, total)
+		})
+		if err != nil {
+			return dc, err
+		}
+		dc.Path, dc.Format = filepath.Join(dir, "disk-"+d.Name+".qcow2"), "qcow2"
+		if err := disks.Overlay(ctx, base, dc.Path); err != nil {
+			return dc, err
+		}
+	case d.HostPath != nil:
+		path, err := disks.ConfineHostPath(d.HostPath.Path, a.cfg.AllowedHostPathRoots)
+		if err != nil {
+			return dc, err
+		}
+		format, err := disks.ImageFormat(ctx, path)
+		if err != nil {
+			return dc, err
+		}
+		dc.Path, dc.Format = path, format
+	case d.Blank != nil:
+		dc.Path, dc.Format = filepath.Join(dir, "disk-"+d.Name+".qcow2"), "qcow2"
+		if err := disks.Blank(ctx, dc.Path, d.Blank.Size.Value()); err != nil {
+			return dc, err
+		}
+	case d.CloudInit != nil:
+		dc.Path, dc.Format, dc.CDROM = filepath.Join(dir, "seed-"+d.Name+".iso"), "raw", true
+		err := disks.Seed(ctx, dc.Path, disks.SeedConfig{
+			InstanceID:    string(vm.UID),
+			LocalHostname: vm.Name,
+			UserData:      d.CloudInit.UserData,
+			NetworkData:   d.CloudInit.NetworkData,
+		})
+		if err != nil {
+			return dc, err
+		}
+	default:
+		return dc, fmt.Errorf("no source")
+	}
+	return dc, nil
+}
+
+// reportProgress records an image download's progress and enqueues the VM,
+// at most once per progressInterval.
+func (a *Agent) reportProgress(vm *v1alpha1.VirtualMachine, run *provisionRun, disk string, done, total int64) {
+	progress := fmt.Sprintf("%d bytes", done)
+	if total > 0 {
+		progress = fmt.Sprintf("%d%%", done*100/total)
+	}
+	run.setDisk(disk, v1alpha1.DiskImporting, progress, "")
+	run.mu.Lock()
+	due := a.now().Sub(run.lastReport) >= progressInterval
+	if due {
+		run.lastReport = a.now()
+	}
+	run.mu.Unlock()
+	if due {
+		a.queue.Add(vm.Namespace + "/" + vm.Name)
+	}
+}
+
+// file resolves a kernel or initrd source to a file on this host.
+func (a *Agent) file(ctx context.Context, src v1alpha1.FileSource, progress disks.Progress) (string, error) {
+	switch {
+	case src.Image != nil:
+		return a.fetch(ctx, *src.Image, progress)
+	case src.HostPath != nil:
+		return disks.ConfineHostPath(src.HostPath.Path, a.cfg.AllowedHostPathRoots)
+	}
+	return "", fmt.Errorf("no source")
+}
+
+func (a *Agent) fetch(ctx context.Context, img v1alpha1.ImageSource, progress disks.Progress) (string, error) {
+	path, err := a.images.Fetch(ctx, img.URL, img.SHA256, progress)
+	if err != nil && !errors.Is(err, disks.ErrChecksum) && ctx.Err() == nil {
+		return "", fmt.Errorf("%w: %w", errDownload, err)
+	}
+	return path, err
+}

@@ -1,0 +1,246 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+
+// Package app holds vessel-agent's options: flags, validation, and wiring
+// them into a running agent.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/node-agent/agent"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+)
+
+// Version is the agent's version, set at link time.
+var Version = "v0.0.0-dev"
+
+// Options are vessel-agent's flags.
+type Options struct {
+	Kubeconfig           string
+	HypervisorName       string
+	NodeLabels           map[string]string
+	StateDir             string
+	LibvirtSocket        string
+	AllowedHostPathRoots []string
+	MaxVMs               int32
+	ReservedCPUs         int32
+	ReservedMemory       string
+	HeartbeatInterval    time.Duration
+	ResyncPeriod         time.Duration
+	Workers              int
+	DaemonEndpoint       string
+	// Events is auto (when the API server also serves core Events, as
+	// kube-apiserver does), true or false.
+	Events         string
+	KVM            string
+	KVMProbeKernel string
+	KVMProbeTime   time.Duration
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	host, _ := os.Hostname()
+	return &Options{
+		HypervisorName:       strings.ToLower(host),
+		StateDir:             "/var/lib/vessel/agent",
+		LibvirtSocket:        hypervisor.DefaultSocket,
+		AllowedHostPathRoots: []string{"/var/lib/vessel/images"},
+		MaxVMs:               agent.DefaultMaxVMs,
+		ReservedMemory:       "0",
+		HeartbeatInterval:    agent.DefaultHeartbeatInterval,
+		ResyncPeriod:         agent.DefaultResyncPeriod,
+		Workers:              agent.DefaultWorkers,
+		Events:               "auto",
+		KVM:                  "auto",
+		KVMProbeTime:         8 * time.Second,
+	}
+}
+
+// AddFlags registers the options on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig reaching the vessel.dev API (through kube-apiserver, or vessel-apiserver directly); empty: in-cluster config")
+	fs.StringVar(&o.HypervisorName, "hypervisor-name", o.HypervisorName, "name of this node's Hypervisor object (default: the host name)")
+	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels put on the Hypervisor, matched by VM nodeSelectors (key=value,...)")
+	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "directory for the image cache (images/) and per-VM files (vms/<uid>/)")
+	fs.StringVar(&o.LibvirtSocket, "libvirt-socket", o.LibvirtSocket, "libvirtd's read-write UNIX socket")
+	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots, "directories hostPath disk sources must resolve into (symlinks are followed, escapes refused)")
+	fs.Int32Var(&o.MaxVMs, "max-vms", o.MaxVMs, "number of VMs this node accepts")
+	fs.Int32Var(&o.ReservedCPUs, "reserved-cpus", o.ReservedCPUs, "CPUs kept back from VMs")
+	fs.StringVar(&o.ReservedMemory, "reserved-memory", o.ReservedMemory, "memory kept back from VMs, for example 1Gi")
+	fs.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", o.HeartbeatInterval, "how often the Hypervisor status is refreshed")
+	fs.DurationVar(&o.ResyncPeriod, "resync-period", o.ResyncPeriod, "how often every VM is re-checked against libvirt")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "VMs reconciled in parallel")
+	fs.StringVar(&o.DaemonEndpoint, "daemon-endpoint", o.DaemonEndpoint, "host:port of this agent's stream server, published for consoles")
+	fs.StringVar(&o.Events, "events", o.Events, "record Kubernetes Events: auto (when the server serves core/v1 events), true or false")
+	fs.StringVar(&o.KVM, "kvm", o.KVM, "hardware acceleration: auto (probe with a real boot), true, or false (TCG)")
+	fs.StringVar(&o.KVMProbeKernel, "kvm-probe-kernel", o.KVMProbeKernel, "Linux kernel the KVM probe boots (default: newest /boot/vmlinuz-*)")
+	fs.DurationVar(&o.KVMProbeTime, "kvm-probe-timeout", o.KVMProbeTime, "how long the KVM probe guest may take to boot")
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.HypervisorName == "" {
+		errs = append(errs, errors.New("--hypervisor-name is required"))
+	} else if msgs := validation.IsDNS1123Subdomain(o.HypervisorName); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--hypervisor-name %q: %s", o.HypervisorName, strings.Join(msgs, "; ")))
+	}
+	for k, v := range o.NodeLabels {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--node-labels key %q: %s", k, strings.Join(msgs, "; ")))
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--node-labels value %q: %s", v, strings.Join(msgs, "; ")))
+		}
+	}
+	if o.StateDir == "" || !strings.HasPrefix(o.StateDir, "/") {
+		errs = append(errs, fmt.Errorf("--state-dir must be an absolute path, got %q", o.StateDir))
+	}
+	for _, r := range o.AllowedHostPathRoots {
+		if !strings.HasPrefix(r, "/") {
+			errs = append(errs, fmt.Errorf("--allowed-host-path-roots: %q is not absolute", r))
+		}
+	}
+	if o.MaxVMs < 1 {
+		errs = append(errs, fmt.Errorf("--max-vms must be at least 1, got %d", o.MaxVMs))
+	}
+	if o.ReservedCPUs < 0 {
+		errs = append(errs, fmt.Errorf("--reserved-cpus must not be negative, got %d", o.ReservedCPUs))
+	}
+	if q, err := resource.ParseQuantity(o.ReservedMemory); err != nil {
+		errs = append(errs, fmt.Errorf("--reserved-memory: %w", err))
+	} else if q.Sign() < 0 {
+		errs = append(errs, fmt.Errorf("--reserved-memory must not be negative, got %s", o.ReservedMemory))
+	}
+	if o.HeartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval must be positive"))
+	}
+	if o.ResyncPeriod <= 0 {
+		errs = append(errs, fmt.Errorf("--resync-period must be positive"))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", o.Workers))
+	}
+	for flag, v := range map[string]string{"--events": o.Events, "--kvm": o.KVM} {
+		if v != "auto" && v != "true" && v != "false" {
+			errs = append(errs, fmt.Errorf("%s must be auto, true or false, got %q", flag, v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// restConfig loads the kubeconfig, or the in-cluster config without one.
+func (o *Options) restConfig() (*rest.Config, error) {
+	if o.Kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+}
+
+// Run starts the agent and blocks until ctx ends.
+func (o *Options) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	cfg, err := o.restConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	cfg.UserAgent = "vessel-agent/" + Version
+	client, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	var events kubernetes.Interface
+	if o.Events != "false" {
+		kc, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		if o.Events == "true" || servesEvents(kc) {
+			events = kc
+		} else {
+			logger.Info("The API server does not serve core/v1 events: not recording Events")
+		}
+	}
+
+	kvm := o.KVM == "true"
+	if o.KVM == "auto" {
+		var why string
+		kvm, why = hypervisor.ProbeKVM(ctx, "", o.KVMProbeKernel, o.KVMProbeTime)
+		logger.Info("KVM probe", "kvm", kvm, "result", why)
+	}
+
+	lv := hypervisor.NewLibvirt(o.LibvirtSocket)
+	go lv.Run(ctx)
+	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := lv.WaitConnected(waitCtx); err != nil {
+		return fmt.Errorf("connect to libvirtd at %s: %w", o.LibvirtSocket, err)
+	}
+
+	a, err := agent.New(agent.Config{
+		Client:               client,
+		Events:               events,
+		Hypervisor:           lv,
+		KVM:                  kvm,
+		HypervisorName:       o.HypervisorName,
+		Labels:               o.NodeLabels,
+		StateDir:             o.StateDir,
+		AllowedHostPathRoots: o.AllowedHostPathRoots,
+		ReservedCPUs:         o.ReservedCPUs,
+		ReservedMemory:       resource.MustParse(o.ReservedMemory),
+		MaxVMs:               o.MaxVMs,
+		DaemonEndpoint:       o.DaemonEndpoint,
+		AgentVersion:         Version,
+		HeartbeatInterval:    o.HeartbeatInterval,
+		ResyncPeriod:         o.ResyncPeriod,
+		Workers:              o.Workers,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// servesEvents is true when the server has the core/v1 events resource
+// (kube-apiserver does; a bare vessel-apiserver does not).
+func servesEvents(kc kubernetes.Interface) bool {
+	rl, err := kc.Discovery().ServerResourcesForGroupVersion("v1")
+	if err != nil {
+		return false
+	}
+	for _, r := range rl.APIResources {
+		if r.Name == "events" {
+			return true
+		}
+	}
+	return false
+}
