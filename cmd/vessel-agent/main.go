@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Command vessel-agent is the Vessel node agent: it registers this host as
 // a Hypervisor and runs the VMs bound to it with libvirt.
 package main

@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package agent is the Vessel node agent's reconciler: it registers and
 // heartbeats the node's Hypervisor, watches the VMs bound to it and makes
 // libvirt match them, KubeVirt virt-handler style. Informer events, libvirt

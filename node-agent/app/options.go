@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package app holds vessel-agent's options: flags, validation, and wiring
 // them into a running agent.
 package app

@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package disks prepares the files a VM's domain uses: a node-local image
 // cache keyed by sha256, per-VM qcow2 overlays and blank disks, host paths
 // confined to allowed roots, and NoCloud seed ISOs.

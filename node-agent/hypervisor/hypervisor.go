@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package hypervisor hides libvirt behind one small interface. Every call is
 // keyed by the VM UID, which is also the domain UUID, and is idempotent:
 // deleting what is already gone succeeds. Domains without Vessel's owner
