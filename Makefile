@@ -18,7 +18,7 @@ build: ## Build vessel-apiserver, vessel-agent, kubectl-vm and vessel-up into _o
 .PHONY: deps
 deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest (cached).
 	hack/install-libvirt.sh
-	hack/build-kube-apiserver.sh
+	hack/build-kubernetes.sh
 	hack/build-etcd.sh
 	hack/build-guest.sh
 

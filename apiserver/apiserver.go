@@ -27,13 +27,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
-	restclient "k8s.io/client-go/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	restclient "k8s.io/client-go/rest"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/apis/vessel/install"
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
 	"github.com/vessel-vm/vessel/registry/vessel/restore"
 	"github.com/vessel-vm/vessel/registry/vessel/snapshot"
@@ -70,6 +71,9 @@ type ExtraConfig struct {
 	// CoreClientConfig reaches kube-apiserver (for leader election); nil
 	// when the server runs standalone.
 	CoreClientConfig *restclient.Config
+	// AdmissionInformers feed the admission plugins; started after the
+	// server is up. Nil when admission is off.
+	AdmissionInformers informers.SharedInformerFactory
 }
 
 // Config is the whole server configuration.
@@ -108,6 +112,15 @@ func (c CompletedConfig) New() (*Server, error) {
 	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = storage
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("install API group %s: %w", vessel.GroupName, err)
+	}
+	if f := c.ExtraConfig.AdmissionInformers; f != nil {
+		err := generic.AddPostStartHook("start-vessel-admission-informers", func(hook genericapiserver.PostStartHookContext) error {
+			f.Start(hook.Done())
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig)); err != nil {
 		return nil, err

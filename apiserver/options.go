@@ -21,11 +21,13 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
@@ -36,6 +38,9 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/apiserver/admission/agentrestriction"
+	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	generatedopenapi "github.com/vessel-vm/vessel/generated/openapi"
 )
 
@@ -91,10 +96,14 @@ func (o *Options) embeddedEtcd() bool {
 	return len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0
 }
 
-// Complete fills in derived values.
+// Complete fills in derived values and registers Vessel's admission plugins.
 func (o *Options) Complete() error {
 	for i, root := range o.AllowedHostPathRoots {
 		o.AllowedHostPathRoots[i] = filepath.Clean(root)
+	}
+	if admission := o.RecommendedOptions.Admission; admission != nil {
+		agentrestriction.Register(admission.Plugins)
+		admission.RecommendedPluginOrder = append(admission.RecommendedPluginOrder, agentrestriction.PluginName)
 	}
 	return nil
 }
@@ -136,14 +145,24 @@ func (o *Options) Config() (*Config, error) {
 	serverConfig.FeatureGate = utilfeature.DefaultFeatureGate
 	serverConfig.EffectiveVersion = basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", "")
 
+	var admissionInformers informers.SharedInformerFactory
+	o.RecommendedOptions.ExtraAdmissionInitializers = func(c *genericapiserver.RecommendedConfig) ([]admission.PluginInitializer, error) {
+		client, err := versioned.NewForConfig(c.LoopbackClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		admissionInformers = informers.NewSharedInformerFactory(client, 10*time.Minute)
+		return []admission.PluginInitializer{admissionInitializer{admissionInformers}}, nil
+	}
 	if err := o.RecommendedOptions.ApplyTo(serverConfig); err != nil {
 		return nil, fmt.Errorf("apply options: %w", err)
 	}
 	return &Config{
 		GenericConfig: serverConfig,
 		ExtraConfig: ExtraConfig{
-			Validation:       validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots},
-			CoreClientConfig: serverConfig.ClientConfig,
+			Validation:         validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots},
+			CoreClientConfig:   serverConfig.ClientConfig,
+			AdmissionInformers: admissionInformers,
 		},
 	}, nil
 }
@@ -182,4 +201,15 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	defer stop()
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+// admissionInitializer hands Vessel's plugins the informers they read.
+type admissionInitializer struct {
+	informers informers.SharedInformerFactory
+}
+
+func (i admissionInitializer) Initialize(plugin admission.Interface) {
+	if wants, ok := plugin.(agentrestriction.WantsInformerFactory); ok {
+		wants.SetVesselInformerFactory(i.informers)
+	}
 }

@@ -48,6 +48,10 @@ type Kind[T Object] struct {
 	Namespaced bool
 	// ResetFieldsVersion is the served version server-side apply tracks.
 	ResetFieldsVersion string
+	// ServerOwnedSpec are spec fields only subresources write (paths such as
+	// "spec", "powerAction"): server-side apply never assigns them to a
+	// writer of the main resource. KeepStatus must preserve them.
+	ServerOwnedSpec [][]string
 	// PrepareForCreate clears status (and sets its initial value).
 	PrepareForCreate func(obj T)
 	// KeepStatus copies old status into an object updated through the main resource.
@@ -88,8 +92,16 @@ func (s SpecStrategy[T]) NamespaceScoped() bool { return s.kind.Namespaced }
 // GetResetFields says status belongs to the status subresource, so
 // server-side apply never records it as owned by a spec writer.
 func (s SpecStrategy[T]) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+	paths := []fieldpath.Path{fieldpath.MakePathOrDie("status")}
+	for _, p := range s.kind.ServerOwnedSpec {
+		parts := make([]any, len(p))
+		for i, part := range p {
+			parts[i] = part
+		}
+		paths = append(paths, fieldpath.MakePathOrDie(parts...))
+	}
 	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(s.kind.ResetFieldsVersion): fieldpath.NewSet(fieldpath.MakePathOrDie("status")),
+		fieldpath.APIVersion(s.kind.ResetFieldsVersion): fieldpath.NewSet(paths...),
 	}
 }
 

@@ -38,7 +38,7 @@ type Options struct {
 	// StateDir holds PKI, data, PID files and logs; see DefaultStateDir.
 	StateDir string
 	// EtcdBinary and KubeAPIServerBinary default to DefaultBinDir's etcd
-	// and kube-apiserver (hack/build-etcd.sh, hack/build-kube-apiserver.sh).
+	// and kube-apiserver (hack/build-etcd.sh, hack/build-kubernetes.sh).
 	EtcdBinary          string
 	KubeAPIServerBinary string
 	// KubeControllerManagerBinary defaults to DefaultBinDir's

@@ -142,7 +142,7 @@ func requireControlPlane(t *testing.T) kubectl {
 	}
 	if _, err := os.Stat(filepath.Join(bin, "kube-apiserver")); err != nil {
 		if os.Getenv("VESSEL_E2E") == "" {
-			t.Skipf("kube-apiserver is not built (run hack/build-kube-apiserver.sh; set VESSEL_E2E=1 to fail instead): %v", err)
+			t.Skipf("kube-apiserver is not built (run hack/build-kubernetes.sh; set VESSEL_E2E=1 to fail instead): %v", err)
 		}
 		t.Fatalf("VESSEL_E2E is set but kube-apiserver is not built: %v", err)
 	}

@@ -18,7 +18,6 @@ limitations under the License.
 package snapshot
 
 import (
-
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/registry/generic"

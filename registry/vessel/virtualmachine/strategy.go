@@ -38,9 +38,16 @@ func kind(opts validation.Options) registry.Kind[*vessel.VirtualMachine] {
 			// Power actions and binding happen through their subresources.
 			vm.Spec.PowerAction = nil
 		},
-		KeepStatus: func(vm, old *vessel.VirtualMachine) { vm.Status = old.Status },
-		KeepSpec:   func(vm, old *vessel.VirtualMachine) { vm.Spec = old.Spec },
-		Spec:       func(vm *vessel.VirtualMachine) any { return vm.Spec },
+		// Power actions are desired state written only by the action
+		// subresources; an update through the main resource (kubectl
+		// replace of a manifest without it) keeps the last one.
+		ServerOwnedSpec: [][]string{{"spec", "powerAction"}},
+		KeepStatus: func(vm, old *vessel.VirtualMachine) {
+			vm.Status = old.Status
+			vm.Spec.PowerAction = old.Spec.PowerAction
+		},
+		KeepSpec: func(vm, old *vessel.VirtualMachine) { vm.Spec = old.Spec },
+		Spec:     func(vm *vessel.VirtualMachine) any { return vm.Spec },
 		Validate: func(vm *vessel.VirtualMachine) field.ErrorList {
 			return validation.ValidateVirtualMachine(vm, opts)
 		},

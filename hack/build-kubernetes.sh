@@ -2,30 +2,26 @@
 # Copyright The Vessel Authors.
 # SPDX-License-Identifier: Apache-2.0
 
-# Builds the upstream kube-apiserver from hack/tools/kube-apiserver (its own
-# Go module, so k8s.io/kubernetes stays out of Vessel's go.mod) into
-# _output/bin/kube-apiserver.
+# Builds the upstream kube-apiserver and kube-controller-manager from
+# hack/tools/kubernetes (its own Go module, so k8s.io/kubernetes stays out of
+# Vessel's go.mod) into _output/bin/.
 #
-# A cold build takes several minutes, so the build is skipped when the binary
-# is newer than every file of the tool module. Set FORCE=1 to rebuild anyway.
+# A cold build takes several minutes, so a binary is rebuilt only when it is
+# older than a file of the tool module. Set FORCE=1 to rebuild anyway.
 set -o errexit -o nounset -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TOOL_DIR="${ROOT}/hack/tools/kube-apiserver"
-OUT="${OUT:-${ROOT}/_output/bin/kube-apiserver}"
+TOOL_DIR="${ROOT}/hack/tools/kubernetes"
+BIN_DIR="${BIN_DIR:-${ROOT}/_output/bin}"
 
 up_to_date() {
-	[[ -x "${OUT}" ]] || return 1
+	local out=$1
+	[[ -x "${out}" ]] || return 1
 	local f
 	for f in "${TOOL_DIR}"/go.mod "${TOOL_DIR}"/go.sum "${TOOL_DIR}"/*.go "${BASH_SOURCE[0]}"; do
-		[[ "${OUT}" -nt "${f}" ]] || return 1
+		[[ "${out}" -nt "${f}" ]] || return 1
 	done
 }
-
-if [[ "${FORCE:-0}" != 1 ]] && up_to_date; then
-	echo "kube-apiserver is up to date: ${OUT}"
-	exit 0
-fi
 
 # The tool module must never be built in a workspace that includes Vessel.
 export GOWORK=off
@@ -57,9 +53,20 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	)
 done
 
-mkdir -p "$(dirname "${OUT}")"
-echo "building kube-apiserver ${version} (a cold build takes several minutes)"
-start=${SECONDS}
-go -C "${TOOL_DIR}" build -trimpath -ldflags "${ldflags[*]}" -o "${OUT}" .
-echo "built ${OUT} in $((SECONDS - start))s"
-"${OUT}" --version
+mkdir -p "${BIN_DIR}"
+# kube-apiserver is this module's main package; kube-controller-manager is
+# built straight from k8s.io/kubernetes (tools.go pins its dependencies).
+for target in kube-apiserver:. kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager; do
+	name=${target%%:*}
+	pkg=${target#*:}
+	out="${BIN_DIR}/${name}"
+	if [[ "${FORCE:-0}" != 1 ]] && up_to_date "${out}"; then
+		echo "${name} is up to date: ${out}"
+		continue
+	fi
+	echo "building ${name} ${version} (a cold build takes several minutes)"
+	start=${SECONDS}
+	go -C "${TOOL_DIR}" build -trimpath -ldflags "${ldflags[*]}" -o "${out}" "${pkg}"
+	echo "built ${out} in $((SECONDS - start))s"
+	"${out}" --version
+done
