@@ -190,15 +190,16 @@ func updateVM(ctx context.Context, store *genericregistry.Store, name, subresour
 	if err != nil {
 		return nil, err
 	}
-	var out *vessel.VirtualMachine
-	err = store.Storage.GuaranteedUpdate(ctx, key, &vessel.VirtualMachine{}, false, preconditions,
+	// The storage decodes what it wrote into out, with the new
+	// resourceVersion; the object the update function returns has none.
+	out := &vessel.VirtualMachine{}
+	err = store.Storage.GuaranteedUpdate(ctx, key, out, false, preconditions,
 		storage.SimpleUpdate(func(obj runtime.Object) (runtime.Object, error) {
 			vm := obj.(*vessel.VirtualMachine)
 			if err := change(vm); err != nil {
 				return nil, err
 			}
 			vm.Generation++
-			out = vm
 			return vm, nil
 		}), dryrun.IsDryRun(options.DryRun), nil)
 	if err != nil {
