@@ -58,8 +58,8 @@ type observation struct {
 }
 
 // activePhases are the phases in which the last status said QEMU ran.
+// Starting is not one: it also means "defined, about to be started".
 var activePhases = map[v1alpha1.VirtualMachinePhase]bool{
-	v1alpha1.VirtualMachineStarting: true,
 	v1alpha1.VirtualMachineRunning:  true,
 	v1alpha1.VirtualMachinePaused:   true,
 	v1alpha1.VirtualMachineStopping: true,

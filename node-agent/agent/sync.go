@@ -27,6 +27,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
@@ -302,8 +303,29 @@ func (a *Agent) writeStatus(ctx context.Context, vm *v1alpha1.VirtualMachine, st
 		return nil
 	}
 	oldPhase := vm.Status.Phase
-	vm.Status = status
-	if _, err := a.client.VesselV1alpha1().VirtualMachines(vm.Namespace).UpdateStatus(ctx, vm, metav1.UpdateOptions{}); err != nil {
+	vms := a.client.VesselV1alpha1().VirtualMachines(vm.Namespace)
+	update := vm.DeepCopy()
+	update.Status = status
+	_, err := vms.UpdateStatus(ctx, update, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		// The cached VM was stale (often: our own last write). The status is
+		// what this pass observed and did, which must not be lost (a start
+		// time, a stop reason): write it over the current object.
+		cur, gerr := vms.Get(ctx, vm.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("update status: %w", gerr)
+		}
+		if cur.UID != vm.UID {
+			return nil
+		}
+		if c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.VirtualMachineConditionScheduled); c != nil {
+			meta.SetStatusCondition(&status.Conditions, *c)
+		}
+		oldPhase = cur.Status.Phase
+		cur.Status = status
+		_, err = vms.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	}
+	if err != nil {
 		return fmt.Errorf("update status: %w", err)
 	}
 	if oldPhase != status.Phase {
