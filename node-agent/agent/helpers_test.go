@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 package agent_test
 
 import (
@@ -230,7 +229,7 @@ func (e *env) guestVM(name string, strategy v1alpha1.RunStrategy, userData strin
 				Initrd:  &v1alpha1.FileSource{Image: e.images["initrd.img"].source()},
 				Cmdline: "console=ttyS0 quiet",
 			},
-			Disks: []v1alpha1.Disk{{Name: "data", Image: e.images["disk.img"].source()}},
+			Disks:                         []v1alpha1.Disk{{Name: "data", Image: e.images["disk.img"].source()}},
 			TerminationGracePeriodSeconds: &grace,
 		},
 	}
