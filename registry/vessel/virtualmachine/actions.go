@@ -113,7 +113,10 @@ func (a Action) apply(vm *vessel.VirtualMachine, opts *vessel.VirtualMachineActi
 		vm.Spec.Paused = false
 		setPowerAction(vm, vessel.PowerActionStop, opts, now)
 	case ActionRestart:
-		if strategy == vessel.RunStrategyHalted || !running(vm) {
+		if strategy == vessel.RunStrategyHalted {
+			return notNow("VM is being stopped or stopped (runStrategy Halted): start it instead")
+		}
+		if !running(vm) {
 			return notNow("VM is not running (phase %s): start it instead", phaseOrPending(vm))
 		}
 		vm.Spec.Paused = false
