@@ -13,7 +13,7 @@ help: ## List the targets.
 
 .PHONY: build
 build: ## Build vessel-apiserver, vessel-agent, kubectl-vm and vessel-up into _output/bin.
-	go build -o $(BIN)/ ./cmd/...
+	go build -ldflags "-s -w" -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
 deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest (cached).
@@ -21,6 +21,7 @@ deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest 
 	hack/build-kubernetes.sh
 	hack/build-etcd.sh
 	hack/build-guest.sh
+	install -D -m 0644 -t /var/lib/vessel/images/vessel-guest _output/guest/vmlinuz _output/guest/initrd.img _output/guest/disk.img
 
 .PHONY: up
 up: deps build ## Set everything up and start the local control plane and an agent.

@@ -30,7 +30,7 @@ import (
 
 // startOrder lists the processes in the order they start; they stop in
 // reverse.
-var startOrder = []string{etcdName, kubeAPIServerName, kubeControllerManagerName, vesselAPIServerName}
+var startOrder = []string{etcdName, kubeAPIServerName, kubeControllerManagerName, vesselAPIServerName, agentName}
 
 // Options configure Start. The zero value of every field but StateDir has
 // a working default.
@@ -47,6 +47,10 @@ type Options struct {
 	// VesselAPIServerBinary defaults to DefaultBinDir's vessel-apiserver
 	// (`make build`).
 	VesselAPIServerBinary string
+	// AgentBinary defaults to DefaultBinDir's vessel-agent (`make build`).
+	AgentBinary string
+	// NoAgent starts the control plane without a node agent (no libvirt needed).
+	NoAgent bool
 	// KubectlBinary renders manifests (kubectl kustomize). Default: kubectl
 	// on PATH.
 	KubectlBinary string
@@ -77,6 +81,7 @@ func (o *Options) complete() error {
 	for name, path := range map[string]*string{
 		"etcd": &o.EtcdBinary, "kube-apiserver": &o.KubeAPIServerBinary,
 		"kube-controller-manager": &o.KubeControllerManagerBinary, "vessel-apiserver": &o.VesselAPIServerBinary,
+		"vessel-agent": &o.AgentBinary,
 	} {
 		if *path == "" {
 			*path = filepath.Join(bin, name)
@@ -89,7 +94,7 @@ func (o *Options) complete() error {
 		}
 		o.KubectlBinary = kubectl
 	}
-	for _, bin := range []*string{&o.EtcdBinary, &o.KubeAPIServerBinary, &o.KubeControllerManagerBinary, &o.VesselAPIServerBinary} {
+	for _, bin := range []*string{&o.EtcdBinary, &o.KubeAPIServerBinary, &o.KubeControllerManagerBinary, &o.VesselAPIServerBinary, &o.AgentBinary} {
 		abs, err := filepath.Abs(*bin)
 		if err != nil {
 			return fmt.Errorf("resolve %s: %w", *bin, err)
@@ -173,6 +178,14 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.startVesselAPIServer(ctx); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("start %s: %w", vesselAPIServerName, err)
+	}
+	if !opts.NoAgent {
+		begin := time.Now()
+		if err := c.startAgent(ctx); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("start %s: %w", agentName, err)
+		}
+		opts.Logf("%s ready (Hypervisor registered) in %v", agentName, time.Since(begin).Round(time.Millisecond))
 	}
 	return c, nil
 }

@@ -34,10 +34,11 @@ type Ports struct {
 	KubeAPIServer   int `json:"kubeAPIServer"`
 	VesselAPIServer int `json:"vesselAPIServer"`
 	ControllerMgr   int `json:"kubeControllerManager"`
+	Agent           int `json:"agent"`
 }
 
 func (p *Ports) all() []*int {
-	return []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr}
+	return []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr, &p.Agent}
 }
 
 // ensurePorts loads the saved ports and replaces any that is unset or now

@@ -92,7 +92,7 @@ func (c *Cluster) vesselAPIServerArgs() []string {
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
 		"--etcd-data-dir=" + filepath.Join(c.layout.root, "vessel-etcd"),
-		"--allowed-host-path-roots=" + filepath.Join(c.layout.root, "images"),
+		"--allowed-host-path-roots=" + ImagesDir,
 		"--profiling=false",
 	}
 }

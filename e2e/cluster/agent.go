@@ -1,0 +1,112 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+)
+
+const (
+	agentName = "vessel-agent"
+	// ImagesDir is where `make up` installs the test guest and the one root
+	// hostPath disks may come from, for the apiserver and the agent alike.
+	ImagesDir = "/var/lib/vessel/images"
+)
+
+// HypervisorName is the name the local agent registers: the host name.
+func HypervisorName() (string, error) {
+	name, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("host name: %w", err)
+	}
+	return name, nil
+}
+
+// startAgent runs one node agent on this host, authenticated to
+// kube-apiserver as system:vessel-agent:<host> in system:vessel-agents,
+// the identity the VesselAgentRestriction admission confines, and waits
+// until its Hypervisor is Ready.
+func (c *Cluster) startAgent(ctx context.Context) error {
+	name, err := HypervisorName()
+	if err != nil {
+		return err
+	}
+	cert, err := c.PKI.EnsureClientCert("agent-"+name, "system:vessel-agent:"+name, []string{"system:vessel-agents"})
+	if err != nil {
+		return fmt.Errorf("agent client certificate: %w", err)
+	}
+	kubeconfig := c.layout.kubeconfig(agentName)
+	if err := c.WriteKubeconfig(kubeconfig, "system:vessel-agent:"+name, cert); err != nil {
+		return err
+	}
+	args := []string{
+		"--kubeconfig=" + kubeconfig,
+		"--hypervisor-name=" + name,
+		"--state-dir=" + filepath.Join(c.layout.root, "agent"),
+		"--allowed-host-path-roots=" + ImagesDir,
+		fmt.Sprintf("--daemon-endpoint=127.0.0.1:%d", c.Ports.Agent),
+	}
+	p, err := startProcess(c.layout, agentName, c.opts.AgentBinary, args)
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, p)
+	return c.waitHypervisorReady(ctx, p, name)
+}
+
+func (c *Cluster) waitHypervisorReady(ctx context.Context, p *process, name string) error {
+	cfg, err := c.AdminConfig()
+	if err != nil {
+		return err
+	}
+	client, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
+	defer cancel()
+	last := "not registered yet"
+	for {
+		if !p.running() {
+			return fmt.Errorf("%s exited while starting; end of %s:\n%s", p.name, p.logFile, p.logTail())
+		}
+		hv, err := client.VesselV1alpha1().Hypervisors().Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			last = err.Error()
+		case meta.IsStatusConditionTrue(hv.Status.Conditions, v1alpha1.HypervisorConditionReady):
+			return nil
+		default:
+			last = "registered, not Ready"
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hypervisor %s not Ready (%s): %w; end of %s:\n%s", name, last, ctx.Err(), p.logFile, p.logTail())
+		case <-time.After(readyPollInterval):
+		}
+	}
+}
