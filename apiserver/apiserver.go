@@ -74,6 +74,9 @@ type ExtraConfig struct {
 	// AdmissionInformers feed the admission plugins; started after the
 	// server is up. Nil when admission is off.
 	AdmissionInformers informers.SharedInformerFactory
+	// DisableControllers serves the API without running the scheduler and
+	// the heartbeat monitor.
+	DisableControllers bool
 }
 
 // Config is the whole server configuration.
@@ -122,8 +125,10 @@ func (c CompletedConfig) New() (*Server, error) {
 			return nil, err
 		}
 	}
-	if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig)); err != nil {
-		return nil, err
+	if !c.ExtraConfig.DisableControllers {
+		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig)); err != nil {
+			return nil, err
+		}
 	}
 	return &Server{GenericAPIServer: generic}, nil
 }

@@ -60,6 +60,10 @@ type Options struct {
 	EtcdListen string
 	// AllowedHostPathRoots confine hostPath disk sources.
 	AllowedHostPathRoots []string
+	// DisableControllers keeps the scheduler and the heartbeat monitor from
+	// running in this process. It is not a flag: only embedders set it, such
+	// as tests of the API alone, which must not race a scheduler.
+	DisableControllers bool
 }
 
 // NewOptions returns options with Vessel's defaults.
@@ -163,6 +167,7 @@ func (o *Options) Config() (*Config, error) {
 			Validation:         validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots},
 			CoreClientConfig:   serverConfig.ClientConfig,
 			AdmissionInformers: admissionInformers,
+			DisableControllers: o.DisableControllers,
 		},
 	}, nil
 }

@@ -51,6 +51,10 @@ type TestServer struct {
 type Options struct {
 	// AllowedHostPathRoots overrides the server's default roots.
 	AllowedHostPathRoots []string
+	// DisableControllers serves the API alone: no scheduler binds VMs and
+	// no heartbeat monitor writes hypervisor conditions behind the test's
+	// back.
+	DisableControllers bool
 }
 
 // Start runs a server until tb ends. It fails tb if the server does not
@@ -75,6 +79,7 @@ func start(opts Options, dir string) (*TestServer, func(), error) {
 	if opts.AllowedHostPathRoots != nil {
 		o.AllowedHostPathRoots = opts.AllowedHostPathRoots
 	}
+	o.DisableControllers = opts.DisableControllers
 	ro := o.RecommendedOptions
 	ro.SecureServing.Listener = listener
 	ro.SecureServing.BindPort = listener.Addr().(*net.TCPAddr).Port
