@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BIN := _output/bin
 GO_TEST_FLAGS ?=
 # Packages whose tests need nothing but Go (and an in-process etcd).
-UNIT_PKGS := $(shell go list ./... | grep -v -e /e2e -e /node-agent)
+UNIT_PKGS = $(shell go list ./... | grep -v -e /e2e -e /node-agent)
 
 .DEFAULT_GOAL := help
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -98,6 +99,23 @@ func Age(t metav1.Time) string {
 		return "<unknown>"
 	}
 	return duration.HumanDuration(time.Since(t.Time))
+}
+
+// Bytes prints a memory or disk size the way people read it: 23.5Gi, 128Mi.
+// Quantities keep the unit they were written in (24684096Ki), which a table
+// column should not.
+func Bytes(q resource.Quantity) string {
+	v := float64(q.Value())
+	units := []string{"", "Ki", "Mi", "Gi", "Ti", "Pi"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if v == float64(int64(v)) {
+		return fmt.Sprintf("%d%s", int64(v), units[i])
+	}
+	return fmt.Sprintf("%.1f%s", v, units[i])
 }
 
 // OrNone prints "<none>" for an empty cell, as kubectl does.

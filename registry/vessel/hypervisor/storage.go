@@ -62,7 +62,7 @@ var tableConvertor = registry.TableConvertor[*vessel.Hypervisor]{
 			ready(h),
 			fmt.Sprintf("%d/%d", s.Allocated.VMs, s.Allocatable.VMs),
 			fmt.Sprintf("%d/%d", s.Allocated.CPUs, s.Allocatable.CPUs),
-			s.Allocated.Memory.String() + "/" + s.Allocatable.Memory.String(),
+			registry.Bytes(s.Allocated.Memory) + "/" + registry.Bytes(s.Allocatable.Memory),
 			strconv.FormatBool(s.KVM),
 			registry.OrNone(s.DaemonEndpoint),
 		}

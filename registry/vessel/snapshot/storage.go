@@ -57,7 +57,7 @@ var tableConvertor = registry.TableConvertor[*vessel.VirtualMachineSnapshot]{
 	Row: func(s *vessel.VirtualMachineSnapshot) []any {
 		size := "<none>"
 		if s.Status.Size != nil {
-			size = s.Status.Size.String()
+			size = registry.Bytes(*s.Status.Size)
 		}
 		return []any{
 			s.Spec.VirtualMachineName,

@@ -36,7 +36,7 @@ var tableConvertor = registry.TableConvertor[*vessel.VirtualMachine]{
 			registry.OrNone(vm.Spec.NodeName),
 			registry.OrNone(firstIP(vm)),
 			int64(vm.Spec.CPUs),
-			vm.Spec.Memory.String(),
+			registry.Bytes(vm.Spec.Memory),
 			string(vm.Spec.RunStrategy),
 		}
 	},
