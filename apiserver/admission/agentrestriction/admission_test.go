@@ -58,7 +58,9 @@ func TestValidate(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns"},
 		Spec:       vessel.VirtualMachineSnapshotSpec{VirtualMachineName: "theirs"},
 	}
-	hv := func(name string) *vessel.Hypervisor { return &vessel.Hypervisor{ObjectMeta: metav1.ObjectMeta{Name: name}} }
+	hv := func(name string) *vessel.Hypervisor {
+		return &vessel.Hypervisor{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	}
 
 	tests := []struct {
 		name                string
