@@ -94,7 +94,11 @@ func (o *Options) complete() error {
 		}
 		o.KubectlBinary = kubectl
 	}
-	for _, bin := range []*string{&o.EtcdBinary, &o.KubeAPIServerBinary, &o.KubeControllerManagerBinary, &o.VesselAPIServerBinary, &o.AgentBinary} {
+	binaries := []*string{&o.EtcdBinary, &o.KubeAPIServerBinary, &o.KubeControllerManagerBinary, &o.VesselAPIServerBinary}
+	if !o.NoAgent {
+		binaries = append(binaries, &o.AgentBinary)
+	}
+	for _, bin := range binaries {
 		abs, err := filepath.Abs(*bin)
 		if err != nil {
 			return fmt.Errorf("resolve %s: %w", *bin, err)

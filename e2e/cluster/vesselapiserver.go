@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -66,19 +67,56 @@ func (c *Cluster) startVesselAPIServer(ctx context.Context) error {
 	if err := c.applyLocalManifests(ctx); err != nil {
 		return err
 	}
+	p, err := c.runVesselAPIServer(ctx)
+	if p != nil {
+		c.procs = append(c.procs, p)
+	}
+	return err
+}
+
+// RestartVesselAPIServer starts the vessel-apiserver again, with the same
+// flags and the same embedded etcd data, after it died (tests kill it with
+// SIGKILL to play a crash), and waits until it is ready and kube-apiserver
+// reports the APIService Available again. It refuses to start a second
+// server next to one that still runs: two embedded etcds on one data
+// directory would corrupt it.
+func (c *Cluster) RestartVesselAPIServer(ctx context.Context) error {
+	i := slices.IndexFunc(c.procs, func(p *process) bool { return p.name == vesselAPIServerName })
+	if i < 0 {
+		return errors.New("restart vessel-apiserver: this Cluster did not start one")
+	}
+	old := c.procs[i]
+	select {
+	case <-old.exited:
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("restart vessel-apiserver: pid %d still runs; stop it first", old.pid)
+	}
+	p, err := c.runVesselAPIServer(ctx)
+	if p != nil {
+		c.procs[i] = p
+	}
+	if err != nil {
+		return fmt.Errorf("restart vessel-apiserver: %w", err)
+	}
+	return nil
+}
+
+// runVesselAPIServer starts the process and waits until it serves and its
+// APIService is Available. The process is returned whenever it started,
+// even when it never got ready, so that Stop ends it.
+func (c *Cluster) runVesselAPIServer(ctx context.Context) (*process, error) {
 	client, err := c.verifyingHTTPClient(c.PKI.ClusterCA.CertFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := startProcess(c.layout, vesselAPIServerName, c.opts.VesselAPIServerBinary, c.vesselAPIServerArgs())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.procs = append(c.procs, p)
 	if err := waitReady(ctx, p, client, c.VesselAPIServerURL()+"/readyz", c.opts.ReadyTimeout); err != nil {
-		return err
+		return p, err
 	}
-	return c.WaitAPIServiceAvailable(ctx, c.opts.ReadyTimeout)
+	return p, c.WaitAPIServiceAvailable(ctx, c.opts.ReadyTimeout)
 }
 
 func (c *Cluster) vesselAPIServerArgs() []string {
