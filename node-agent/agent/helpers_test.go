@@ -21,7 +21,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
+	"k8s.io/klog/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -250,6 +253,13 @@ func (e *env) create(vm *v1alpha1.VirtualMachine) *v1alpha1.VirtualMachine {
 	bound, err := vms.Bind(e.ctx, vm.Name, &v1alpha1.VirtualMachineBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: vm.Name}, Target: e.hvName,
 	}, metav1.CreateOptions{})
+	if apierrors.IsConflict(err) {
+		// A scheduler in the server may have bound it first; to us is fine.
+		bound, err = vms.Get(e.ctx, vm.Name, metav1.GetOptions{})
+		if err == nil && bound.Spec.NodeName != e.hvName {
+			e.t.Fatalf("VM %s was bound to %q, not to the test's hypervisor", vm.Name, bound.Spec.NodeName)
+		}
+	}
 	if err != nil {
 		e.t.Fatalf("bind VM %s: %v", vm.Name, err)
 	}
@@ -369,4 +379,14 @@ func condition(vm *v1alpha1.VirtualMachine, typ string) *metav1.Condition {
 		}
 	}
 	return nil
+}
+
+func TestMain(m *testing.M) {
+	// VESSEL_TEST_V=2 shows the agent's decisions.
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	if v := os.Getenv("VESSEL_TEST_V"); v != "" {
+		_ = fs.Set("v", v)
+	}
+	os.Exit(m.Run())
 }

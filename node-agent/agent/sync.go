@@ -28,7 +28,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
@@ -48,6 +47,17 @@ type vmRuntime struct {
 	// restartDone is the restart action whose stop half is done.
 	restartDone int64
 	prov        *provisionRun
+
+	// written is the VM as returned by the agent's last status write, and
+	// writtenFrom the resourceVersion that write replaced: while the cache
+	// still holds writtenFrom, it is stale and written is newer.
+	written     *v1alpha1.VirtualMachine
+	writtenFrom string
+	// lastStart is when the agent last started the guest, and
+	// unsavedStopReason a stop it noticed: facts that must survive a
+	// failed status write.
+	lastStart         *metav1.Time
+	unsavedStopReason string
 }
 
 type stopOp struct {
@@ -116,12 +126,21 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	vm := cached.DeepCopy()
-	if vm.Spec.NodeName != a.cfg.HypervisorName {
+	if cached.Spec.NodeName != a.cfg.HypervisorName {
 		return 0, nil
 	}
-	uid := string(vm.UID)
+	uid := string(cached.UID)
 	rt := a.runtime(key, uid)
+	vm := cached.DeepCopy()
+	if rt.written != nil && cached.ResourceVersion == rt.writtenFrom {
+		vm = rt.written.DeepCopy()
+	}
+	if rt.lastStart != nil && (vm.Status.StartedAt == nil || vm.Status.StartedAt.Before(rt.lastStart)) {
+		vm.Status.StartedAt = rt.lastStart.DeepCopy()
+	}
+	if rt.unsavedStopReason != "" {
+		vm.Status.StopReason = rt.unsavedStopReason
+	}
 	logger := klog.FromContext(ctx).WithValues("vm", key)
 
 	dom, conflict, err := a.lookupDomain(ctx, uid)
@@ -145,6 +164,9 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	}
 	wanted := !deleting && shouldRun(in)
 	stopReason := noticeStop(vm.Status.Phase, vm.Status.StopReason, dom, rt.stop != nil || !wanted)
+	if stopReason != vm.Status.StopReason {
+		rt.unsavedStopReason = stopReason
+	}
 	in.StopReason, in.Active = stopReason, active
 	if !active {
 		rt.stop = nil
@@ -207,6 +229,8 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 		}
 		logger.V(2).Info("Started domain", "paused", vm.Spec.Paused)
 		started = true
+		t := metav1.NewTime(now)
+		rt.lastStart = &t
 		if pending != nil && pending.Type == v1alpha1.PowerActionRestart {
 			rt.restartDone = pending.ID
 		}
@@ -275,7 +299,7 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 		}
 	}
 	status := computeStatus(vm, obs)
-	if err := a.writeStatus(ctx, vm, status); err != nil {
+	if err := a.writeStatus(ctx, vm, rt, status); err != nil {
 		return 0, err
 	}
 
@@ -298,36 +322,21 @@ func minPositive(a, b time.Duration) time.Duration {
 
 // writeStatus updates the VM's status when it changed, and records an
 // Event for a phase transition.
-func (a *Agent) writeStatus(ctx context.Context, vm *v1alpha1.VirtualMachine, status v1alpha1.VirtualMachineStatus) error {
+func (a *Agent) writeStatus(ctx context.Context, vm *v1alpha1.VirtualMachine, rt *vmRuntime, status v1alpha1.VirtualMachineStatus) error {
 	if equality.Semantic.DeepEqual(vm.Status, status) {
 		return nil
 	}
 	oldPhase := vm.Status.Phase
-	vms := a.client.VesselV1alpha1().VirtualMachines(vm.Namespace)
 	update := vm.DeepCopy()
 	update.Status = status
-	_, err := vms.UpdateStatus(ctx, update, metav1.UpdateOptions{})
-	if apierrors.IsConflict(err) {
-		// The cached VM was stale (often: our own last write). The status is
-		// what this pass observed and did, which must not be lost (a start
-		// time, a stop reason): write it over the current object.
-		cur, gerr := vms.Get(ctx, vm.Name, metav1.GetOptions{})
-		if gerr != nil {
-			return fmt.Errorf("update status: %w", gerr)
-		}
-		if cur.UID != vm.UID {
-			return nil
-		}
-		if c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.VirtualMachineConditionScheduled); c != nil {
-			meta.SetStatusCondition(&status.Conditions, *c)
-		}
-		oldPhase = cur.Status.Phase
-		cur.Status = status
-		_, err = vms.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-	}
+	updated, err := a.client.VesselV1alpha1().VirtualMachines(vm.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("update status: %w", err)
 	}
+	// Until the informer delivers this write, the next pass starts from it
+	// rather than from the cache's older copy.
+	rt.written, rt.writtenFrom = updated, vm.ResourceVersion
+	rt.unsavedStopReason = ""
 	if oldPhase != status.Phase {
 		klog.FromContext(ctx).V(2).Info("Phase changed", "vm", vm.Namespace+"/"+vm.Name, "from", oldPhase, "to", status.Phase, "stopReason", status.StopReason)
 		typ := corev1.EventTypeNormal
@@ -407,7 +416,7 @@ func (a *Agent) cleanup(ctx context.Context, key string, vm *v1alpha1.VirtualMac
 			Now: metav1.NewTime(a.now()), NodeName: a.cfg.HypervisorName, Domain: dom, Stopping: true,
 			StopReason: vm.Status.StopReason, ObservedActionID: vm.Status.ObservedPowerActionID,
 		}
-		if err := a.writeStatus(ctx, vm, computeStatus(vm, obs)); err != nil {
+		if err := a.writeStatus(ctx, vm, rt, computeStatus(vm, obs)); err != nil {
 			return 0, err
 		}
 		return requeue, nil
