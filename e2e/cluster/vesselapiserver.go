@@ -48,7 +48,8 @@ import (
 const (
 	vesselAPIServerName = "vessel-apiserver"
 	// vesselAPIService is the APIService that routes vessel.dev/v1alpha1.
-	vesselAPIService = "v1alpha1.vessel.dev"
+	vesselAPIService   = "v1alpha1.vessel.dev"
+	vesselGroupVersion = "vessel.dev/v1alpha1"
 	// fieldManager owns what the launcher applies.
 	fieldManager = "vessel-launcher"
 )
@@ -71,7 +72,39 @@ func (c *Cluster) startVesselAPIServer(ctx context.Context) error {
 	if p != nil {
 		c.procs = append(c.procs, p)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return c.waitOpenAPIPublished(ctx)
+}
+
+// waitOpenAPIPublished waits until kube-apiserver serves vessel.dev's
+// OpenAPI v3 document. It fetches it from the vessel-apiserver only after
+// the APIService turns Available, and until then `kubectl explain vm` fails
+// with "couldn't find resource".
+func (c *Cluster) waitOpenAPIPublished(ctx context.Context) error {
+	cfg, err := c.AdminConfig()
+	if err != nil {
+		return err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	const path = "apis/" + vesselGroupVersion
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
+	defer cancel()
+	for {
+		paths, err := dc.OpenAPIV3().Paths()
+		if _, ok := paths[path]; ok && err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kube-apiserver does not serve /openapi/v3/%s (last error: %v): %w", path, err, ctx.Err())
+		case <-time.After(readyPollInterval):
+		}
+	}
 }
 
 // RestartVesselAPIServer starts the vessel-apiserver again, with the same
