@@ -48,6 +48,8 @@ type observation struct {
 	ShouldRun bool
 	// Stopping is true while the agent is shutting the guest down.
 	Stopping bool
+	// WantPaused is spec.paused.
+	WantPaused bool
 	// Started is true when the agent started the guest in this pass.
 	Started          bool
 	StopReason       string
@@ -105,7 +107,7 @@ func computePhase(obs *observation) v1alpha1.VirtualMachinePhase {
 		if obs.Stopping {
 			return v1alpha1.VirtualMachineStopping
 		}
-		if dom.Reason == hypervisor.ReasonStartingUp {
+		if dom.Reason == hypervisor.ReasonStartingUp && !obs.WantPaused {
 			return v1alpha1.VirtualMachineStarting
 		}
 		return v1alpha1.VirtualMachinePaused

@@ -283,6 +283,7 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 		Conflict:         conflict,
 		ShouldRun:        run,
 		Stopping:         rt.stop != nil && active,
+		WantPaused:       vm.Spec.Paused,
 		Started:          started,
 		StopReason:       stopReason,
 		ObservedActionID: observed,
@@ -405,6 +406,10 @@ func (a *Agent) cleanup(ctx context.Context, key string, vm *v1alpha1.VirtualMac
 	}
 	if rt.prov != nil && rt.prov.cancel != nil {
 		rt.prov.cancel()
+		if rt.prov.state().InProgress {
+			// Let it stop writing into the VM directory before removing it.
+			return 200 * time.Millisecond, nil
+		}
 	}
 	uid := string(vm.UID)
 	if dom != nil && dom.State.Active() {

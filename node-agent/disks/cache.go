@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,10 +79,10 @@ func (c *Cache) Path(sum string) string {
 func (c *Cache) Fetch(ctx context.Context, url, sum string, progress Progress) (string, error) {
 	sum = strings.ToLower(sum)
 	if len(sum) != 64 {
-		return "", fmt.Errorf("image %s: sha256 %q is not 64 hex digits", url, sum)
+		return "", fmt.Errorf("image %s: sha256 %q is not 64 hex digits", redact(url), sum)
 	}
 	if _, err := hex.DecodeString(sum); err != nil {
-		return "", fmt.Errorf("image %s: sha256 %q is not hex", url, sum)
+		return "", fmt.Errorf("image %s: sha256 %q is not hex", redact(url), sum)
 	}
 	path := c.Path(sum)
 	if _, err := os.Stat(path); err == nil {
@@ -127,16 +128,21 @@ func (c *Cache) report(d *download, done, total int64) {
 	}
 }
 
-func (c *Cache) download(url, sum, path string, d *download) error {
+func (c *Cache) download(rawURL, sum, path string, d *download) error {
+	url := redact(rawURL)
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return fmt.Errorf("create image cache %s: %w", c.dir, err)
 	}
-	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", url, err)
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // its message repeats the URL
+		}
 		return fmt.Errorf("download %s: %w", url, err)
 	}
 	defer resp.Body.Close()
@@ -190,4 +196,19 @@ func (c *Cache) download(url, sum, path string, d *download) error {
 		return fmt.Errorf("download %s: %w", url, err)
 	}
 	return nil
+}
+
+// redact drops what may be a credential from a URL before it goes into an
+// error, a status message or a log: user info and the query string.
+func redact(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "redacted"
+	}
+	u.Fragment = ""
+	return u.String()
 }

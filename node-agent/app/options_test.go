@@ -1,0 +1,111 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestFlags(t *testing.T) {
+	o := NewOptions()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	err := fs.Parse([]string{
+		"--kubeconfig=/etc/vessel/agent.kubeconfig",
+		"--hypervisor-name=hv-1",
+		"--node-labels=zone=a,vessel.dev/gpu=none",
+		"--state-dir=/srv/vessel",
+		"--libvirt-socket=/tmp/libvirt-sock",
+		"--allowed-host-path-roots=/srv/images,/data",
+		"--max-vms=20",
+		"--reserved-cpus=1",
+		"--reserved-memory=2Gi",
+		"--heartbeat-interval=5s",
+		"--resync-period=1m",
+		"--workers=8",
+		"--daemon-endpoint=10.0.0.5:10250",
+		"--kvm=false",
+		"--events=false",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatalf("valid flags rejected: %v", err)
+	}
+	if o.Kubeconfig != "/etc/vessel/agent.kubeconfig" || o.HypervisorName != "hv-1" || o.StateDir != "/srv/vessel" ||
+		o.LibvirtSocket != "/tmp/libvirt-sock" || o.MaxVMs != 20 || o.ReservedCPUs != 1 || o.ReservedMemory != "2Gi" ||
+		o.HeartbeatInterval != 5*time.Second || o.ResyncPeriod != time.Minute || o.Workers != 8 ||
+		o.DaemonEndpoint != "10.0.0.5:10250" || o.KVM != "false" || o.Events != "false" {
+		t.Errorf("parsed options = %+v", o)
+	}
+	if len(o.NodeLabels) != 2 || o.NodeLabels["zone"] != "a" || o.NodeLabels["vessel.dev/gpu"] != "none" {
+		t.Errorf("labels = %v", o.NodeLabels)
+	}
+	if strings.Join(o.AllowedHostPathRoots, ",") != "/srv/images,/data" {
+		t.Errorf("roots = %v", o.AllowedHostPathRoots)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	o := NewOptions()
+	if o.StateDir != "/var/lib/vessel/agent" || strings.Join(o.AllowedHostPathRoots, ",") != "/var/lib/vessel/images" ||
+		o.LibvirtSocket != "/run/libvirt/libvirt-sock" || o.HeartbeatInterval != 10*time.Second {
+		t.Errorf("defaults = %+v", o)
+	}
+	o.HypervisorName = "hv"
+	if err := o.Validate(); err != nil {
+		t.Errorf("defaults do not validate: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Options)
+		want   string
+	}{
+		{"no name", func(o *Options) { o.HypervisorName = "" }, "--hypervisor-name is required"},
+		{"bad name", func(o *Options) { o.HypervisorName = "Bad_Name" }, "--hypervisor-name"},
+		{"bad label key", func(o *Options) { o.NodeLabels = map[string]string{"bad key": "v"} }, "--node-labels key"},
+		{"bad label value", func(o *Options) { o.NodeLabels = map[string]string{"k": "bad value!"} }, "--node-labels value"},
+		{"relative state dir", func(o *Options) { o.StateDir = "state" }, "--state-dir"},
+		{"relative root", func(o *Options) { o.AllowedHostPathRoots = []string{"images"} }, "--allowed-host-path-roots"},
+		{"no VMs", func(o *Options) { o.MaxVMs = 0 }, "--max-vms"},
+		{"negative cpus", func(o *Options) { o.ReservedCPUs = -1 }, "--reserved-cpus"},
+		{"bad memory", func(o *Options) { o.ReservedMemory = "lots" }, "--reserved-memory"},
+		{"negative memory", func(o *Options) { o.ReservedMemory = "-1Gi" }, "--reserved-memory"},
+		{"no heartbeat", func(o *Options) { o.HeartbeatInterval = 0 }, "--heartbeat-interval"},
+		{"no resync", func(o *Options) { o.ResyncPeriod = 0 }, "--resync-period"},
+		{"no workers", func(o *Options) { o.Workers = 0 }, "--workers"},
+		{"bad kvm", func(o *Options) { o.KVM = "maybe" }, "--kvm"},
+		{"bad events", func(o *Options) { o.Events = "yes" }, "--events"},
+	}
+	for _, tt := range tests {
+		o := NewOptions()
+		o.HypervisorName = "hv"
+		tt.mutate(o)
+		err := o.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Validate() = %v, want an error about %s", tt.name, err, tt.want)
+		}
+	}
+}

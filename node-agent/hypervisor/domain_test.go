@@ -1,0 +1,197 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package hypervisor
+
+import (
+	"strings"
+	"testing"
+
+	"libvirt.org/go/libvirtxml"
+)
+
+func testConfig() *DomainConfig {
+	return &DomainConfig{
+		Owner:      Owner{Namespace: "team-a", Name: "web", UID: "0b6f3b7e-6a5e-4a53-9d1c-3e7d1d6f0a11", Hypervisor: "hv1"},
+		CPUs:       2,
+		MemoryKiB:  128 * 1024,
+		Kernel:     "/cache/vmlinuz",
+		Initrd:     "/cache/initrd",
+		Cmdline:    "console=ttyS0 quiet",
+		ConsoleLog: "/state/vms/uid/console.log",
+		Disks: []DiskConfig{
+			{Name: "root", Path: "/state/vms/uid/disk-root.qcow2", Format: "qcow2", Bus: "virtio"},
+			{Name: "data", Path: "/images/data.raw", Format: "raw", Bus: "virtio", ReadOnly: true},
+			{Name: "seed", Path: "/state/vms/uid/seed-seed.iso", Format: "raw", Bus: "virtio", CDROM: true},
+			{Name: "scratch", Path: "/state/vms/uid/disk-scratch.qcow2", Format: "qcow2", Bus: "scsi"},
+		},
+		NICs: []NICConfig{{Name: "default", MAC: "52:54:00:01:02:03"}, {Name: "lan", Bridge: "br0", MAC: "52:54:00:04:05:06"}},
+	}
+}
+
+func TestDomainXML(t *testing.T) {
+	x, err := DomainXML(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(x); err != nil {
+		t.Fatalf("generated XML does not parse: %v\n%s", err, x)
+	}
+	check := func(what string, got, want any) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %v, want %v", what, got, want)
+		}
+	}
+	check("type", d.Type, "qemu")
+	check("name", d.Name, "team-a_web")
+	check("uuid", d.UUID, "0b6f3b7e-6a5e-4a53-9d1c-3e7d1d6f0a11")
+	check("memory", d.Memory.Value, uint(131072))
+	check("vcpu", d.VCPU.Value, uint(2))
+	check("machine", d.OS.Type.Machine, "pc")
+	check("kernel", d.OS.Kernel, "/cache/vmlinuz")
+	check("initrd", d.OS.Initrd, "/cache/initrd")
+	check("cmdline", d.OS.Cmdline, "console=ttyS0 quiet")
+	check("on_poweroff", d.OnPoweroff, "destroy")
+	check("on_crash", d.OnCrash, "destroy")
+	if d.Features == nil || d.Features.ACPI == nil {
+		t.Errorf("no ACPI: the guest could not see the power button")
+	}
+	if d.Features.TCG == nil || d.Features.TCG.TBCache == nil {
+		t.Errorf("no TCG translation cache size under TCG")
+	}
+
+	type disk struct {
+		dev, bus, device, file string
+		ro                     bool
+	}
+	var disks []disk
+	for _, dd := range d.Devices.Disks {
+		disks = append(disks, disk{dd.Target.Dev, dd.Target.Bus, dd.Device, dd.Source.File.File, dd.ReadOnly != nil})
+	}
+	want := []disk{
+		{"vda", "virtio", "disk", "/state/vms/uid/disk-root.qcow2", false},
+		{"vdb", "virtio", "disk", "/images/data.raw", true},
+		{"hdc", "ide", "cdrom", "/state/vms/uid/seed-seed.iso", true},
+		{"sda", "scsi", "disk", "/state/vms/uid/disk-scratch.qcow2", false},
+	}
+	if len(disks) != len(want) {
+		t.Fatalf("disks = %+v, want %+v", disks, want)
+	}
+	for i := range want {
+		if disks[i] != want[i] {
+			t.Errorf("disk %d = %+v, want %+v", i, disks[i], want[i])
+		}
+	}
+	if len(d.Devices.Controllers) != 1 || d.Devices.Controllers[0].Model != "virtio-scsi" {
+		t.Errorf("scsi disk without a virtio-scsi controller: %+v", d.Devices.Controllers)
+	}
+	if n := d.Devices.Interfaces; len(n) != 2 || n[0].Source.User == nil || n[0].Model.Type != "virtio" ||
+		n[0].MAC.Address != "52:54:00:01:02:03" || n[1].Source.Bridge == nil || n[1].Source.Bridge.Bridge != "br0" {
+		t.Errorf("interfaces = %+v", n)
+	}
+	if s := d.Devices.Serials; len(s) != 1 || s[0].Source.Pty == nil || s[0].Log == nil ||
+		s[0].Log.File != "/state/vms/uid/console.log" || s[0].Log.Append != "off" {
+		t.Errorf("serial = %+v", s)
+	}
+	if len(d.Devices.Consoles) != 1 {
+		t.Errorf("no console")
+	}
+
+	// The owner stamp is namespaced and reads back.
+	if !strings.Contains(d.Metadata.XML, MetadataNamespace) {
+		t.Fatalf("metadata without the vessel namespace: %s", d.Metadata.XML)
+	}
+	o, err := parseOwner(d.Metadata.XML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o != testConfig().Owner {
+		t.Errorf("owner = %+v, want %+v", o, testConfig().Owner)
+	}
+}
+
+func TestDomainXMLVariants(t *testing.T) {
+	cfg := testConfig()
+	cfg.KVM = true
+	cfg.Kernel, cfg.Initrd, cfg.Cmdline = "", "", ""
+	x, err := DomainXML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(x); err != nil {
+		t.Fatal(err)
+	}
+	if d.Type != "kvm" || d.Features.TCG != nil {
+		t.Errorf("KVM domain: type %s, tcg %+v", d.Type, d.Features.TCG)
+	}
+	if d.OS.Kernel != "" || len(d.OS.BootDevices) == 0 || d.OS.BootDevices[0].Dev != "hd" {
+		t.Errorf("disk boot: %+v", d.OS)
+	}
+	cfg.UEFI = true
+	x, _ = DomainXML(cfg)
+	_ = d.Unmarshal(x)
+	if d.OS.Firmware != "efi" {
+		t.Errorf("UEFI firmware = %q", d.OS.Firmware)
+	}
+
+	for name, mutate := range map[string]func(*DomainConfig){
+		"no uid":    func(c *DomainConfig) { c.Owner.UID = "" },
+		"no memory": func(c *DomainConfig) { c.MemoryKiB = 0 },
+		"bad bus":   func(c *DomainConfig) { c.Disks[0].Bus = "floppy" },
+		"ide is full": func(c *DomainConfig) {
+			for i := 0; i < 3; i++ {
+				c.Disks = append(c.Disks, DiskConfig{Name: "cd", Path: "/x.iso", CDROM: true})
+			}
+		},
+	} {
+		c := testConfig()
+		mutate(c)
+		if _, err := DomainXML(c); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestOwnerMetadataEscapes(t *testing.T) {
+	o := Owner{Namespace: "ns", Name: "a<b>&c", UID: "u", Hypervisor: "h"}
+	got, err := parseOwner(marshalOwner(o))
+	if err != nil || got != o {
+		t.Errorf("round trip = %+v, %v; want %+v", got, err, o)
+	}
+	if _, err := parseOwner("<vm xmlns='" + MetadataNamespace + "'><name>x</name></vm>"); err == nil {
+		t.Errorf("owner without uid accepted")
+	}
+}
+
+func TestDiskLetters(t *testing.T) {
+	for idx, want := range map[int]string{0: "a", 1: "b", 25: "z", 26: "aa", 27: "ab", 701: "zz", 702: "aaa"} {
+		if got := diskLetters(idx); got != want {
+			t.Errorf("diskLetters(%d) = %q, want %q", idx, got, want)
+		}
+	}
+}
+
+func TestVersionString(t *testing.T) {
+	if got := versionString(9000000); got != "9.0.0" {
+		t.Errorf("got %s", got)
+	}
+	if got := versionString(7002011); got != "7.2.11" {
+		t.Errorf("got %s", got)
+	}
+}
