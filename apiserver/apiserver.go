@@ -21,6 +21,7 @@ package apiserver
 
 import (
 	"fmt"
+	"net/http"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -77,6 +78,9 @@ type ExtraConfig struct {
 	// DisableControllers serves the API without running the scheduler and
 	// the heartbeat monitor.
 	DisableControllers bool
+	// AgentTransport is mutual TLS toward node agents' stream servers;
+	// nil disables console and log.
+	AgentTransport *http.Transport
 }
 
 // Config is the whole server configuration.
@@ -136,7 +140,15 @@ func (c CompletedConfig) New() (*Server, error) {
 // storage maps every resource and subresource path to its REST endpoint.
 func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	optsGetter := c.GenericConfig.RESTOptionsGetter
-	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation)
+	hypervisors, err := hypervisor.NewStorage(Scheme, optsGetter)
+	if err != nil {
+		return nil, err
+	}
+	agents := virtualmachine.Agents{Hypervisors: hypervisors.Main, Disabled: agentClientDisabled}
+	if c.ExtraConfig.AgentTransport != nil {
+		agents.Transport = c.ExtraConfig.AgentTransport
+	}
+	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation, agents)
 	if err != nil {
 		return nil, err
 	}
@@ -148,14 +160,12 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	hypervisors, err := hypervisor.NewStorage(Scheme, optsGetter)
-	if err != nil {
-		return nil, err
-	}
 	m := map[string]rest.Storage{
 		"virtualmachines":                vms.VirtualMachine,
 		"virtualmachines/status":         vms.Status,
 		"virtualmachines/binding":        vms.Binding,
+		"virtualmachines/console":        vms.Console,
+		"virtualmachines/log":            vms.Log,
 		"virtualmachinesnapshots":        snapshots.Main,
 		"virtualmachinesnapshots/status": snapshots.Status,
 		"virtualmachinerestores":         restores.Main,

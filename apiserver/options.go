@@ -27,9 +27,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	basecompatibility "k8s.io/component-base/compatibility"
@@ -60,6 +62,8 @@ type Options struct {
 	EtcdListen string
 	// AllowedHostPathRoots confine hostPath disk sources.
 	AllowedHostPathRoots []string
+	// AgentClient reaches node agents' stream servers for console and log.
+	AgentClient AgentClientOptions
 	// DisableControllers keeps the scheduler and the heartbeat monitor from
 	// running in this process. It is not a flag: only embedders set it, such
 	// as tests of the API alone, which must not race a scheduler.
@@ -93,6 +97,12 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Client URL of the embedded etcd (port 0 picks a free port).")
 	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots,
 		"Directories under which hostPath disk sources may lie. Empty forbids hostPath disks.")
+	fs.StringVar(&o.AgentClient.CAFile, "agent-ca-file", o.AgentClient.CAFile,
+		"CA bundle that verifies node agents' stream server certificates (console, log). Without the three --agent-* files, console and log answer 503.")
+	fs.StringVar(&o.AgentClient.CertFile, "agent-client-cert-file", o.AgentClient.CertFile,
+		"Client certificate presented to node agents' stream servers (its CN must be one the agents allow, vessel-apiserver by default).")
+	fs.StringVar(&o.AgentClient.KeyFile, "agent-client-key-file", o.AgentClient.KeyFile,
+		"Private key of --agent-client-cert-file.")
 }
 
 // embeddedEtcd is true when no external etcd is configured.
@@ -126,6 +136,7 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--allowed-host-path-roots: %q is not an absolute path", root))
 		}
 	}
+	errs = append(errs, o.AgentClient.validate()...)
 	if o.embeddedEtcd() && o.EtcdDataDir == "" {
 		errs = append(errs, fmt.Errorf("--etcd-data-dir is required when --etcd-servers is empty"))
 	}
@@ -148,6 +159,14 @@ func (o *Options) Config() (*Config, error) {
 	serverConfig.OpenAPIV3Config.Info.Version = v1alpha1.SchemeGroupVersion.Version
 	serverConfig.FeatureGate = utilfeature.DefaultFeatureGate
 	serverConfig.EffectiveVersion = basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", "")
+	// A console session lasts as long as the user keeps it: no request
+	// timeout, and it holds no in-flight or priority-and-fairness seat.
+	serverConfig.LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(
+		sets.NewString("watch", "proxy"), sets.NewString("console"))
+	agentTransport, err := o.AgentClient.transport()
+	if err != nil {
+		return nil, err
+	}
 
 	var admissionInformers informers.SharedInformerFactory
 	o.RecommendedOptions.ExtraAdmissionInitializers = func(c *genericapiserver.RecommendedConfig) ([]admission.PluginInitializer, error) {
@@ -168,6 +187,7 @@ func (o *Options) Config() (*Config, error) {
 			CoreClientConfig:   serverConfig.ClientConfig,
 			AdmissionInformers: admissionInformers,
 			DisableControllers: o.DisableControllers,
+			AgentTransport:     agentTransport,
 		},
 	}, nil
 }

@@ -69,6 +69,11 @@ func (c *Cluster) startAgent(ctx context.Context) error {
 		"--state-dir=" + filepath.Join(c.layout.root, "agent"),
 		"--allowed-host-path-roots=" + ImagesDir,
 		fmt.Sprintf("--daemon-endpoint=127.0.0.1:%d", c.Ports.Agent),
+		// The console stream server: serving certificate from AgentCA,
+		// and only the vessel-apiserver's AgentCA client certificate in.
+		"--stream-cert-file=" + c.PKI.AgentServer.CertFile,
+		"--stream-key-file=" + c.PKI.AgentServer.KeyFile,
+		"--stream-client-ca-file=" + c.PKI.AgentCA.CertFile,
 	}
 	p, err := startProcess(c.layout, agentName, c.opts.AgentBinary, args)
 	if err != nil {

@@ -165,6 +165,10 @@ func (c *Cluster) vesselAPIServerArgs() []string {
 		"--etcd-data-dir=" + filepath.Join(c.layout.root, "vessel-etcd"),
 		"--allowed-host-path-roots=" + ImagesDir,
 		"--profiling=false",
+		// Console and log reach the agent with mutual TLS.
+		"--agent-ca-file=" + c.PKI.AgentCA.CertFile,
+		"--agent-client-cert-file=" + c.PKI.AgentClient.CertFile,
+		"--agent-client-key-file=" + c.PKI.AgentClient.KeyFile,
 	}
 }
 

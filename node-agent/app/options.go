@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	"github.com/vessel-vm/vessel/node-agent/agent"
+	"github.com/vessel-vm/vessel/node-agent/console"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
@@ -57,6 +59,14 @@ type Options struct {
 	ResyncPeriod         time.Duration
 	Workers              int
 	DaemonEndpoint       string
+	// The console stream server: it listens on StreamAddress (default:
+	// DaemonEndpoint) with the serving certificate StreamCertFile/KeyFile
+	// and admits clients whose certificate StreamClientCAFile issued. It
+	// runs when the certificate is set.
+	StreamAddress      string
+	StreamCertFile     string
+	StreamKeyFile      string
+	StreamClientCAFile string
 	// Events is auto (when the API server also serves core Events, as
 	// kube-apiserver does), true or false.
 	Events         string
@@ -99,6 +109,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", o.ResyncPeriod, "how often every VM is re-checked against libvirt")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "VMs reconciled in parallel")
 	fs.StringVar(&o.DaemonEndpoint, "daemon-endpoint", o.DaemonEndpoint, "host:port of this agent's stream server, published for consoles")
+	fs.StringVar(&o.StreamAddress, "stream-address", o.StreamAddress, "address the console stream server listens on (default: --daemon-endpoint)")
+	fs.StringVar(&o.StreamCertFile, "stream-cert-file", o.StreamCertFile, "serving certificate of the console stream server; without it no console is served")
+	fs.StringVar(&o.StreamKeyFile, "stream-key-file", o.StreamKeyFile, "private key of --stream-cert-file")
+	fs.StringVar(&o.StreamClientCAFile, "stream-client-ca-file", o.StreamClientCAFile, "CA that issues the vessel-apiserver's client certificate; clients without one are refused")
 	fs.StringVar(&o.Events, "events", o.Events, "record Kubernetes Events: auto (when the server serves core/v1 events), true or false")
 	fs.StringVar(&o.KVM, "kvm", o.KVM, "hardware acceleration: auto (probe with a real boot), true, or false (TCG)")
 	fs.StringVar(&o.KVMProbeKernel, "kvm-probe-kernel", o.KVMProbeKernel, "Linux kernel the KVM probe boots (default: newest /boot/vmlinuz-*)")
@@ -148,6 +162,14 @@ func (o *Options) Validate() error {
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", o.Workers))
+	}
+	if o.StreamCertFile != "" || o.StreamKeyFile != "" || o.StreamClientCAFile != "" {
+		if o.StreamCertFile == "" || o.StreamKeyFile == "" || o.StreamClientCAFile == "" {
+			errs = append(errs, errors.New("--stream-cert-file, --stream-key-file and --stream-client-ca-file go together"))
+		}
+		if o.StreamAddress == "" && o.DaemonEndpoint == "" {
+			errs = append(errs, errors.New("the console stream server needs --stream-address or --daemon-endpoint"))
+		}
 	}
 	for flag, v := range map[string]string{"--events": o.Events, "--kvm": o.KVM} {
 		if v != "auto" && v != "true" && v != "false" {
@@ -205,6 +227,23 @@ func (o *Options) Run(ctx context.Context) error {
 		return fmt.Errorf("connect to libvirtd at %s: %w", o.LibvirtSocket, err)
 	}
 
+	// The agent stops when the stream server fails, and the other way round.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	streamErr := make(chan error, 1)
+	if o.StreamCertFile != "" {
+		serve, err := o.streamServer(lv)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := serve(ctx); err != nil {
+				streamErr <- err
+				stop()
+			}
+		}()
+	}
+
 	a, err := agent.New(agent.Config{
 		Client:               client,
 		Events:               events,
@@ -226,7 +265,40 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	select {
+	case serr := <-streamErr:
+		return serr
+	default:
+		return err
+	}
+}
+
+// streamServer listens for the console stream server now, so a bad
+// address or certificate fails the start, and returns the function that
+// serves until ctx ends.
+func (o *Options) streamServer(lv *hypervisor.Libvirt) (func(context.Context) error, error) {
+	tlsConfig, err := console.TLSConfig(o.StreamCertFile, o.StreamKeyFile, o.StreamClientCAFile)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := console.NewServer(console.Config{
+		Backend:  &console.Libvirt{Socket: o.LibvirtSocket},
+		Domains:  lv,
+		StateDir: o.StateDir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	addr := o.StreamAddress
+	if addr == "" {
+		addr = o.DaemonEndpoint
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("console stream server: %w", err)
+	}
+	return func(ctx context.Context) error { return srv.Serve(ctx, ln, tlsConfig) }, nil
 }
 
 // servesEvents is true when the server has the core/v1 events resource

@@ -43,10 +43,13 @@ type Storage struct {
 	Status         *registry.StatusREST
 	Binding        *BindingREST
 	Actions        map[Action]*ActionREST
+	Console        *ConsoleREST
+	Log            *LogREST
 }
 
-// NewStorage builds the VirtualMachine store and its subresources.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, opts validation.Options) (*Storage, error) {
+// NewStorage builds the VirtualMachine store and its subresources; agents
+// lets console and log reach the node agent running a VM.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, opts validation.Options, agents Agents) (*Storage, error) {
 	stores, err := registry.Resource[*vessel.VirtualMachine]{
 		Kind:       kind(opts),
 		New:        func() runtime.Object { return &vessel.VirtualMachine{} },
@@ -67,6 +70,8 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, op
 		Status:         stores.Status,
 		Binding:        &BindingREST{store: stores.Store},
 		Actions:        map[Action]*ActionREST{},
+		Console:        &ConsoleREST{store: stores.Store, agents: agents},
+		Log:            &LogREST{store: stores.Store, agents: agents},
 	}
 	for _, a := range Actions {
 		s.Actions[a] = &ActionREST{store: stores.Store, action: a}

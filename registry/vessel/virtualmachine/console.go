@@ -1,0 +1,261 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package virtualmachine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/proxy"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
+)
+
+// Agents is how the console and log subresources reach the node agent
+// running a VM.
+type Agents struct {
+	// Hypervisors reads the Hypervisor a VM is bound to, for its
+	// status.daemonEndpoint.
+	Hypervisors rest.Getter
+	// Transport speaks mutual TLS to agents' stream servers: the
+	// apiserver's client certificate, and the CA that issued the agents'
+	// serving certificates. It must expose its TLS configuration (an
+	// *http.Transport does) for the upgrade dial. Nil disables console and
+	// log.
+	Transport http.RoundTripper
+	// Disabled says why Transport is nil, for the 503 users get.
+	Disabled string
+}
+
+// ConsoleREST is the console subresource: a remote-command stream (WebSocket
+// v5.channel.k8s.io, or SPDY) to the VM's serial console, proxied to the
+// agent like pods/attach is to the kubelet.
+type ConsoleREST struct {
+	store  *genericregistry.Store
+	agents Agents
+}
+
+var _ rest.Connecter = &ConsoleREST{}
+
+// upgradeMethods are both served: browsers can only open WebSockets with GET.
+var upgradeMethods = []string{http.MethodGet, http.MethodPost}
+
+func (r *ConsoleREST) New() runtime.Object      { return &vessel.VirtualMachineConsoleOptions{} }
+func (r *ConsoleREST) Destroy()                 {}
+func (r *ConsoleREST) NamespaceScoped() bool    { return true }
+func (r *ConsoleREST) ConnectMethods() []string { return upgradeMethods }
+
+// NewConnectOptions returns the options the query decodes into (through the
+// scheme's url.Values conversion).
+func (r *ConsoleREST) NewConnectOptions() (runtime.Object, bool, string) {
+	return &vessel.VirtualMachineConsoleOptions{}, false, ""
+}
+
+// Connect checks the VM runs and returns a handler proxying the upgraded
+// stream to its agent.
+func (r *ConsoleREST) Connect(ctx context.Context, name string, obj runtime.Object, responder rest.Responder) (http.Handler, error) {
+	opts, ok := obj.(*vessel.VirtualMachineConsoleOptions)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("not a VirtualMachineConsoleOptions: %T", obj))
+	}
+	if errs := validation.ValidateVirtualMachineConsoleOptions(opts); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(vessel.Kind("VirtualMachineConsoleOptions"), name, errs)
+	}
+	vm, endpoint, err := r.agents.locate(ctx, r.store, name, "console", true)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	if opts.TailBytes > 0 {
+		q.Set("tailBytes", strconv.FormatInt(opts.TailBytes, 10))
+	}
+	if opts.Force {
+		q.Set("force", "true")
+	}
+	if opts.ReadOnly {
+		q.Set("readOnly", "true")
+	}
+	location := agentURL(endpoint, "console", vm, q)
+	return proxy.NewUpgradeAwareHandler(location, r.agents.Transport, false, true, proxy.NewErrorResponder(responder)), nil
+}
+
+// LogREST is the log subresource: recent console output of the VM, kept
+// by its agent (`kubectl vm logs`).
+type LogREST struct {
+	store  *genericregistry.Store
+	agents Agents
+}
+
+var _ rest.Connecter = &LogREST{}
+
+func (r *LogREST) New() runtime.Object      { return &vessel.VirtualMachineConsoleOptions{} }
+func (r *LogREST) Destroy()                 {}
+func (r *LogREST) NamespaceScoped() bool    { return true }
+func (r *LogREST) ConnectMethods() []string { return []string{http.MethodGet} }
+
+// NewConnectOptions reuses the console's options; log reads tailBytes only.
+func (r *LogREST) NewConnectOptions() (runtime.Object, bool, string) {
+	return &vessel.VirtualMachineConsoleOptions{}, false, ""
+}
+
+// Connect returns a handler that fetches the VM's recent console output
+// from its agent. Unlike console it works for a stopped VM, whose log
+// often says why it stopped.
+func (r *LogREST) Connect(ctx context.Context, name string, obj runtime.Object, responder rest.Responder) (http.Handler, error) {
+	opts, ok := obj.(*vessel.VirtualMachineConsoleOptions)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("not a VirtualMachineConsoleOptions: %T", obj))
+	}
+	if errs := validation.ValidateVirtualMachineConsoleOptions(opts); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(vessel.Kind("VirtualMachineConsoleOptions"), name, errs)
+	}
+	vm, endpoint, err := r.agents.locate(ctx, r.store, name, "log", false)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	if opts.TailBytes > 0 {
+		q.Set("tailBytes", strconv.FormatInt(opts.TailBytes, 10))
+	}
+	location := agentURL(endpoint, "logs", vm, q)
+	client := &http.Client{
+		Transport: r.agents.Transport,
+		// The agent never redirects; following one would leave the mTLS peer.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	ref := vm.Namespace + "/" + vm.Name
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		out, err := http.NewRequestWithContext(req.Context(), http.MethodGet, location.String(), nil)
+		if err != nil {
+			responder.Error(err)
+			return
+		}
+		resp, err := client.Do(out)
+		if err != nil {
+			responder.Error(apierrors.NewServiceUnavailable(fmt.Sprintf("reach the agent of VM %s at %s: %v", ref, endpoint, err)))
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			responder.Error(agentError(resp, ref))
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.Copy(w, resp.Body)
+	}), nil
+}
+
+// agentError turns an agent's failure answer into an API error.
+func agentError(resp *http.Response, ref string) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	status := metav1.Status{}
+	if json.Unmarshal(body, &status) == nil && status.Message != "" {
+		if status.Code == 0 {
+			status.Code = int32(resp.StatusCode)
+		}
+		status.Status = metav1.StatusFailure
+		return &apierrors.StatusError{ErrStatus: status}
+	}
+	return apierrors.NewServiceUnavailable(fmt.Sprintf("the agent of VM %s answered %s", ref, resp.Status))
+}
+
+// consolePhases are the phases in which a VM has a console to attach to.
+// Starting is included so a user can watch the boot.
+var consolePhases = map[vessel.VirtualMachinePhase]bool{
+	vessel.VirtualMachineStarting: true,
+	vessel.VirtualMachineRunning:  true,
+	vessel.VirtualMachinePaused:   true,
+	vessel.VirtualMachineStopping: true,
+}
+
+// locate reads the VM and the endpoint of the agent running it. With
+// mustRun, a VM that is not running is a 409 saying so.
+func (a Agents) locate(ctx context.Context, store *genericregistry.Store, name, subresource string, mustRun bool) (*vessel.VirtualMachine, string, error) {
+	if a.Transport == nil {
+		reason := a.Disabled
+		if reason == "" {
+			reason = "the vessel-apiserver has no client certificate for node agents"
+		}
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("virtualmachines/%s is disabled: %s", subresource, reason))
+	}
+	obj, err := store.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, "", err
+	}
+	vm := obj.(*vessel.VirtualMachine)
+	ref := vm.Namespace + "/" + vm.Name
+	if mustRun && !consolePhases[vm.Status.Phase] {
+		return nil, "", conflict(vm, subresource, fmt.Sprintf("VM %s is not running (phase %s)", ref, phaseOrPending(vm)))
+	}
+	if vm.Spec.NodeName == "" {
+		return nil, "", conflict(vm, subresource, fmt.Sprintf("VM %s is not scheduled to a hypervisor yet (phase %s)", ref, phaseOrPending(vm)))
+	}
+	hvObj, err := a.Hypervisors.Get(genericapirequest.WithNamespace(ctx, ""), vm.Spec.NodeName, &metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("hypervisor %s of VM %s does not exist", vm.Spec.NodeName, ref))
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	endpoint := hvObj.(*vessel.Hypervisor).Status.DaemonEndpoint
+	if endpoint == "" {
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("hypervisor %s of VM %s publishes no stream endpoint (status.daemonEndpoint): its agent serves no consoles", vm.Spec.NodeName, ref))
+	}
+	if _, _, err := net.SplitHostPort(endpoint); err != nil {
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("hypervisor %s of VM %s publishes a bad stream endpoint %q: %v", vm.Spec.NodeName, ref, endpoint, err))
+	}
+	return vm, endpoint, nil
+}
+
+// agentURL is https://<endpoint>/<kind>/<namespace>/<name>/<uid>?<q>. The
+// UID lets the agent refuse a domain that belongs to another VM.
+func agentURL(endpoint, kind string, vm *vessel.VirtualMachine, q url.Values) *url.URL {
+	return &url.URL{
+		Scheme:   "https",
+		Host:     endpoint,
+		Path:     "/" + path.Join(kind, vm.Namespace, vm.Name, string(vm.UID)),
+		RawQuery: q.Encode(),
+	}
+}
+
+// conflict is a 409 whose message is msg alone, without the generic
+// "Operation cannot be fulfilled" preamble, since kubectl vm prints it as is.
+func conflict(vm *vessel.VirtualMachine, subresource, msg string) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    http.StatusConflict,
+		Reason:  metav1.StatusReasonConflict,
+		Message: msg,
+		Details: &metav1.StatusDetails{Group: vessel.GroupName, Kind: "virtualmachines/" + subresource, Name: vm.Name},
+	}}
+}
