@@ -252,9 +252,15 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 		if dom, conflict, err = a.lookupDomain(ctx, uid); err != nil {
 			return 0, err
 		}
+		wasActive := active
 		active = dom != nil && dom.State.Active()
 		if !active {
 			rt.stop = nil
+		}
+		if wasActive && !active {
+			// This pass stopped it (a forced stop takes effect at once).
+			stopReason = StopReasonRequested
+			rt.unsavedStopReason = stopReason
 		}
 	}
 

@@ -1,0 +1,84 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package agent_test
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+)
+
+// TestRunStrategies: guests that power themselves off stay off under
+// RerunOnFailure and Once; a Manual VM waits for a start action.
+func TestRunStrategies(t *testing.T) {
+	e := newEnv(t)
+	e.startAgent()
+	suffix := rand.String(5)
+	powerOff := "#!/bin/sh\necho powering off; poweroff -f\n"
+	rerun := e.create(e.guestVM("rerun-off-"+suffix, v1alpha1.RunStrategyRerunOnFailure, powerOff))
+	once := e.create(e.guestVM("once-off-"+suffix, v1alpha1.RunStrategyOnce, powerOff))
+	manual := e.create(e.guestVM("manual-"+suffix, v1alpha1.RunStrategyManual, ""))
+
+	for _, vm := range []*v1alpha1.VirtualMachine{rerun, once} {
+		got := e.waitVM(vm.Name, "stopped by the guest", bootTimeout, func(vm *v1alpha1.VirtualMachine) bool {
+			return vm.Status.Phase == v1alpha1.VirtualMachineStopped && vm.Status.StopReason == "GuestShutdown"
+		})
+		if got.Status.StartedAt == nil {
+			t.Errorf("VM %s: never reported as started", vm.Name)
+		}
+	}
+	got := e.waitPhase(manual.Name, v1alpha1.VirtualMachineStopped, 60*time.Second)
+	if got.Status.StartedAt != nil {
+		t.Errorf("Manual VM started without a start action: %s", describe(got))
+	}
+
+	// They stay off.
+	time.Sleep(3 * time.Second)
+	for _, vm := range []*v1alpha1.VirtualMachine{rerun, once, manual} {
+		if d := e.domain(vm); d == nil || d.State != hypervisor.StateShutoff {
+			t.Errorf("VM %s: domain %+v, want defined and shut off", vm.Name, d)
+		}
+		if got := e.get(vm.Name); got.Status.Phase != v1alpha1.VirtualMachineStopped {
+			t.Errorf("VM %s: %s, want to stay Stopped", vm.Name, describe(got))
+		}
+	}
+
+	// A start action runs the Manual VM.
+	vms := e.client.VesselV1alpha1().VirtualMachines(testNamespace)
+	started, err := vms.Start(e.ctx, manual.Name, &v1alpha1.VirtualMachineActionOptions{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	got = e.waitPhase(manual.Name, v1alpha1.VirtualMachineRunning, bootTimeout)
+	if got.Status.ObservedPowerActionID != started.Spec.PowerAction.ID {
+		t.Errorf("start action not recorded: %s", describe(got))
+	}
+	// A forced stop (grace 0) destroys it at once.
+	zero := int64(0)
+	if _, err := vms.Stop(e.ctx, manual.Name, &v1alpha1.VirtualMachineActionOptions{GracePeriodSeconds: &zero}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	got = e.waitPhase(manual.Name, v1alpha1.VirtualMachineStopped, 30*time.Second)
+	if got.Status.StopReason != "Requested" {
+		t.Errorf("forced stop: %s", describe(got))
+	}
+}
