@@ -152,11 +152,11 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	snapshots, err := snapshot.NewStorage(Scheme, optsGetter)
+	snapshots, err := snapshot.NewStorage(Scheme, optsGetter, vms.VirtualMachine)
 	if err != nil {
 		return nil, err
 	}
-	restores, err := restore.NewStorage(Scheme, optsGetter)
+	restores, err := restore.NewStorage(Scheme, optsGetter, vms.VirtualMachine, snapshots.Main)
 	if err != nil {
 		return nil, err
 	}

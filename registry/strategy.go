@@ -64,6 +64,11 @@ type Kind[T Object] struct {
 	Validate             func(obj T) field.ErrorList
 	ValidateUpdate       func(obj, old T) field.ErrorList
 	ValidateStatusUpdate func(obj, old T) field.ErrorList
+	// Resolve, when set, runs on create with the request context, after
+	// PrepareForCreate: it looks up the objects obj refers to, fills in
+	// what follows from them (owner references) and reports references
+	// that do not resolve. Storage rejects the create with those errors.
+	Resolve func(ctx context.Context, obj T) field.ErrorList
 	// Fields are the field selectors the kind serves, besides metadata.name and
 	// metadata.namespace.
 	Fields func(obj T) fields.Set
@@ -119,8 +124,12 @@ func (s SpecStrategy[T]) PrepareForUpdate(_ context.Context, obj, old runtime.Ob
 	}
 }
 
-func (s SpecStrategy[T]) Validate(_ context.Context, obj runtime.Object) field.ErrorList {
-	return s.kind.Validate(obj.(T))
+func (s SpecStrategy[T]) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
+	errs := s.kind.Validate(obj.(T))
+	if s.kind.Resolve != nil && len(errs) == 0 {
+		errs = s.kind.Resolve(ctx, obj.(T))
+	}
+	return errs
 }
 
 func (s SpecStrategy[T]) ValidateUpdate(_ context.Context, obj, old runtime.Object) field.ErrorList {

@@ -18,8 +18,11 @@ limitations under the License.
 package snapshot
 
 import (
+	"context"
+
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/registry/generic"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
@@ -28,21 +31,34 @@ import (
 	"github.com/vessel-vm/vessel/registry"
 )
 
-var kind = registry.Kind[*vessel.VirtualMachineSnapshot]{
-	Namespaced:         true,
-	ResetFieldsVersion: v1alpha1.SchemeGroupVersion.String(),
-	PrepareForCreate: func(s *vessel.VirtualMachineSnapshot) {
-		s.Status = vessel.VirtualMachineSnapshotStatus{Phase: vessel.SnapshotPending}
-	},
-	KeepStatus:           func(s, old *vessel.VirtualMachineSnapshot) { s.Status = old.Status },
-	KeepSpec:             func(s, old *vessel.VirtualMachineSnapshot) { s.Spec = old.Spec },
-	Spec:                 func(s *vessel.VirtualMachineSnapshot) any { return s.Spec },
-	Validate:             validation.ValidateVirtualMachineSnapshot,
-	ValidateUpdate:       validation.ValidateVirtualMachineSnapshotUpdate,
-	ValidateStatusUpdate: validation.ValidateVirtualMachineSnapshotStatusUpdate,
-	Fields: func(s *vessel.VirtualMachineSnapshot) fields.Set {
-		return fields.Set{"spec.virtualMachineName": s.Spec.VirtualMachineName, "status.phase": string(s.Status.Phase)}
-	},
+func kind(vms registry.Getter) registry.Kind[*vessel.VirtualMachineSnapshot] {
+	return registry.Kind[*vessel.VirtualMachineSnapshot]{
+		Namespaced:         true,
+		ResetFieldsVersion: v1alpha1.SchemeGroupVersion.String(),
+		PrepareForCreate: func(s *vessel.VirtualMachineSnapshot) {
+			s.Status = vessel.VirtualMachineSnapshotStatus{Phase: vessel.SnapshotPending}
+		},
+		KeepStatus:           func(s, old *vessel.VirtualMachineSnapshot) { s.Status = old.Status },
+		KeepSpec:             func(s, old *vessel.VirtualMachineSnapshot) { s.Spec = old.Spec },
+		Spec:                 func(s *vessel.VirtualMachineSnapshot) any { return s.Spec },
+		Validate:             validation.ValidateVirtualMachineSnapshot,
+		ValidateUpdate:       validation.ValidateVirtualMachineSnapshotUpdate,
+		ValidateStatusUpdate: validation.ValidateVirtualMachineSnapshotStatusUpdate,
+		Fields: func(s *vessel.VirtualMachineSnapshot) fields.Set {
+			return fields.Set{"spec.virtualMachineName": s.Spec.VirtualMachineName, "status.phase": string(s.Status.Phase)}
+		},
+		// A snapshot belongs to its VM: it must exist, and the garbage
+		// collector deletes the snapshot with it.
+		Resolve: func(ctx context.Context, s *vessel.VirtualMachineSnapshot) field.ErrorList {
+			path := field.NewPath("spec", "virtualMachineName")
+			vm, err := registry.GetVirtualMachine(ctx, vms, s.Spec.VirtualMachineName, path)
+			if err != nil {
+				return field.ErrorList{err}
+			}
+			registry.SetOwner(s, vm)
+			return nil
+		},
+	}
 }
 
 var tableConvertor = registry.TableConvertor[*vessel.VirtualMachineSnapshot]{
@@ -71,9 +87,10 @@ var tableConvertor = registry.TableConvertor[*vessel.VirtualMachineSnapshot]{
 }
 
 // NewStorage builds the VirtualMachineSnapshot store and its status subresource.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*registry.Stores, error) {
+// vms looks up the VM a new snapshot names.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, vms registry.Getter) (*registry.Stores, error) {
 	return registry.Resource[*vessel.VirtualMachineSnapshot]{
-		Kind:       kind,
+		Kind:       kind(vms),
 		New:        func() runtime.Object { return &vessel.VirtualMachineSnapshot{} },
 		NewList:    func() runtime.Object { return &vessel.VirtualMachineSnapshotList{} },
 		Plural:     "virtualmachinesnapshots",
