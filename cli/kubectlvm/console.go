@@ -124,15 +124,19 @@ func (o *Options) console(ctx context.Context, t *target, co consoleOptions) err
 		}
 	}()
 
+	// The executors read stdin only once the stream is up: that first read
+	// is when to say so, not before (a refusal would follow the banner).
+	banner := func() {
+		fmt.Fprintf(o.ErrOut, "Connected to the console of VM %s (escape sequence: ^])%s", t.Ref(), term.newline())
+	}
 	in := &escapeReader{r: o.In, escape: escapeByte, onEscape: detach}
-	var stdin io.Reader = in
+	var stdin io.Reader = &firstRead{r: in, first: banner}
 	if co.readOnly {
 		stdin = nil
+		banner()
 		// Local input is still read, for the escape key.
 		go func() { _, _ = io.Copy(io.Discard, in) }()
 	}
-
-	fmt.Fprintf(o.ErrOut, "Connected to the console of VM %s (escape sequence: ^])\r\n", t.Ref())
 	if err := term.makeRaw(); err != nil {
 		return err
 	}
@@ -245,6 +249,18 @@ func (o *Options) executor(t *target, co consoleOptions) (remotecommand.Executor
 		}
 		return true
 	})
+}
+
+// firstRead calls first before the first read.
+type firstRead struct {
+	r     io.Reader
+	once  sync.Once
+	first func()
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	f.once.Do(f.first)
+	return f.r.Read(p)
 }
 
 // escapeReader passes input through until the escape byte, then ends (EOF)

@@ -59,6 +59,16 @@ func (t *terminal) makeRaw() error {
 	return nil
 }
 
+// newline ends a line on the terminal, raw or not.
+func (t *terminal) newline() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != nil {
+		return "\r\n"
+	}
+	return "\n"
+}
+
 func (t *terminal) restore() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
