@@ -111,13 +111,19 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvOn(t, "")
+}
+
+// newEnvOn is newEnv with the agent's libvirt connection on socket.
+func newEnvOn(t *testing.T, socket string) *env {
+	t.Helper()
 	requireLibvirt(t)
 	gd := guestDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
 	server := apiservertesting.Start(t, apiservertesting.Options{})
-	lv := hypervisor.NewLibvirt("")
+	lv := hypervisor.NewLibvirt(socket)
 	go lv.Run(ctx)
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
