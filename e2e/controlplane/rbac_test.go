@@ -43,8 +43,8 @@ const (
 	conflict outcome = "409"
 	// forbidden: 403.
 	forbidden outcome = "forbidden"
-	// authorized: any answer but 401 or 403. The console of a VM that runs
-	// nowhere cannot succeed, but must fail past authorization.
+	// authorized: any answer but 401 or 403. The console or log of a VM
+	// that runs nowhere cannot succeed, but must fail past authorization.
 	authorized outcome = "authorized"
 )
 
@@ -107,6 +107,7 @@ var rbacMatrix = []access{
 	{user: "alice", verb: "create", resource: "virtualmachines/unpause", namespace: teamA, want: conflict},
 	{user: "alice", verb: "get", resource: "virtualmachines/console", namespace: teamA, want: authorized},
 	{user: "alice", verb: "create", resource: "virtualmachines/console", namespace: teamA, want: authorized},
+	{user: "alice", verb: "get", resource: "virtualmachines/log", namespace: teamA, want: authorized},
 	{user: "alice", verb: "create", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
 	{user: "alice", verb: "get", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
 	{user: "alice", verb: "list", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
@@ -143,6 +144,7 @@ var rbacMatrix = []access{
 	{user: "alice", verb: "create", resource: "virtualmachines/start", namespace: teamB, vm: v1alpha1.RunStrategyHalted, want: forbidden},
 	{user: "alice", verb: "create", resource: "virtualmachines/stop", namespace: teamB, want: forbidden},
 	{user: "alice", verb: "get", resource: "virtualmachines/console", namespace: teamB, want: forbidden},
+	{user: "alice", verb: "get", resource: "virtualmachines/log", namespace: teamB, want: forbidden},
 	{user: "alice", verb: "list", resource: "virtualmachinesnapshots", namespace: teamB, want: forbidden},
 	{user: "alice", verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, want: forbidden},
 	{user: "alice", verb: "create", resource: "virtualmachinerestores", namespace: teamB, want: forbidden},
@@ -156,6 +158,8 @@ var rbacMatrix = []access{
 	{user: "bob", verb: "watch", resource: "virtualmachinesnapshots", namespace: teamB, want: allowed},
 	{user: "bob", verb: "get", resource: "virtualmachinerestores", namespace: teamB, want: allowed},
 	{user: "bob", verb: "list", resource: "virtualmachinerestores", namespace: teamB, want: allowed},
+	// The console log is readable, as pods/log is with view.
+	{user: "bob", verb: "get", resource: "virtualmachines/log", namespace: teamB, want: authorized},
 	// ...and nothing more: no writes, no actions, no console,
 	{user: "bob", verb: "create", resource: "virtualmachines", namespace: teamB, want: forbidden},
 	{user: "bob", verb: "update", resource: "virtualmachines", namespace: teamB, want: forbidden},
@@ -183,6 +187,7 @@ var rbacMatrix = []access{
 	{user: "bob", verb: "delete", resource: "virtualmachines", namespace: teamA, want: forbidden},
 	{user: "bob", verb: "create", resource: "virtualmachines/start", namespace: teamA, vm: v1alpha1.RunStrategyHalted, want: forbidden},
 	{user: "bob", verb: "get", resource: "virtualmachines/console", namespace: teamA, want: forbidden},
+	{user: "bob", verb: "get", resource: "virtualmachines/log", namespace: teamA, want: forbidden},
 	{user: "bob", verb: "list", resource: "virtualmachinesnapshots", namespace: teamA, want: forbidden},
 	{user: "bob", verb: "get", resource: "virtualmachinerestores", namespace: teamA, want: forbidden},
 }
@@ -397,13 +402,14 @@ func (m *matrix) do(ctx context.Context, a access) error {
 		}[strings.TrimPrefix(a.resource, "virtualmachines/")]
 		_, err := action(ctx, m.vm(ns, a.vm), &v1alpha1.VirtualMachineActionOptions{}, create)
 		return err
-	case "virtualmachines/console":
-		// A raw request: the console is a stream, not an object.
+	case "virtualmachines/console", "virtualmachines/log":
+		// Raw requests: these are streams, not objects.
 		req := v.RESTClient().Get()
 		if a.verb == "create" {
 			req = v.RESTClient().Post()
 		}
-		return req.Namespace(ns).Resource("virtualmachines").Name(m.vm(ns, a.vm)).SubResource("console").Do(ctx).Error()
+		sub := strings.TrimPrefix(a.resource, "virtualmachines/")
+		return req.Namespace(ns).Resource("virtualmachines").Name(m.vm(ns, a.vm)).SubResource(sub).Do(ctx).Error()
 	}
 	return fmt.Errorf("the matrix has no request for %s %s", a.verb, a.resource)
 }

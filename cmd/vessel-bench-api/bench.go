@@ -1,0 +1,115 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// result is one operation measured against one backend.
+type result struct {
+	ops       int
+	elapsed   time.Duration
+	latencies []time.Duration // sorted
+	// cpu is what each control-plane process spent, when known.
+	cpu cpuUse
+}
+
+func (r result) opsPerSecond() float64 {
+	return float64(r.ops) / r.elapsed.Seconds()
+}
+
+// percentile is the latency below which p of the operations finished
+// (nearest rank).
+func (r result) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.latencies))*p+0.5) - 1
+	return r.latencies[max(0, min(i, len(r.latencies)-1))]
+}
+
+// measure runs op for i in [0, n) on workers goroutines and times each
+// call. The first error stops the run: numbers that include failures
+// would measure the failures.
+func measure(ctx context.Context, n, workers int, op func(ctx context.Context, i int) error) (result, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	latencies := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				start := time.Now()
+				if err := op(ctx, i); err != nil {
+					cancel(fmt.Errorf("operation %d: %w", i, err))
+					return
+				}
+				latencies[i] = time.Since(start)
+			}
+		})
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	elapsed := time.Since(begin)
+	if err := context.Cause(ctx); err != nil {
+		return result{}, err
+	}
+	slices.Sort(latencies)
+	return result{ops: n, elapsed: elapsed, latencies: latencies}, nil
+}
+
+// row is one operation, measured through both paths.
+type row struct {
+	name        string
+	vessel, crd result
+}
+
+// printTable writes the comparison: throughput, its ratio, and latency
+// percentiles. A ratio below 1 means the aggregated path is slower.
+func printTable(w io.Writer, rows []row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "operation\tvessel ops/s\tCRD ops/s\tvessel/CRD\tvessel p50\tCRD p50\tvessel p99\tCRD p99\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t\n",
+			r.name,
+			r.vessel.opsPerSecond(), r.crd.opsPerSecond(), r.vessel.opsPerSecond()/r.crd.opsPerSecond(),
+			ms(r.vessel.percentile(0.50)), ms(r.crd.percentile(0.50)),
+			ms(r.vessel.percentile(0.99)), ms(r.crd.percentile(0.99)))
+	}
+	return tw.Flush()
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000)
+}
