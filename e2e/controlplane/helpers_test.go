@@ -78,7 +78,8 @@ func (k *kubectl) okStdin(stdin string, args ...string) string {
 	return stdout
 }
 
-// fails runs kubectl, fails the test when it succeeds, and returns stderr.
+// failsStdin runs kubectl, fails the test when it succeeds, and returns
+// stderr.
 func (k *kubectl) failsStdin(stdin string, args ...string) string {
 	k.t.Helper()
 	stdout, stderr, err := k.run(stdin, args...)

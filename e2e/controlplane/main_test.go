@@ -14,6 +14,19 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
+// Package controlplane tests the vessel.dev API end to end through a real
+// kube-apiserver (v1.37, built by `make deps`), the real kubectl and the
+// vessel-apiserver behind its APIService, without a node agent: what
+// kubectl users see (discovery, explain, columns, categories, server-side
+// apply, patch, edit, wait, field selectors, delete), the RBAC of the
+// shipped roles for real requests, the front-proxy trust boundary, and
+// that a crash of the vessel-apiserver loses no acknowledged write.
+//
+//	VESSEL_E2E=1 go test ./e2e/controlplane/ -v
+//
+// Without the binaries in _output/bin every test skips, unless VESSEL_E2E
+// is set. One control plane serves the whole package (TestMain); tests
+// isolate themselves with their own namespaces or unique names.
 package controlplane
 
 import (
