@@ -283,3 +283,24 @@ func TestMACFor(t *testing.T) {
 		t.Errorf("spec MAC not used: %s", got)
 	}
 }
+
+func TestMachineSpecHash(t *testing.T) {
+	base := v1alpha1.VirtualMachineSpec{CPUs: 1, RunStrategy: v1alpha1.RunStrategyAlways}
+	h := machineSpecHash(&base)
+	power := base
+	power.RunStrategy, power.Paused, power.NodeName = v1alpha1.RunStrategyHalted, true, "hv1"
+	power.PowerAction = action(v1alpha1.PowerActionStop, 3)
+	if machineSpecHash(&power) != h {
+		t.Errorf("power state or placement changed the machine hash")
+	}
+	hw := base
+	hw.CPUs = 2
+	if machineSpecHash(&hw) == h {
+		t.Errorf("a CPU change did not change the machine hash")
+	}
+	disks := base
+	disks.Disks = []v1alpha1.Disk{{Name: "data"}}
+	if machineSpecHash(&disks) == h {
+		t.Errorf("a new disk did not change the machine hash")
+	}
+}

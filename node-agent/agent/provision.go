@@ -18,6 +18,9 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -46,7 +49,9 @@ const progressInterval = time.Second
 // when there is news.
 type provisionRun struct {
 	generation int64
-	cancel     context.CancelFunc
+	// hash is the machine spec being provisioned (machineSpecHash).
+	hash   string
+	cancel context.CancelFunc
 
 	mu         sync.Mutex
 	done       bool
@@ -113,7 +118,7 @@ func (a *Agent) startProvisioning(ctx context.Context, key string, vm *v1alpha1.
 		rt.prov.cancel()
 	}
 	pctx, cancel := context.WithCancel(a.baseCtx)
-	run := &provisionRun{generation: vm.Generation, cancel: cancel}
+	run := &provisionRun{generation: vm.Generation, hash: machineSpecHash(&vm.Spec), cancel: cancel}
 	for _, d := range vm.Spec.Disks {
 		run.disks = append(run.disks, v1alpha1.DiskStatus{Name: d.Name, Phase: v1alpha1.DiskPending})
 	}
@@ -168,6 +173,7 @@ func (a *Agent) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run 
 	}
 	cfg := &hypervisor.DomainConfig{
 		Owner:      hypervisor.Owner{Namespace: vm.Namespace, Name: vm.Name, UID: uid, Hypervisor: a.cfg.HypervisorName},
+		SpecHash:   run.hash,
 		KVM:        a.cfg.KVM,
 		CPUs:       uint(max(vm.Spec.CPUs, 1)),
 		MemoryKiB:  uint64(memory.Value() / 1024),
@@ -291,4 +297,20 @@ func (a *Agent) fetch(ctx context.Context, img v1alpha1.ImageSource, progress di
 		return "", fmt.Errorf("%w: %w", errDownload, err)
 	}
 	return path, err
+}
+
+// machineSpecHash identifies the parts of a spec that shape the domain
+// (hardware, boot, disks, NICs), not its power state or placement. It is
+// stamped into the domain so a spec edited since can be noticed and
+// applied at the next boot.
+func machineSpecHash(spec *v1alpha1.VirtualMachineSpec) string {
+	m := spec.DeepCopy()
+	m.RunStrategy, m.Paused, m.PowerAction = "", false, nil
+	m.NodeName, m.NodeSelector, m.TerminationGracePeriodSeconds = "", nil, nil
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }

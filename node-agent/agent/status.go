@@ -24,6 +24,10 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
+// ConditionRestartRequired is True while the running guest was defined from
+// an older spec.
+const ConditionRestartRequired = "RestartRequired"
+
 // provState is where a VM's disks are in provisioning.
 type provState struct {
 	InProgress bool
@@ -50,6 +54,8 @@ type observation struct {
 	Stopping bool
 	// WantPaused is spec.paused.
 	WantPaused bool
+	// RestartRequired: the spec changed while the guest runs.
+	RestartRequired bool
 	// Started is true when the agent started the guest in this pass.
 	Started          bool
 	StopReason       string
@@ -167,6 +173,12 @@ func computeStatus(vm *v1alpha1.VirtualMachine, obs *observation) v1alpha1.Virtu
 		set(v1alpha1.VirtualMachineConditionPaused, metav1.ConditionTrue, "PausedByUser", "the guest's CPUs are suspended")
 	} else if meta.FindStatusCondition(st.Conditions, v1alpha1.VirtualMachineConditionPaused) != nil || vm.Spec.Paused {
 		set(v1alpha1.VirtualMachineConditionPaused, metav1.ConditionFalse, "NotPaused", "the guest's CPUs are not suspended")
+	}
+
+	if obs.RestartRequired {
+		set(ConditionRestartRequired, metav1.ConditionTrue, "SpecChanged", "the spec changed while the guest runs: it applies at the next start (restart the VM)")
+	} else if meta.FindStatusCondition(st.Conditions, ConditionRestartRequired) != nil {
+		set(ConditionRestartRequired, metav1.ConditionFalse, "UpToDate", "the domain matches the spec")
 	}
 
 	// Disks: provisioning progress while it runs; all Ready once the

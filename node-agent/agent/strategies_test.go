@@ -17,13 +17,18 @@ limitations under the License.
 package agent_test
 
 import (
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/node-agent/agent"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
@@ -81,4 +86,43 @@ func TestRunStrategies(t *testing.T) {
 	if got.Status.StopReason != "Requested" {
 		t.Errorf("forced stop: %s", describe(got))
 	}
+
+	// A spec edited while stopped is applied at the next start.
+	got.Spec.Memory = resource.MustParse("112Mi")
+	if _, err := vms.Update(e.ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("update memory: %v", err)
+	}
+	if _, err := vms.Start(e.ctx, manual.Name, &v1alpha1.VirtualMachineActionOptions{}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	got = e.waitPhase(manual.Name, v1alpha1.VirtualMachineRunning, bootTimeout)
+	if mem := domainMaxMemoryKiB(t, got); mem != 112*1024 {
+		t.Errorf("domain memory after the edit: %d KiB, want %d", mem, 112*1024)
+	}
+	// Edited while running: applied later, and status says so.
+	got.Spec.CPUs = 2
+	if _, err := vms.Update(e.ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("update cpus: %v", err)
+	}
+	e.waitVM(manual.Name, "RestartRequired", 30*time.Second, func(vm *v1alpha1.VirtualMachine) bool {
+		c := condition(vm, agent.ConditionRestartRequired)
+		return c != nil && c.Status == metav1.ConditionTrue && vm.Status.Phase == v1alpha1.VirtualMachineRunning
+	})
+}
+
+// domainMaxMemoryKiB reads the domain's memory with virsh.
+func domainMaxMemoryKiB(t *testing.T, vm *v1alpha1.VirtualMachine) int {
+	t.Helper()
+	out, err := exec.Command("virsh", "-c", "qemu:///system", "dominfo", string(vm.UID)).Output()
+	if err != nil {
+		t.Skipf("virsh dominfo: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "Max" && f[1] == "memory:" {
+			n, _ := strconv.Atoi(f[2])
+			return n
+		}
+	}
+	t.Fatalf("no memory in dominfo: %s", out)
+	return 0
 }

@@ -171,9 +171,17 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	if !active {
 		rt.stop = nil
 	}
-	if rt.prov != nil && rt.prov.stale(vm.Generation, now) {
+	wantHash := machineSpecHash(&vm.Spec)
+	if rt.prov != nil && (rt.prov.stale(vm.Generation, now) || rt.prov.hash != wantHash) {
+		if rt.prov.cancel != nil {
+			rt.prov.cancel()
+		}
 		rt.prov = nil
 	}
+	// A spec edited since the domain was defined is applied while the
+	// guest is off (the next start boots the new definition).
+	specChanged := dom != nil && dom.SpecHash != "" && dom.SpecHash != wantHash
+	needDefinition := conflict == "" && (dom == nil || (specChanged && !active))
 
 	run := !deleting && conflict == "" && shouldRun(in)
 	restarting := run && pending != nil && pending.Type == v1alpha1.PowerActionRestart && rt.restartDone != pending.ID
@@ -185,10 +193,10 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	provFailed := rt.prov != nil && rt.prov.state().Reason != ""
 
 	shouldDelete := deleting
-	shouldProvision := dom == nil && conflict == "" && rt.prov == nil
-	shouldDefine := dom == nil && conflict == "" && provOK
+	shouldProvision := needDefinition && rt.prov == nil
+	shouldDefine := needDefinition && provOK
 	shouldStop := active && (!run || restarting)
-	shouldStart := dom != nil && !active && run
+	shouldStart := dom != nil && !active && run && !specChanged
 	shouldPause := dom != nil && dom.State == hypervisor.StateRunning && vm.Spec.Paused && run
 	shouldResume := dom != nil && dom.State == hypervisor.StatePaused && !vm.Spec.Paused && run
 
@@ -201,13 +209,13 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 		acted = false
 	case shouldDelete:
 		return a.cleanup(ctx, key, vm, dom, rt)
-	case provFailed && dom == nil:
+	case provFailed && needDefinition:
 		acted = false
 	case shouldProvision:
-		logger.V(2).Info("Provisioning")
+		logger.V(2).Info("Provisioning", "redefine", dom != nil)
 		a.startProvisioning(ctx, key, vm, rt)
 		acted = false
-	case dom == nil && !shouldDefine:
+	case needDefinition && !shouldDefine:
 		acted = false // provisioning runs; it enqueues the VM when done
 	case shouldDefine:
 		if err := os.MkdirAll(a.vmDir(uid), 0o755); err != nil {
@@ -290,6 +298,7 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 		ShouldRun:        run,
 		Stopping:         rt.stop != nil && active,
 		WantPaused:       vm.Spec.Paused,
+		RestartRequired:  active && specChanged,
 		Started:          started,
 		StopReason:       stopReason,
 		ObservedActionID: observed,

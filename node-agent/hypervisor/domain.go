@@ -35,6 +35,9 @@ const metadataPrefix = "vessel"
 // fills it from the VM spec and the provisioned files.
 type DomainConfig struct {
 	Owner Owner
+	// SpecHash identifies the VM spec the domain was built from; it is kept
+	// in the metadata so a changed spec can be detected (Domain.SpecHash).
+	SpecHash string
 	// KVM selects <domain type='kvm'>; otherwise TCG (type 'qemu').
 	KVM       bool
 	CPUs      uint
@@ -81,14 +84,15 @@ type ownerXML struct {
 	Name       string   `xml:"name"`
 	UID        string   `xml:"uid"`
 	Hypervisor string   `xml:"hypervisor"`
+	SpecHash   string   `xml:"spec-hash"`
 }
 
-func marshalOwner(o Owner) string {
+func marshalOwner(o Owner, specHash string) string {
 	// libvirt keeps a metadata element only with a namespace; it rewrites
 	// the prefix, so any prefix works on the way in.
 	var b strings.Builder
 	b.WriteString(`<` + metadataPrefix + `:vm xmlns:` + metadataPrefix + `="` + MetadataNamespace + `">`)
-	for _, f := range [][2]string{{"namespace", o.Namespace}, {"name", o.Name}, {"uid", o.UID}, {"hypervisor", o.Hypervisor}} {
+	for _, f := range [][2]string{{"namespace", o.Namespace}, {"name", o.Name}, {"uid", o.UID}, {"hypervisor", o.Hypervisor}, {"spec-hash", specHash}} {
 		b.WriteString(`<` + metadataPrefix + `:` + f[0] + `>`)
 		_ = xml.EscapeText(&b, []byte(f[1]))
 		b.WriteString(`</` + metadataPrefix + `:` + f[0] + `>`)
@@ -99,14 +103,20 @@ func marshalOwner(o Owner) string {
 
 // parseOwner reads the owner stamp as returned by virDomainGetMetadata.
 func parseOwner(s string) (Owner, error) {
+	o, _, err := parseStamp(s)
+	return o, err
+}
+
+// parseStamp reads the owner and spec hash from the metadata element.
+func parseStamp(s string) (Owner, string, error) {
 	var o ownerXML
 	if err := xml.Unmarshal([]byte(s), &o); err != nil {
-		return Owner{}, fmt.Errorf("parse owner metadata: %w", err)
+		return Owner{}, "", fmt.Errorf("parse owner metadata: %w", err)
 	}
 	if o.UID == "" || o.Name == "" {
-		return Owner{}, fmt.Errorf("owner metadata without uid or name: %q", s)
+		return Owner{}, "", fmt.Errorf("owner metadata without uid or name: %q", s)
 	}
-	return Owner{Namespace: o.Namespace, Name: o.Name, UID: o.UID, Hypervisor: o.Hypervisor}, nil
+	return Owner{Namespace: o.Namespace, Name: o.Name, UID: o.UID, Hypervisor: o.Hypervisor}, o.SpecHash, nil
 }
 
 // DomainXML builds the libvirt domain definition for cfg. It is the only
@@ -129,7 +139,7 @@ func DomainXML(cfg *DomainConfig) (string, error) {
 		UUID:        cfg.Owner.UID,
 		Title:       cfg.Owner.Namespace + "/" + cfg.Owner.Name,
 		Description: "Vessel VirtualMachine " + cfg.Owner.Namespace + "/" + cfg.Owner.Name,
-		Metadata:    &libvirtxml.DomainMetadata{XML: marshalOwner(cfg.Owner)},
+		Metadata:    &libvirtxml.DomainMetadata{XML: marshalOwner(cfg.Owner, cfg.SpecHash)},
 		Memory:      &libvirtxml.DomainMemory{Value: uint(cfg.MemoryKiB), Unit: "KiB"},
 		VCPU:        &libvirtxml.DomainVCPU{Value: cfg.CPUs},
 		OS: &libvirtxml.DomainOS{

@@ -170,7 +170,7 @@ func TestDomainXMLVariants(t *testing.T) {
 
 func TestOwnerMetadataEscapes(t *testing.T) {
 	o := Owner{Namespace: "ns", Name: "a<b>&c", UID: "u", Hypervisor: "h"}
-	got, err := parseOwner(marshalOwner(o))
+	got, err := parseOwner(marshalOwner(o, "h1"))
 	if err != nil || got != o {
 		t.Errorf("round trip = %+v, %v; want %+v", got, err, o)
 	}

@@ -91,6 +91,8 @@ type Domain struct {
 	State  State
 	Reason Reason
 	Owner  Owner
+	// SpecHash is DomainConfig.SpecHash of the current definition.
+	SpecHash string
 }
 
 // Event says something happened to the domain with UUID; an empty UUID means

@@ -183,48 +183,54 @@ func parseUUID(s string) (golibvirt.UUID, error) {
 }
 
 // lookup finds the domain and checks Vessel owns it.
-func (l *Libvirt) lookup(uid string) (*golibvirt.Libvirt, golibvirt.Domain, Owner, error) {
+func (l *Libvirt) lookup(uid string) (*golibvirt.Libvirt, golibvirt.Domain, stamp, error) {
 	c, err := l.client()
 	if err != nil {
-		return nil, golibvirt.Domain{}, Owner{}, err
+		return nil, golibvirt.Domain{}, stamp{}, err
 	}
 	u, err := parseUUID(uid)
 	if err != nil {
-		return nil, golibvirt.Domain{}, Owner{}, err
+		return nil, golibvirt.Domain{}, stamp{}, err
 	}
 	dom, err := c.DomainLookupByUUID(u)
 	if err != nil {
 		if golibvirt.IsNotFound(err) {
-			return nil, golibvirt.Domain{}, Owner{}, ErrNotFound
+			return nil, golibvirt.Domain{}, stamp{}, ErrNotFound
 		}
-		return nil, golibvirt.Domain{}, Owner{}, fmt.Errorf("look up domain %s: %w", uid, err)
+		return nil, golibvirt.Domain{}, stamp{}, fmt.Errorf("look up domain %s: %w", uid, err)
 	}
-	owner, err := ownerOf(c, dom)
+	st, err := stampOf(c, dom)
 	if err != nil {
-		return nil, golibvirt.Domain{}, Owner{}, err
+		return nil, golibvirt.Domain{}, stamp{}, err
 	}
-	return c, dom, owner, nil
+	return c, dom, st, nil
 }
 
-func ownerOf(c *golibvirt.Libvirt, dom golibvirt.Domain) (Owner, error) {
+// stamp is what Vessel wrote into a domain's metadata.
+type stamp struct {
+	owner    Owner
+	specHash string
+}
+
+func stampOf(c *golibvirt.Libvirt, dom golibvirt.Domain) (stamp, error) {
 	md, err := c.DomainGetMetadata(dom, int32(golibvirt.DomainMetadataElement), golibvirt.OptString{MetadataNamespace}, golibvirt.DomainAffectCurrent)
 	if err != nil {
 		if isCode(err, golibvirt.ErrNoDomainMetadata) {
-			return Owner{}, ErrNotOwned
+			return stamp{}, ErrNotOwned
 		}
 		if golibvirt.IsNotFound(err) {
-			return Owner{}, ErrNotFound
+			return stamp{}, ErrNotFound
 		}
-		return Owner{}, fmt.Errorf("read metadata of domain %s: %w", uuidString(dom.UUID), err)
+		return stamp{}, fmt.Errorf("read metadata of domain %s: %w", uuidString(dom.UUID), err)
 	}
-	o, err := parseOwner(md)
+	o, hash, err := parseStamp(md)
 	if err != nil {
-		return Owner{}, ErrNotOwned
+		return stamp{}, ErrNotOwned
 	}
 	if o.UID != uuidString(dom.UUID) {
-		return Owner{}, ErrNotOwned
+		return stamp{}, ErrNotOwned
 	}
-	return o, nil
+	return stamp{owner: o, specHash: hash}, nil
 }
 
 func isCode(err error, code golibvirt.ErrorNumber) bool {
@@ -360,23 +366,23 @@ func (l *Libvirt) Undefine(ctx context.Context, uid string) error {
 
 // Lookup implements Hypervisor.
 func (l *Libvirt) Lookup(ctx context.Context, uid string) (*Domain, error) {
-	c, dom, owner, err := l.lookup(uid)
+	c, dom, st, err := l.lookup(uid)
 	if err != nil {
 		return nil, err
 	}
-	return describe(c, dom, owner)
+	return describe(c, dom, st)
 }
 
-func describe(c *golibvirt.Libvirt, dom golibvirt.Domain, owner Owner) (*Domain, error) {
+func describe(c *golibvirt.Libvirt, dom golibvirt.Domain, st stamp) (*Domain, error) {
 	state, reason, err := c.DomainGetState(dom, 0)
 	if err != nil {
 		if golibvirt.IsNotFound(err) {
 			return nil, ErrNotFound
 		}
-		return nil, fmt.Errorf("get state of domain %s: %w", owner.UID, err)
+		return nil, fmt.Errorf("get state of domain %s: %w", st.owner.UID, err)
 	}
 	s, r := mapState(golibvirt.DomainState(state), reason)
-	return &Domain{UUID: uuidString(dom.UUID), Name: dom.Name, State: s, Reason: r, Owner: owner}, nil
+	return &Domain{UUID: uuidString(dom.UUID), Name: dom.Name, State: s, Reason: r, Owner: st.owner, SpecHash: st.specHash}, nil
 }
 
 // mapState reduces libvirt's state and reason codes to what the agent acts on.
@@ -424,14 +430,14 @@ func (l *Libvirt) List(ctx context.Context) ([]Domain, error) {
 	}
 	var out []Domain
 	for _, dom := range doms {
-		owner, err := ownerOf(c, dom)
+		st, err := stampOf(c, dom)
 		if errors.Is(err, ErrNotOwned) || errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		d, err := describe(c, dom, owner)
+		d, err := describe(c, dom, st)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
