@@ -61,3 +61,7 @@ test: verify-generated vet test-unit fuzz test-e2e ## Everything CI runs.
 .PHONY: bench
 bench: ## API benchmarks against the embedded etcd.
 	go test -run '^$$' -bench . -benchmem ./test/integration/
+
+.PHONY: bench-console
+bench-console: deps build ## Console echo latency and throughput: libvirt stream vs agent vs kubectl path.
+	VESSEL_E2E=1 go test -run '^$$' -bench Console -benchtime 1x -timeout 30m ./e2e/console/

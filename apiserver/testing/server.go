@@ -55,6 +55,9 @@ type Options struct {
 	// no heartbeat monitor writes hypervisor conditions behind the test's
 	// back.
 	DisableControllers bool
+	// AgentClient lets console and log reach node agents; without it they
+	// answer 503.
+	AgentClient apiserver.AgentClientOptions
 }
 
 // Start runs a server until tb ends. It fails tb if the server does not
@@ -80,6 +83,7 @@ func start(opts Options, dir string) (*TestServer, func(), error) {
 		o.AllowedHostPathRoots = opts.AllowedHostPathRoots
 	}
 	o.DisableControllers = opts.DisableControllers
+	o.AgentClient = opts.AgentClient
 	ro := o.RecommendedOptions
 	ro.SecureServing.Listener = listener
 	ro.SecureServing.BindPort = listener.Addr().(*net.TCPAddr).Port

@@ -168,10 +168,13 @@ func (s *Server) Close() {
 	for _, h := range hubs {
 		h.Close()
 	}
+	// Ending a stream takes a libvirt round trip; a stuck one is cut off
+	// when the base context ends.
+	deadline := time.After(5 * time.Second)
 	for _, h := range hubs {
 		select {
 		case <-h.Done():
-		case <-time.After(5 * time.Second):
+		case <-deadline:
 		}
 	}
 	s.stop()

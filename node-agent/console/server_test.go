@@ -130,7 +130,9 @@ func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn strin
 	return keyPairPEM{cert: pemCert(der), key: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})}
 }
 
-func pemCert(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
 
 func write(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -639,4 +641,22 @@ func TestServerPingsKeepAnIdleSessionThroughAnIdleTimeoutProxy(t *testing.T) {
 			t.Error("the executor did not notice the cut")
 		}
 	})
+}
+
+func TestServerSessionEndsWhenTheClientClosesStdin(t *testing.T) {
+	s := startServer(t, time.Second)
+	for _, spdy := range []bool{false, true} {
+		ss := s.attach(t, "closer", s.addr, s.pki.client, "", spdy)
+		ss.typeIn("ping")
+		ss.waitOutput("pong")
+		ss.stdin.Close()
+		select {
+		case err := <-ss.done:
+			if err != nil {
+				t.Errorf("spdy=%v: the executor returned %v after stdin ended, want nil", spdy, err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Errorf("spdy=%v: the executor did not return after stdin ended", spdy)
+		}
+	}
 }

@@ -1,0 +1,283 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package apiserver_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/streaming/pkg/httpstream"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/apiserver"
+	apiservertesting "github.com/vessel-vm/vessel/apiserver/testing"
+	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/node-agent/console"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+)
+
+// shellGuest echoes input and answers "ping" with "pong".
+type shellGuest struct{}
+
+func (shellGuest) Open(_ context.Context, _ string, in io.Reader, out io.Writer) (<-chan error, error) {
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			n, err := in.Read(buf)
+			_, _ = out.Write(buf[:n])
+			if strings.Contains(string(buf[:n]), "ping") {
+				_, _ = out.Write([]byte("\r\npong\r\n"))
+			}
+			if err != nil {
+				done <- nil
+				return
+			}
+		}
+	}()
+	return done, nil
+}
+
+// anyDomain says every UID is a running domain of default/demo.
+type anyDomain struct{}
+
+func (anyDomain) Lookup(_ context.Context, uid string) (*hypervisor.Domain, error) {
+	return &hypervisor.Domain{UUID: uid, State: hypervisor.StateRunning, Owner: hypervisor.Owner{Namespace: "default", Name: "demo", UID: uid}}, nil
+}
+
+// startAgentStreamServer runs a node agent's stream server with the
+// launcher's PKI and returns its address.
+func startAgentStreamServer(t *testing.T, pki *cluster.PKI) string {
+	t.Helper()
+	srv, err := console.NewServer(console.Config{Backend: shellGuest{}, Domains: anyDomain{}, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConfig, err := console.TLSConfig(pki.AgentServer.CertFile, pki.AgentServer.KeyFile, pki.AgentCA.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ctx, ln, tlsConfig) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// vmOn creates default/demo bound to a Hypervisor publishing endpoint, with
+// the given phase.
+func vmOn(t *testing.T, client versioned.Interface, endpoint string, phase v1alpha1.VirtualMachinePhase) {
+	t.Helper()
+	ctx := t.Context()
+	hvs := client.VesselV1alpha1().Hypervisors()
+	hv, err := hvs.Create(ctx, &v1alpha1.Hypervisor{ObjectMeta: metav1.ObjectMeta{Name: "hv1"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv.Status.DaemonEndpoint = endpoint
+	if _, err := hvs.UpdateStatus(ctx, hv, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vms := client.VesselV1alpha1().VirtualMachines("default")
+	vm := &v1alpha1.VirtualMachine{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "default"},
+		Spec: v1alpha1.VirtualMachineSpec{
+			RunStrategy: v1alpha1.RunStrategyAlways, CPUs: 1, Memory: resource.MustParse("96Mi"),
+			Disks: []v1alpha1.Disk{{Name: "root", Blank: &v1alpha1.BlankSource{Size: resource.MustParse("1Gi")}}},
+		},
+	}
+	if _, err := vms.Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vms.Bind(ctx, "demo", &v1alpha1.VirtualMachineBinding{ObjectMeta: metav1.ObjectMeta{Name: "demo"}, Target: "hv1"}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	setPhase(t, client, phase)
+}
+
+func setPhase(t *testing.T, client versioned.Interface, phase v1alpha1.VirtualMachinePhase) {
+	t.Helper()
+	vms := client.VesselV1alpha1().VirtualMachines("default")
+	vm, err := vms.Get(t.Context(), "demo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.Status.Phase = phase
+	if _, err := vms.UpdateStatus(t.Context(), vm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// attach opens the console subresource with client-go's WebSocket
+// executor and returns its stdin, its output and its end.
+func attach(t *testing.T, s *apiservertesting.TestServer, query map[string]string) (io.WriteCloser, *lockedBuffer, chan error) {
+	t.Helper()
+	req := s.Client.VesselV1alpha1().RESTClient().Post().Namespace("default").Resource("virtualmachines").Name("demo").SubResource("console")
+	for k, v := range query {
+		req = req.Param(k, v)
+	}
+	exec, err := remotecommand.NewWebSocketExecutor(s.ClientConfig, http.MethodGet, req.URL().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w := io.Pipe()
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); w.Close() })
+	go func() { done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: r, Stdout: out, Tty: true}) }()
+	return w, out, done
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// refusal is the API status a console attempt was refused with.
+func refusal(t *testing.T, done chan error) *apierrors.StatusError {
+	t.Helper()
+	select {
+	case err := <-done:
+		var upgrade *httpstream.UpgradeFailureError
+		var status *apierrors.StatusError
+		if errors.As(err, &upgrade) && errors.As(upgrade.Cause, &status) {
+			return status
+		}
+		t.Fatalf("console ended with %v, want a refusal with an API status", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("console was not refused")
+	}
+	return nil
+}
+
+func TestConsoleAndLogReachTheAgent(t *testing.T) {
+	pki, err := cluster.EnsurePKI(t.TempDir(), cluster.PKIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := startAgentStreamServer(t, pki)
+	s := apiservertesting.Start(t, apiservertesting.Options{
+		DisableControllers: true,
+		AgentClient:        apiserver.AgentClientOptions{CAFile: pki.AgentCA.CertFile, CertFile: pki.AgentClient.CertFile, KeyFile: pki.AgentClient.KeyFile},
+	})
+	vmOn(t, s.Client, agent, v1alpha1.VirtualMachineRunning)
+
+	stdin, out, done := attach(t, s, nil)
+	if _, err := stdin.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "pong") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no pong through the console; output %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stdin.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("console ended with %v after stdin ended", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("console did not end after stdin ended")
+	}
+
+	log, err := s.Client.VesselV1alpha1().RESTClient().Get().Namespace("default").Resource("virtualmachines").
+		Name("demo").SubResource("log").Param("tailBytes", "6").DoRaw(t.Context())
+	if err != nil || string(log) != "pong\r\n" {
+		t.Errorf("log = %q, %v; want the last 6 bytes of output", log, err)
+	}
+
+	t.Run("a negative tailBytes is invalid", func(t *testing.T) {
+		_, _, done := attach(t, s, map[string]string{"tailBytes": "-1"})
+		if st := refusal(t, done); st.Status().Code != http.StatusUnprocessableEntity || !strings.Contains(st.Error(), "tailBytes") {
+			t.Errorf("refused with %v", st)
+		}
+	})
+
+	t.Run("a stopped VM is a 409 saying so", func(t *testing.T) {
+		setPhase(t, s.Client, v1alpha1.VirtualMachineStopped)
+		defer setPhase(t, s.Client, v1alpha1.VirtualMachineRunning)
+		_, _, done := attach(t, s, nil)
+		st := refusal(t, done)
+		if st.Status().Code != http.StatusConflict || st.Status().Message != "VM default/demo is not running (phase Stopped)" {
+			t.Errorf("refused with %d %q", st.Status().Code, st.Status().Message)
+		}
+		// The log of a stopped VM is still there.
+		if _, err := s.Client.VesselV1alpha1().RESTClient().Get().Namespace("default").Resource("virtualmachines").
+			Name("demo").SubResource("log").DoRaw(t.Context()); err != nil {
+			t.Errorf("log of a stopped VM: %v", err)
+		}
+	})
+
+	t.Run("a hypervisor without an endpoint is a 503", func(t *testing.T) {
+		hvs := s.Client.VesselV1alpha1().Hypervisors()
+		hv, err := hvs.Get(t.Context(), "hv1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hv.Status.DaemonEndpoint = ""
+		if _, err := hvs.UpdateStatus(t.Context(), hv, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_, _, done := attach(t, s, nil)
+		st := refusal(t, done)
+		if st.Status().Code != http.StatusServiceUnavailable || !strings.Contains(st.Status().Message, "publishes no stream endpoint") {
+			t.Errorf("refused with %d %q", st.Status().Code, st.Status().Message)
+		}
+	})
+}
+
+func TestConsoleIsDisabledWithoutAgentCertificates(t *testing.T) {
+	s := apiservertesting.Start(t, apiservertesting.Options{DisableControllers: true})
+	vmOn(t, s.Client, "127.0.0.1:1", v1alpha1.VirtualMachineRunning)
+	_, _, done := attach(t, s, nil)
+	st := refusal(t, done)
+	if st.Status().Code != http.StatusServiceUnavailable || !strings.Contains(st.Status().Message, "--agent-client-cert-file") {
+		t.Errorf("refused with %d %q", st.Status().Code, st.Status().Message)
+	}
+}
