@@ -155,7 +155,9 @@ func attach(t *testing.T, s *apiservertesting.TestServer, query map[string]strin
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); w.Close() })
-	go func() { done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: r, Stdout: out, Tty: true}) }()
+	go func() {
+		done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: r, Stdout: out, Tty: true})
+	}()
 	return w, out, done
 }
 
