@@ -31,6 +31,7 @@ import (
 
 	"github.com/vessel-vm/vessel/controller/heartbeat"
 	"github.com/vessel-vm/vessel/controller/scheduler"
+	snapshotcontroller "github.com/vessel-vm/vessel/controller/snapshot"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 )
@@ -40,7 +41,8 @@ const (
 	leaderElectionName      = "vessel-controllers"
 )
 
-// runControllers starts the scheduler and the heartbeat monitor against this
+// runControllers starts the scheduler, the heartbeat monitor and the snapshot
+// controller (it fails snapshots and restores no agent can take) against this
 // server's own API. With several replicas only the leader runs them: the
 // Lease lives in kube-apiserver, so without a core client (a standalone
 // server, as in integration tests) there is a single instance and no
@@ -58,8 +60,10 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 			return
 		}
 		monitor := heartbeat.New(client, factory)
+		snapshots := snapshotcontroller.New(client, factory)
 		factory.Start(ctx.Done())
 		go monitor.Run(ctx)
+		go snapshots.Run(ctx)
 		sched.Run(ctx)
 	}
 	if core == nil {

@@ -116,6 +116,8 @@ type Agent struct {
 	images   *disks.Cache
 	recorder record.EventRecorder
 	now      func() time.Time
+	// snapshots reconciles snapshots and restores (snapshot.go).
+	snapshots *snapshotWorkers
 
 	mu       sync.Mutex
 	runtimes map[string]*vmRuntime // by namespace/name
@@ -184,6 +186,9 @@ func New(cfg Config) (*Agent, error) {
 	a.lister = vms.Lister()
 	a.indexer = inf.GetIndexer()
 	a.synced = inf.HasSynced
+	if err := a.initSnapshots(); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -223,6 +228,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !cache.WaitForNamedCacheSyncWithContext(ctx, a.synced) {
 		return fmt.Errorf("VM informer did not sync")
 	}
+	if err := a.snapshots.start(ctx); err != nil {
+		return err
+	}
 	logger.Info("Node agent started", "kvm", a.cfg.KVM, "stateDir", a.cfg.StateDir)
 
 	var wg sync.WaitGroup
@@ -232,6 +240,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { wait.UntilWithContext(ctx, a.heartbeat, a.cfg.HeartbeatInterval) })
 	wg.Go(func() { wait.UntilWithContext(ctx, a.resync, a.cfg.ResyncPeriod) })
 	wg.Go(func() { a.watchDomains(ctx) })
+	wg.Go(func() { a.snapshots.run(ctx) })
 	<-ctx.Done()
 	a.queue.ShutDown()
 	wg.Wait()

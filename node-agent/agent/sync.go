@@ -129,6 +129,12 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	if cached.Spec.NodeName != a.cfg.HypervisorName {
 		return 0, nil
 	}
+	// A snapshot or restore of this VM is driving its domain (vmlock.go).
+	release, ok := a.lockForSync(key, cached)
+	if !ok {
+		return vmBusyRetry, nil
+	}
+	defer release()
 	uid := string(cached.UID)
 	rt := a.runtime(key, uid)
 	vm := cached.DeepCopy()
