@@ -186,10 +186,16 @@ apiVersion: vessel.dev/v1alpha1
 kind: VirtualMachineSnapshot
 metadata: {name: before-upgrade, namespace: %[1]s}
 spec: {virtualMachineName: db}
----
+`, ns), "create", "-f", "-")
+	// A restore needs a snapshot ready to use: with no agent here, the
+	// admin reports it taken.
+	uid := k.ok("get", "vm", "db", "-n", ns, "-o", "jsonpath={.metadata.uid}")
+	k.ok("patch", "vmsnap", "before-upgrade", "-n", ns, "--subresource=status", "--type=merge", "-p",
+		fmt.Sprintf(`{"status":{"phase":"Succeeded","readyToUse":true,"virtualMachineUID":%q}}`, uid))
+	k.okStdin(fmt.Sprintf(`
 apiVersion: vessel.dev/v1alpha1
 kind: VirtualMachineRestore
-metadata: {name: rollback, namespace: %[1]s}
+metadata: {name: rollback, namespace: %s}
 spec: {virtualMachineName: db, snapshotName: before-upgrade}
 `, ns), "create", "-f", "-")
 

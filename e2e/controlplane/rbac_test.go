@@ -306,11 +306,36 @@ func (m *matrix) snapshot(namespace string) string {
 	return s.Name
 }
 
+// newRestore names a VM and a snapshot of it that is ready to use, as a
+// restore must; with no agent here, the admin reports the snapshot taken.
 func (m *matrix) newRestore(namespace string) *v1alpha1.VirtualMachineRestore {
+	m.t.Helper()
+	snapshots := m.admin().VesselV1alpha1().VirtualMachineSnapshots(namespace)
+	snap, err := snapshots.Create(m.t.Context(), m.newSnapshot(namespace), metav1.CreateOptions{})
+	if err != nil {
+		m.t.Fatalf("admin creates a snapshot: %v", err)
+	}
+	vm, err := m.admin().VesselV1alpha1().VirtualMachines(namespace).Get(m.t.Context(), snap.Spec.VirtualMachineName, metav1.GetOptions{})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	markSnapshotReady(snap, vm)
+	if _, err := snapshots.UpdateStatus(m.t.Context(), snap, metav1.UpdateOptions{}); err != nil {
+		m.t.Fatalf("admin reports the snapshot ready: %v", err)
+	}
 	return &v1alpha1.VirtualMachineRestore{
 		ObjectMeta: m.meta("restore", namespace),
-		Spec:       v1alpha1.VirtualMachineRestoreSpec{VirtualMachineName: "some-vm", SnapshotName: "some-snapshot"},
+		Spec:       v1alpha1.VirtualMachineRestoreSpec{VirtualMachineName: vm.Name, SnapshotName: snap.Name},
 	}
+}
+
+// markSnapshotReady sets the status an agent writes once it took s of vm.
+func markSnapshotReady(s *v1alpha1.VirtualMachineSnapshot, vm *v1alpha1.VirtualMachine) {
+	now := metav1.Now()
+	s.Status.Phase = v1alpha1.SnapshotSucceeded
+	s.Status.ReadyToUse = true
+	s.Status.CreationTime = &now
+	s.Status.VirtualMachineUID = string(vm.UID)
 }
 
 func (m *matrix) restore(namespace string) string {
