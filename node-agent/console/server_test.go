@@ -58,7 +58,7 @@ type testPKI struct {
 
 type keyPairPEM struct{ cert, key []byte }
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	p := &testPKI{dir: t.TempDir()}
 	ca, caKey := selfSignedCA(t, "vessel-agent-ca")
@@ -75,7 +75,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	return p
 }
 
-func selfSignedCA(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
+func selfSignedCA(t testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -103,7 +103,7 @@ func selfSignedCA(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey
 
 var serial int64 = 100
 
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, usage x509.ExtKeyUsage, ips []net.IP) keyPairPEM {
+func issue(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, usage x509.ExtKeyUsage, ips []net.IP) keyPairPEM {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -134,7 +134,7 @@ func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-func write(t *testing.T, path string, data []byte) {
+func write(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -343,7 +343,7 @@ func (ss *session) waitOutput(want string) {
 	}
 }
 
-func mustParse(t *testing.T, raw string) *neturl.URL {
+func mustParse(t testing.TB, raw string) *neturl.URL {
 	t.Helper()
 	u, err := neturl.Parse(raw)
 	if err != nil {
@@ -658,5 +658,114 @@ func TestServerSessionEndsWhenTheClientClosesStdin(t *testing.T) {
 		case <-time.After(3 * time.Second):
 			t.Errorf("spdy=%v: the executor did not return after stdin ended", spdy)
 		}
+	}
+}
+
+// floodGuest writes size bytes of output each time it is sent a byte.
+type floodGuest struct{ size int }
+
+func (g floodGuest) Open(_ context.Context, _ string, in io.Reader, out io.Writer) (<-chan error, error) {
+	done := make(chan error, 1)
+	go func() {
+		chunk := []byte(strings.Repeat("0123456789abcdef", 2048)) // 32 KiB
+		buf := make([]byte, 1)
+		for {
+			if _, err := in.Read(buf); err != nil {
+				done <- nil
+				return
+			}
+			for sent := 0; sent < g.size; sent += len(chunk) {
+				_, _ = out.Write(chunk[:min(len(chunk), g.size-sent)])
+			}
+		}
+	}()
+	return done, nil
+}
+
+// countingWriter signals when it has seen want bytes.
+type countingWriter struct {
+	mu   sync.Mutex
+	n    int
+	want int
+	full chan struct{}
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += len(p)
+	if c.n >= c.want && c.full != nil {
+		close(c.full)
+		c.full = nil
+	}
+	return len(p), nil
+}
+
+// BenchmarkStreamServerThroughput is the agent side's own capacity: output
+// as fast as a backend produces it, through the hub, the mTLS server and
+// client-go's executor, in bursts of 1 MiB (a session more than 4 MiB
+// behind is dropped). A TCG guest's serial port is far slower.
+func BenchmarkStreamServerThroughput(b *testing.B) {
+	const size = 1 << 20
+	for _, spdy := range []bool{false, true} {
+		b.Run(map[bool]string{false: "websocket", true: "spdy"}[spdy], func(b *testing.B) {
+			pki := newTestPKI(b)
+			srv, err := NewServer(Config{
+				Backend:  floodGuest{size: size},
+				Domains:  fakeDomains{runningUID: {UUID: runningUID, State: hypervisor.StateRunning, Owner: hypervisor.Owner{Namespace: "team-a", Name: "demo"}}},
+				StateDir: b.TempDir(),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tlsConfig, err := TLSConfig(pki.serverCert, pki.serverKey, filepath.Join(pki.dir, "ca.crt"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { _ = srv.Serve(ctx, ln, tlsConfig) }()
+			ts := &testServer{pki: pki, addr: ln.Addr().String()}
+			cfg := ts.config(ts.addr, pki.client)
+			url := "https://" + ts.addr + "/console/team-a/demo/" + runningUID
+			var exec remotecommand.Executor
+			if spdy {
+				exec, err = remotecommand.NewSPDYExecutor(cfg, http.MethodPost, mustParse(b, url))
+			} else {
+				exec, err = remotecommand.NewWebSocketExecutor(cfg, http.MethodGet, url)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			r, w := io.Pipe()
+			out := &countingWriter{}
+			done := make(chan error, 1)
+			sctx, scancel := context.WithCancel(ctx)
+			go func() { done <- exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: r, Stdout: out, Tty: true}) }()
+			b.SetBytes(size)
+			b.ResetTimer()
+			for range b.N {
+				full := make(chan struct{})
+				out.mu.Lock()
+				out.want, out.full = out.n+size, full
+				out.mu.Unlock()
+				if _, err := w.Write([]byte{'g'}); err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case <-full:
+				case err := <-done:
+					b.Fatalf("stream ended: %v", err)
+				}
+			}
+			b.StopTimer()
+			scancel()
+			w.Close()
+			<-done
+		})
 	}
 }
