@@ -745,7 +745,9 @@ func BenchmarkStreamServerThroughput(b *testing.B) {
 			out := &countingWriter{}
 			done := make(chan error, 1)
 			sctx, scancel := context.WithCancel(ctx)
-			go func() { done <- exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: r, Stdout: out, Tty: true}) }()
+			go func() {
+				done <- exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: r, Stdout: out, Tty: true})
+			}()
 			b.SetBytes(size)
 			b.ResetTimer()
 			for range b.N {
