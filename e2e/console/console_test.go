@@ -35,6 +35,7 @@ import (
 	"golang.org/x/sys/unix"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/streaming/pkg/httpstream"
@@ -48,7 +49,8 @@ import (
 // and the terminal as it was before.
 func TestConsoleThroughKubectl(t *testing.T) {
 	e := requireEnv(t)
-	e.runningVM(t, "team-a", "demo")
+	name := uniqueName("demo")
+	e.runningVM(t, "team-a", name)
 
 	t.Run("kubectl finds the plugin", func(t *testing.T) {
 		out := e.kubectl(t, "admin", "", "plugin", "list")
@@ -58,18 +60,18 @@ func TestConsoleThroughKubectl(t *testing.T) {
 	})
 
 	t.Run("logs show the boot", func(t *testing.T) {
-		out := e.kubectl(t, "alice", "", "vm", "-n", "team-a", "logs", "demo")
+		out := e.kubectl(t, "alice", "", "vm", "-n", "team-a", "logs", name)
 		if out.err != nil || !strings.Contains(out.stdout, "VESSEL-GUEST READY") {
 			t.Errorf("kubectl vm logs: %v\n%s%s", out.err, tail(out.stdout, 2000), out.stderr)
 		}
-		out = e.kubectl(t, "alice", "", "vm", "-n", "team-a", "logs", "demo", "--tail", "20")
+		out = e.kubectl(t, "alice", "", "vm", "-n", "team-a", "logs", name, "--tail", "20")
 		if len(out.stdout) != 20 {
 			t.Errorf("kubectl vm logs --tail 20 printed %d bytes: %q", len(out.stdout), out.stdout)
 		}
 	})
 
 	t.Run("alice types in the console and detaches", func(t *testing.T) {
-		term := e.startTerminal(t, "alice", "vm", "-n", "team-a", "console", "demo")
+		term := e.startTerminal(t, "alice", "vm", "-n", "team-a", "console", name)
 		before := term.attrs(t)
 		term.expect(t, "escape sequence: ^]", 30*time.Second)
 		if raw := term.attrs(t); raw.Lflag&(unix.ECHO|unix.ICANON) != 0 {
@@ -89,7 +91,7 @@ func TestConsoleThroughKubectl(t *testing.T) {
 		}
 
 		term.send(t, "\x1d")
-		term.expect(t, "Detached from the console of VM team-a/demo.", 10*time.Second)
+		term.expect(t, "Detached from the console of VM team-a/"+name+".", 10*time.Second)
 		if err := term.wait(t); err != nil {
 			t.Errorf("kubectl vm console exited with %v after Ctrl+]; terminal:\n%s", err, term.output())
 		}
@@ -105,11 +107,13 @@ func TestConsoleThroughKubectl(t *testing.T) {
 // the server.
 func TestConsoleRefusals(t *testing.T) {
 	e := requireEnv(t)
-	vm := e.runningVM(t, "team-b", "watched")
+	name := uniqueName("watched")
+	vm := e.runningVM(t, "team-b", name)
+	ref := "team-b/" + name
 
 	t.Run("bob may not open the console", func(t *testing.T) {
-		out := e.kubectl(t, "bob", "", "vm", "-n", "team-b", "console", "watched")
-		want := `you are not allowed to open the console of VM team-b/watched: `
+		out := e.kubectl(t, "bob", "", "vm", "-n", "team-b", "console", name)
+		want := `you are not allowed to open the console of VM ` + ref + `: `
 		if out.err == nil || !strings.Contains(out.stderr, want) || !strings.Contains(out.stderr, `cannot get resource "virtualmachines/console"`) {
 			t.Errorf("bob's console: err %v, stderr:\n%s\nwant %q", out.err, out.stderr, want)
 		}
@@ -119,22 +123,22 @@ func TestConsoleRefusals(t *testing.T) {
 	})
 
 	t.Run("bob may read the log", func(t *testing.T) {
-		out := e.kubectl(t, "bob", "", "vm", "-n", "team-b", "logs", "watched")
+		out := e.kubectl(t, "bob", "", "vm", "-n", "team-b", "logs", name)
 		if out.err != nil || !strings.Contains(out.stdout, "VESSEL-GUEST READY") {
 			t.Errorf("bob's logs: %v\n%s%s", out.err, tail(out.stdout, 1000), out.stderr)
 		}
 	})
 
 	t.Run("bob may not stop the VM", func(t *testing.T) {
-		out := e.kubectl(t, "bob", "", "vm", "-n", "team-b", "stop", "watched")
-		if out.err == nil || !strings.Contains(out.stderr, "you are not allowed to stop VM team-b/watched") {
+		out := e.kubectl(t, "bob", "", "vm", "-n", "team-b", "stop", name)
+		if out.err == nil || !strings.Contains(out.stderr, "you are not allowed to stop VM "+ref) {
 			t.Errorf("bob's stop: %v\n%s", out.err, out.stderr)
 		}
 	})
 
 	t.Run("a stopped VM has no console", func(t *testing.T) {
-		out := e.kubectl(t, "admin", "", "vm", "-n", "team-b", "stop", "watched", "--force")
-		if out.err != nil || out.stdout != "virtualmachine.vessel.dev/watched stop requested\n" {
+		out := e.kubectl(t, "admin", "", "vm", "-n", "team-b", "stop", name, "--force")
+		if out.err != nil || out.stdout != "virtualmachine.vessel.dev/"+name+" stop requested\n" {
 			t.Fatalf("kubectl vm stop --force: %v\n%s%s", out.err, out.stdout, out.stderr)
 		}
 		vms := e.admin.VesselV1alpha1().VirtualMachines("team-b")
@@ -146,8 +150,9 @@ func TestConsoleRefusals(t *testing.T) {
 			t.Fatalf("VM did not stop: %v", err)
 		}
 
-		out = e.kubectl(t, "admin", "", "vm", "-n", "team-b", "console", "watched")
-		if out.err == nil || !strings.Contains(out.stderr, "VM team-b/watched is not running (phase Stopped)") {
+		out = e.kubectl(t, "admin", "", "vm", "-n", "team-b", "console", name)
+		notRunning := "VM " + ref + " is not running (phase Stopped)"
+		if out.err == nil || !strings.Contains(out.stderr, notRunning) {
 			t.Errorf("console of a stopped VM: %v\n%s", out.err, out.stderr)
 		}
 
@@ -157,7 +162,7 @@ func TestConsoleRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		url := e.admin.VesselV1alpha1().RESTClient().Post().Namespace("team-b").Resource("virtualmachines").
-			Name("watched").SubResource("console").URL()
+			Name(name).SubResource("console").URL()
 		exec, err := remotecommand.NewWebSocketExecutor(cfg, http.MethodGet, url.String())
 		if err != nil {
 			t.Fatal(err)
@@ -166,8 +171,8 @@ func TestConsoleRefusals(t *testing.T) {
 		var upgrade *httpstream.UpgradeFailureError
 		var status *apierrors.StatusError
 		if !errors.As(err, &upgrade) || !errors.As(upgrade.Cause, &status) || status.Status().Code != http.StatusConflict ||
-			status.Status().Message != "VM team-b/watched is not running (phase Stopped)" {
-			t.Errorf("console of a stopped VM through client-go = %v, want 409 %q", err, "VM team-b/watched is not running (phase Stopped)")
+			status.Status().Message != notRunning {
+			t.Errorf("console of a stopped VM through client-go = %v, want 409 %q", err, notRunning)
 		}
 	})
 }
@@ -309,6 +314,12 @@ func (term *terminal) attrs(t *testing.T) unix.Termios {
 		t.Fatal(err)
 	}
 	return *a
+}
+
+// uniqueName keeps VMs of concurrent runs on one libvirtd apart: domain
+// names derive from namespace and name.
+func uniqueName(prefix string) string {
+	return prefix + "-" + utilrand.String(5)
 }
 
 func containsAll(s string, subs ...string) bool {

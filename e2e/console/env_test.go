@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -47,6 +48,9 @@ type env struct {
 	binDir   string // freshly built kubectl-vm, vessel-apiserver, vessel-agent
 	admin    versioned.Interface
 	stateDir string
+
+	mu      sync.Mutex
+	created []*v1alpha1.VirtualMachine
 }
 
 var (
@@ -58,11 +62,40 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
-		shared.c.Stop()
-		os.RemoveAll(shared.stateDir)
-		os.RemoveAll(shared.binDir)
+		shared.teardown()
 	}
 	os.Exit(code)
+}
+
+// teardown deletes the VMs the tests created and waits until the agent
+// has removed their domains, stops the control plane, and removes any
+// domain still left, so no guest outlives the run.
+func (e *env) teardown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e.mu.Lock()
+	created := e.created
+	e.mu.Unlock()
+	for _, vm := range created {
+		_ = e.admin.VesselV1alpha1().VirtualMachines(vm.Namespace).Delete(ctx, vm.Name, metav1.DeleteOptions{})
+	}
+	for _, vm := range created {
+		_ = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			_, err := e.admin.VesselV1alpha1().VirtualMachines(vm.Namespace).Get(ctx, vm.Name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+	}
+	e.c.Stop()
+	lv := hypervisor.NewLibvirt("")
+	go lv.Run(ctx)
+	if lv.WaitConnected(ctx) == nil {
+		for _, vm := range created {
+			_ = lv.Destroy(ctx, string(vm.UID))
+			_ = lv.Undefine(ctx, string(vm.UID))
+		}
+	}
+	os.RemoveAll(e.stateDir)
+	os.RemoveAll(e.binDir)
 }
 
 // requireEnv skips without libvirtd or kube-apiserver, unless VESSEL_E2E=1
@@ -178,12 +211,13 @@ func (e *env) runningVM(tb testing.TB, namespace, name string) *v1alpha1.Virtual
 	ctx := context.Background()
 	vms := e.admin.VesselV1alpha1().VirtualMachines(namespace)
 	if _, err := vms.Get(ctx, name, metav1.GetOptions{}); err != nil {
-		if _, err := vms.Create(ctx, guestVM(namespace, name), metav1.CreateOptions{}); err != nil {
+		vm, err := vms.Create(ctx, guestVM(namespace, name), metav1.CreateOptions{})
+		if err != nil {
 			tb.Fatalf("create VM %s/%s: %v", namespace, name, err)
 		}
-		tb.Cleanup(func() {
-			_ = vms.Delete(context.Background(), name, metav1.DeleteOptions{})
-		})
+		e.mu.Lock()
+		e.created = append(e.created, vm)
+		e.mu.Unlock()
 	}
 	var last *v1alpha1.VirtualMachine
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
