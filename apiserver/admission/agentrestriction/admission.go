@@ -134,6 +134,8 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 			return err
 		}
 		return onlyFinalizersChanged(a, forbid)
+	case resource == "virtualmachinesnapshots" && sub == "" && a.GetOperation() == admission.Update:
+		return p.checkSnapshotFinalizers(a, agent, forbid)
 	case (resource == "virtualmachinesnapshots" || resource == "virtualmachinerestores") && sub == "status" && a.GetOperation() == admission.Update:
 		vmName, err := referencedVM(a.GetObject())
 		if err != nil {
