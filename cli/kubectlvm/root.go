@@ -47,8 +47,9 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl vm"},
 		Short:       "Work with Vessel virtual machines",
 		Long: `kubectl vm drives Vessel virtual machines (vessel.dev VirtualMachines):
-attach to their serial console, read its recent output, and start, stop,
-restart, pause or unpause them. It uses kubectl's configuration and flags.`,
+attach to their serial console, read its recent output, start, stop,
+restart, pause or unpause them, and take and restore snapshots. It uses
+kubectl's configuration and flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -65,6 +66,8 @@ restart, pause or unpause them. It uses kubectl's configuration and flags.`,
 		newRestartCommand,
 		newPauseCommand,
 		newUnpauseCommand,
+		newSnapshotCommand,
+		newRestoreCommand,
 	} {
 		cmd.AddCommand(sub(o))
 	}
