@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Backend opens the serial console of a domain.
@@ -50,6 +51,10 @@ type AttachOptions struct {
 // further behind is dropped rather than slowing the guest and every other
 // viewer down.
 const maxPending = 4 << 20
+
+// coalesceOutput is how long a session gathers output that keeps coming
+// before its next write.
+const coalesceOutput = 2 * time.Millisecond
 
 // ErrLagged ends a session whose client does not keep up with the output.
 var ErrLagged = fmt.Errorf("the console output got more than %d MiB ahead of this session; attach again", maxPending>>20)
@@ -357,6 +362,18 @@ func (s *Session) Serve(ctx context.Context, stdin io.Reader, stdout io.Writer) 
 		s.hub.mu.Unlock()
 		if len(out) > 0 {
 			if _, werr := stdout.Write(out); werr != nil {
+				return nil
+			}
+			// A serial port delivers a few bytes at a time; while output
+			// keeps coming, gather it for a moment rather than sending
+			// every few bytes through each proxy on the way. The first
+			// output after a quiet spell (a keystroke's echo) goes at once.
+			select {
+			case <-time.After(coalesceOutput):
+			case <-s.done:
+			case <-left:
+				return nil
+			case <-ctx.Done():
 				return nil
 			}
 			continue
