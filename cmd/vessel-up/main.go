@@ -36,6 +36,7 @@ import (
 func main() {
 	stateDir := flag.String("state-dir", "", "state directory (default: .vessel at the repository root)")
 	down := flag.Bool("down", false, "stop everything a previous run started")
+	hypervisor := flag.String("hypervisor-name", "", "the agent's Hypervisor name (default: the host name)")
 	flag.Parse()
 	log.SetFlags(0)
 	if *stateDir == "" {
@@ -54,7 +55,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := cluster.Start(ctx, cluster.Options{StateDir: *stateDir, Logf: log.Printf})
+	c, err := cluster.Start(ctx, cluster.Options{StateDir: *stateDir, HypervisorName: *hypervisor, Logf: log.Printf})
 	if err != nil {
 		log.Fatalf("vessel-up: %v", err)
 	}

@@ -19,7 +19,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -37,24 +36,12 @@ const (
 	ImagesDir = "/var/lib/vessel/images"
 )
 
-// HypervisorName is the name the local agent registers: the host name.
-func HypervisorName() (string, error) {
-	name, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("host name: %w", err)
-	}
-	return name, nil
-}
-
 // startAgent runs one node agent on this host, authenticated to
 // kube-apiserver as system:vessel-agent:<host> in system:vessel-agents,
 // the identity the VesselAgentRestriction admission confines, and waits
 // until its Hypervisor is Ready.
 func (c *Cluster) startAgent(ctx context.Context) error {
-	name, err := HypervisorName()
-	if err != nil {
-		return err
-	}
+	name := c.opts.HypervisorName
 	cert, err := c.PKI.EnsureClientCert("agent-"+name, "system:vessel-agent:"+name, []string{"system:vessel-agents"})
 	if err != nil {
 		return fmt.Errorf("agent client certificate: %w", err)

@@ -51,6 +51,11 @@ type Options struct {
 	AgentBinary string
 	// NoAgent starts the control plane without a node agent (no libvirt needed).
 	NoAgent bool
+	// HypervisorName is the agent's Hypervisor. Default: the host name.
+	// Control planes sharing one libvirtd (parallel tests) need distinct
+	// names: an agent cleans up the domains stamped with its name whose VM
+	// its API does not know.
+	HypervisorName string
 	// KubectlBinary renders manifests (kubectl kustomize). Default: kubectl
 	// on PATH.
 	KubectlBinary string
@@ -86,6 +91,13 @@ func (o *Options) complete() error {
 		if *path == "" {
 			*path = filepath.Join(bin, name)
 		}
+	}
+	if o.HypervisorName == "" {
+		name, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("host name: %w", err)
+		}
+		o.HypervisorName = name
 	}
 	if o.KubectlBinary == "" {
 		kubectl, err := exec.LookPath("kubectl")

@@ -76,6 +76,8 @@ func (c *Cluster) kubeAPIServerArgs() []string {
 		// and shared between control planes.
 		"--cert-dir=" + c.layout.runDir(),
 		"--profiling=false",
+		// As kubeadm does: manifests/cluster runs the agent privileged.
+		"--allow-privileged=true",
 	}
 	return append(args, c.opts.KubeAPIServerArgs...)
 }

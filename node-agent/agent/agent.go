@@ -296,7 +296,7 @@ func (a *Agent) processNext(ctx context.Context) bool {
 	requeue, err := a.sync(ctx, key)
 	switch {
 	case err != nil:
-		klog.FromContext(ctx).V(2).Info("Sync failed, retrying", "vm", key, "err", err)
+		klog.FromContext(ctx).Error(err, "Sync failed, will retry", "vm", key)
 		a.queue.AddRateLimited(key)
 	case requeue > 0:
 		a.queue.Forget(key)

@@ -60,6 +60,9 @@ type vmRuntime struct {
 	unsavedStopReason string
 }
 
+// defineRetry is how soon a failed domain definition is tried again.
+const defineRetry = 10 * time.Second
+
 type stopOp struct {
 	deadline time.Time
 	lastACPI time.Time
@@ -209,6 +212,7 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	observed := vm.Status.ObservedPowerActionID
 	started := false
 	var requeue time.Duration
+	var defineErr string
 	acted := true
 	switch {
 	case conflict != "":
@@ -228,7 +232,12 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 			return 0, fmt.Errorf("create VM directory: %w", err)
 		}
 		if err := a.hv.Define(ctx, provCfg); err != nil {
-			return 0, err
+			// Say so in status (a stale domain may hold the name, say) and
+			// try again later, rather than sit in Provisioning silently.
+			defineErr = fmt.Sprintf("cannot define the domain: %v", err)
+			logger.Error(err, "Defining the domain failed; will retry")
+			requeue = defineRetry
+			break
 		}
 		logger.V(2).Info("Defined domain")
 		requeue = time.Millisecond // start it (if it should run) right away
@@ -300,7 +309,7 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 		Now:              metav1.NewTime(now),
 		NodeName:         a.cfg.HypervisorName,
 		Domain:           dom,
-		Conflict:         conflict,
+		Conflict:         conflict + defineErr,
 		ShouldRun:        run,
 		Stopping:         rt.stop != nil && active,
 		WantPaused:       vm.Spec.Paused,

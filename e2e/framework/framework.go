@@ -1,0 +1,293 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package framework is what the end-to-end suites share: one real control
+// plane (etcd, kube-apiserver, kube-controller-manager, vessel-apiserver
+// behind its APIService) and a node agent on this host's libvirtd per test
+// package, the test guest, and helpers that drive them as a user would.
+package framework
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+)
+
+// GuestDir is where `make deps` installs the test guest, under the allowed
+// hostPath root.
+var GuestDir = filepath.Join(cluster.ImagesDir, "vessel-guest")
+
+// Env is one control plane with an agent.
+type Env struct {
+	Cluster  *cluster.Cluster
+	BinDir   string // kubectl-vm, vessel-apiserver, vessel-agent built from this tree
+	Admin    versioned.Interface
+	StateDir string
+	kubeDir  string
+}
+
+var (
+	shared     *Env
+	sharedErr  error
+	sharedOnce sync.Once
+)
+
+// Main runs a package's tests and stops the shared control plane after
+// them. Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.deleteAllVMs()
+		shared.Cluster.Stop()
+		os.RemoveAll(shared.StateDir)
+		os.RemoveAll(shared.BinDir)
+		os.RemoveAll(shared.kubeDir)
+	}
+	os.Exit(code)
+}
+
+// Require returns the package's control plane, starting it on first use.
+// It skips without libvirtd, the built binaries or the guest, unless
+// VESSEL_E2E=1 says they must be there.
+func Require(tb testing.TB) *Env {
+	tb.Helper()
+	skip := func(format string, args ...any) {
+		tb.Helper()
+		if os.Getenv("VESSEL_E2E") != "" {
+			tb.Fatalf("VESSEL_E2E is set but "+format, args...)
+		}
+		tb.Skipf(format+" (set VESSEL_E2E=1 to make this a failure)", args...)
+	}
+	if _, err := os.Stat(hypervisor.DefaultSocket); err != nil {
+		skip("libvirtd is not running: %v; run hack/install-libvirt.sh", err)
+	}
+	bin, err := cluster.DefaultBinDir()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range []string{"kube-apiserver", "kube-controller-manager", "etcd"} {
+		if _, err := os.Stat(filepath.Join(bin, f)); err != nil {
+			skip("%s is not built: %v; run make deps", f, err)
+		}
+	}
+	for _, f := range []string{"vmlinuz", "initrd.img", "disk.img"} {
+		if _, err := os.Stat(filepath.Join(GuestDir, f)); err != nil {
+			skip("the test guest is not installed: %v; run make deps", err)
+		}
+	}
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		skip("kubectl is not on PATH: %v", err)
+	}
+	if testing.Short() {
+		tb.Skip("starts a control plane and boots guests; skipped in -short mode")
+	}
+	sharedOnce.Do(func() { shared, sharedErr = start(tb) })
+	if sharedErr != nil {
+		tb.Fatal(sharedErr)
+	}
+	return shared
+}
+
+func start(tb testing.TB) (*Env, error) {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	binDir, err := os.MkdirTemp("", "vessel-e2e-bin-")
+	if err != nil {
+		return nil, err
+	}
+	// The binaries under test are built from this tree, never taken from a
+	// possibly stale _output/bin.
+	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/kubectl-vm", "./cmd/vessel-apiserver", "./cmd/vessel-agent")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build: %v\n%s", err, out)
+	}
+	stateDir, err := os.MkdirTemp("", "vessel-e2e-state-")
+	if err != nil {
+		return nil, err
+	}
+	kubeDir, err := os.MkdirTemp("", "vessel-e2e-kubecache-")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{
+		StateDir:              stateDir,
+		VesselAPIServerBinary: filepath.Join(binDir, "vessel-apiserver"),
+		AgentBinary:           filepath.Join(binDir, "vessel-agent"),
+		// Unique, so that suites sharing this host's libvirtd never take
+		// each other's domains for orphans.
+		HypervisorName: "e2e-" + filepath.Base(stateDir)[len("vessel-e2e-state-"):],
+		Logf:           tb.Logf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := c.AdminConfig()
+	if err == nil {
+		var admin versioned.Interface
+		if admin, err = versioned.NewForConfig(cfg); err == nil {
+			return &Env{Cluster: c, BinDir: binDir, Admin: admin, StateDir: stateDir, kubeDir: kubeDir}, nil
+		}
+	}
+	c.Stop()
+	return nil, err
+}
+
+// Kubectl runs the real kubectl as user ("admin", "alice", "bob"), with the
+// plugin on PATH, and returns its combined output.
+func (e *Env) Kubectl(tb testing.TB, user string, args ...string) (string, error) {
+	tb.Helper()
+	kubeconfig := e.Cluster.Kubeconfig(cluster.AdminKubeconfig)
+	if user != "admin" {
+		kubeconfig = e.Cluster.Kubeconfig(user)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// Flags go last: kubectl refuses flags before a plugin's name.
+	cmd := exec.CommandContext(ctx, "kubectl", append(args, "--kubeconfig", kubeconfig)...)
+	cmd.Env = append(os.Environ(),
+		"PATH="+e.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"KUBECACHEDIR="+e.kubeDir,
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// MustKubectl is Kubectl that fails the test on a non-zero exit.
+func (e *Env) MustKubectl(tb testing.TB, user string, args ...string) string {
+	tb.Helper()
+	out, err := e.Kubectl(tb, user, args...)
+	if err != nil {
+		tb.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// GuestVM is a VM booting the test guest from the host's image directory.
+func GuestVM(namespace, name string) *v1alpha1.VirtualMachine {
+	grace := int64(5)
+	return &v1alpha1.VirtualMachine{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: v1alpha1.VirtualMachineSpec{
+			RunStrategy: v1alpha1.RunStrategyAlways,
+			CPUs:        1,
+			Memory:      resource.MustParse("128Mi"),
+			Kernel: &v1alpha1.KernelBoot{
+				Kernel:  v1alpha1.FileSource{HostPath: &v1alpha1.HostPathSource{Path: filepath.Join(GuestDir, "vmlinuz")}},
+				Initrd:  &v1alpha1.FileSource{HostPath: &v1alpha1.HostPathSource{Path: filepath.Join(GuestDir, "initrd.img")}},
+				Cmdline: "console=ttyS0 quiet",
+			},
+			TerminationGracePeriodSeconds: &grace,
+		},
+	}
+}
+
+// WaitVM polls the VM until ok holds, and fails the test after timeout.
+func (e *Env) WaitVM(tb testing.TB, namespace, name string, timeout time.Duration, what string, ok func(*v1alpha1.VirtualMachine) bool) *v1alpha1.VirtualMachine {
+	tb.Helper()
+	var last *v1alpha1.VirtualMachine
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		vm, err := e.Admin.VesselV1alpha1().VirtualMachines(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last = vm
+		return ok(vm), nil
+	})
+	if err != nil {
+		tb.Fatalf("VM %s/%s: %s within %v; last status: %+v", namespace, name, what, timeout, statusOf(last))
+	}
+	return last
+}
+
+// WaitPhase waits for a VM's phase.
+func (e *Env) WaitPhase(tb testing.TB, namespace, name string, phase v1alpha1.VirtualMachinePhase) *v1alpha1.VirtualMachine {
+	tb.Helper()
+	return e.WaitVM(tb, namespace, name, 2*time.Minute, "phase "+string(phase), func(vm *v1alpha1.VirtualMachine) bool {
+		return vm.Status.Phase == phase
+	})
+}
+
+func statusOf(vm *v1alpha1.VirtualMachine) any {
+	if vm == nil {
+		return "<never read>"
+	}
+	return vm.Status
+}
+
+// ConsoleLog is the VM's virtlogd console log (from power-on) under the
+// agent's state directory.
+func (e *Env) ConsoleLog(vm *v1alpha1.VirtualMachine) string {
+	b, _ := os.ReadFile(filepath.Join(e.StateDir, "agent", "vms", string(vm.UID), "console.log"))
+	return string(b)
+}
+
+// WaitLog waits until the VM's console log contains marker.
+func (e *Env) WaitLog(tb testing.TB, vm *v1alpha1.VirtualMachine, marker string) {
+	tb.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		return strings.Contains(e.ConsoleLog(vm), marker), nil
+	})
+	if err != nil {
+		log := e.ConsoleLog(vm)
+		if len(log) > 2000 {
+			log = log[len(log)-2000:]
+		}
+		tb.Fatalf("VM %s/%s: console log lacks %q; end of log:\n%s", vm.Namespace, vm.Name, marker, log)
+	}
+}
+
+// deleteAllVMs deletes every VM and waits (bounded) until the agent has
+// released them: guests and domains left behind would outlive the control
+// plane on the shared libvirtd and collide with the next run's names.
+func (e *Env) deleteAllVMs() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	vms := e.Admin.VesselV1alpha1().VirtualMachines(metav1.NamespaceAll)
+	list, err := vms.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, vm := range list.Items {
+		_ = e.Admin.VesselV1alpha1().VirtualMachines(vm.Namespace).Delete(ctx, vm.Name, metav1.DeleteOptions{})
+	}
+	_ = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		list, err := vms.List(ctx, metav1.ListOptions{})
+		return err == nil && len(list.Items) == 0, nil
+	})
+}

@@ -1,0 +1,21 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package lifecycle is the end-to-end test of a VM's life as a user lives
+// it: kubectl and the kubectl-vm plugin through a real kube-apiserver, the
+// vessel-apiserver behind its APIService, a node agent and real QEMU guests
+// under this host's libvirtd.
+package lifecycle

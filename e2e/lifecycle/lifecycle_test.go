@@ -1,0 +1,208 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package lifecycle
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/e2e/framework"
+)
+
+func TestMain(m *testing.M) { framework.Main(m) }
+
+// The README's quick start, step by step, as alice in team-a: the example
+// VM runs, its cloud-init script ran in the guest, and every power action
+// reaches the libvirt domain.
+func TestQuickStartExample(t *testing.T) {
+	e := framework.Require(t)
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example as shipped, renamed: other suites on this host's libvirtd
+	// may run a team-a/demo of their own.
+	const ns, name, domain = "team-a", "quickstart", "team-a_quickstart"
+	example, err := os.ReadFile(filepath.Join(root, "examples", "vm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(t.TempDir(), "vm.yaml")
+	renamed := strings.Replace(string(example), "name: demo", "name: "+name, 1)
+	if err := os.WriteFile(manifest, []byte(renamed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.MustKubectl(t, "alice", "apply", "-f", manifest)
+	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", name, "--wait=false") })
+
+	vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
+	e.MustKubectl(t, "alice", "-n", ns, "wait", "vm/"+name, "--for=jsonpath={.status.phase}=Running", "--timeout=10s")
+	e.WaitLog(t, vm, "VESSEL-GUEST READY")
+	e.WaitLog(t, vm, "hello from cloud-init on "+name)
+	if got := domState(t, domain); got != "running" {
+		t.Fatalf("domain %s is %q, want running", domain, got)
+	}
+	out := e.MustKubectl(t, "alice", "-n", ns, "get", "vm", name)
+	if !strings.Contains(out, "Running") {
+		t.Errorf("kubectl get vm shows no Running:\n%s", out)
+	}
+
+	e.MustKubectl(t, "alice", "vm", "-n", ns, "stop", name)
+	e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineStopped)
+	if got := domState(t, domain); got != "shut off" {
+		t.Errorf("after stop, domain is %q, want shut off", got)
+	}
+	if out, err := e.Kubectl(t, "alice", "vm", "-n", ns, "stop", name); err == nil || !strings.Contains(out, "already stopped") {
+		t.Errorf("a second stop should be refused as already stopped; got %v:\n%s", err, out)
+	}
+
+	e.MustKubectl(t, "alice", "vm", "-n", ns, "start", name)
+	vm = e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
+	started := vm.Status.StartedAt.Time
+
+	e.MustKubectl(t, "alice", "vm", "-n", ns, "restart", name)
+	e.WaitVM(t, ns, name, 2*time.Minute, "restart", func(vm *v1alpha1.VirtualMachine) bool {
+		return vm.Status.Phase == v1alpha1.VirtualMachineRunning && vm.Status.StartedAt != nil && vm.Status.StartedAt.After(started)
+	})
+
+	e.MustKubectl(t, "alice", "vm", "-n", ns, "pause", name)
+	e.WaitPhase(t, ns, name, v1alpha1.VirtualMachinePaused)
+	if got := domState(t, domain); got != "paused" {
+		t.Errorf("after pause, domain is %q, want paused", got)
+	}
+	e.MustKubectl(t, "alice", "vm", "-n", ns, "unpause", name)
+	vm = e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
+
+	e.MustKubectl(t, "alice", "-n", ns, "delete", "vm", name, "--timeout=120s")
+	if out, err := e.Kubectl(t, "alice", "-n", ns, "get", "vm", name); err == nil || !strings.Contains(out, "NotFound") {
+		t.Errorf("VM still there after delete: %v\n%s", err, out)
+	}
+	if _, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", domain).Output(); err == nil {
+		t.Errorf("domain %s still defined after the VM was deleted", domain)
+	}
+	if _, err := os.Stat(filepath.Join(e.StateDir, "agent", "vms", string(vm.UID))); !os.IsNotExist(err) {
+		t.Errorf("the VM's files are still on the node: %v", err)
+	}
+}
+
+// A VM that fits no hypervisor stays Pending and says why.
+func TestUnschedulableVMSaysWhy(t *testing.T) {
+	e := framework.Require(t)
+	vm := framework.GuestVM("default", "nowhere")
+	vm.Spec.NodeSelector = map[string]string{"pool": "gpu"}
+	if _, err := e.Admin.VesselV1alpha1().VirtualMachines("default").Create(t.Context(), vm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "delete", "vm", "nowhere", "--wait=false") })
+	got := e.WaitVM(t, "default", "nowhere", time.Minute, "Scheduled=False", func(vm *v1alpha1.VirtualMachine) bool {
+		c := meta.FindStatusCondition(vm.Status.Conditions, v1alpha1.VirtualMachineConditionScheduled)
+		return c != nil && c.Status == "False"
+	})
+	c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.VirtualMachineConditionScheduled)
+	if got.Status.Phase != v1alpha1.VirtualMachinePending || c.Reason != "Unschedulable" ||
+		c.Message != "0/1 hypervisors are available: 1 didn't match the VM's nodeSelector." {
+		t.Errorf("phase %s, condition %+v", got.Status.Phase, c)
+	}
+}
+
+// libvirtd restarts (an upgrade, a crash): guests keep running under their
+// QEMU, the agent reconnects, and the VM is still Running and still obeys.
+func TestAlwaysVMSurvivesLibvirtdRestart(t *testing.T) {
+	e := framework.Require(t)
+	const ns, name, domain = "default", "steady", "default_steady"
+	if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(t.Context(), framework.GuestVM(ns, name), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", name, "--wait=false") })
+	vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
+	e.WaitLog(t, vm, "VESSEL-BOOT done")
+	pid := qemuPID(t, domain)
+
+	restartLibvirtd(t)
+
+	if got := domState(t, domain); got != "running" {
+		t.Fatalf("after the libvirtd restart the domain is %q", got)
+	}
+	if got := qemuPID(t, domain); got != pid {
+		t.Errorf("QEMU pid %d after the libvirtd restart, was %d: the guest was restarted", got, pid)
+	}
+	// The agent is connected again: a stop is carried out.
+	e.MustKubectl(t, "admin", "vm", "-n", ns, "stop", name)
+	e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineStopped)
+	e.MustKubectl(t, "admin", "vm", "-n", ns, "start", name)
+	e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
+}
+
+func domState(t *testing.T, domain string) string {
+	t.Helper()
+	out, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", domain).CombinedOutput()
+	if err != nil {
+		t.Fatalf("virsh domstate %s: %v\n%s", domain, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func qemuPID(t *testing.T, domain string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/run/libvirt/qemu", domain+".pid"))
+	if err != nil {
+		t.Fatalf("QEMU pid of %s: %v", domain, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// restartLibvirtd stops libvirtd and starts it again the way
+// hack/install-libvirt.sh does, waiting until it answers.
+func restartLibvirtd(t *testing.T) {
+	t.Helper()
+	b, err := os.ReadFile("/run/libvirtd.pid")
+	if err != nil {
+		t.Fatalf("libvirtd pid: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := exec.Command("kill", strconv.Itoa(pid)).Run(); err != nil {
+		t.Fatalf("stop libvirtd: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for exec.Command("kill", "-0", strconv.Itoa(pid)).Run() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("libvirtd did not stop within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(root, "hack", "install-libvirt.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("start libvirtd again: %v\n%s", err, out)
+	}
+}
