@@ -180,6 +180,7 @@ func (o *Options) Config() (*Config, error) {
 	if err := o.RecommendedOptions.ApplyTo(serverConfig); err != nil {
 		return nil, fmt.Errorf("apply options: %w", err)
 	}
+	waitForFrontProxyCA(serverConfig)
 	return &Config{
 		GenericConfig: serverConfig,
 		ExtraConfig: ExtraConfig{
