@@ -29,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
@@ -164,7 +165,11 @@ func startEnv(tb testing.TB) (*env, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := cluster.Start(ctx, cluster.Options{
-		StateDir:              stateDir,
+		StateDir: stateDir,
+		// A name of its own, so this agent and those of control planes
+		// running next to it on the same libvirtd leave each other's
+		// domains alone.
+		HypervisorName:        "console-e2e-" + utilrand.String(5),
 		VesselAPIServerBinary: filepath.Join(binDir, "vessel-apiserver"),
 		AgentBinary:           filepath.Join(binDir, "vessel-agent"),
 		Logf:                  tb.Logf,
