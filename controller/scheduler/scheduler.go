@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,11 +46,22 @@ type Scheduler struct {
 	client      versioned.Interface
 	vms         listers.VirtualMachineLister
 	hypervisors listers.HypervisorLister
-	synced      []cache.InformerSynced
-	queue       workqueue.TypedRateLimitingInterface[string]
+	// byNode indexes VMs by spec.nodeName: what a hypervisor has bound.
+	byNode cache.Indexer
+	synced []cache.InformerSynced
+	queue  workqueue.TypedRateLimitingInterface[string]
 	// assumed holds bindings made but not yet seen by the informer.
-	assumed map[types.UID]string
+	assumed map[types.UID]assumedBinding
 }
+
+// assumedBinding is a binding the informer has not delivered yet.
+type assumedBinding struct {
+	key  string
+	node string
+	vm   *v1alpha1.VirtualMachine
+}
+
+const nodeNameIndex = "spec.nodeName"
 
 // New wires a scheduler to the shared informers; call Run after starting them.
 func New(client versioned.Interface, factory informers.SharedInformerFactory) (*Scheduler, error) {
@@ -63,20 +75,43 @@ func New(client versioned.Interface, factory informers.SharedInformerFactory) (*
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "vessel-scheduler"}),
-		assumed: map[types.UID]string{},
+		assumed: map[types.UID]assumedBinding{},
 	}
-	_, err := vmInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	err := vmInformer.Informer().AddIndexers(cache.Indexers{nodeNameIndex: func(obj any) ([]string, error) {
+		if vm, ok := obj.(*v1alpha1.VirtualMachine); ok && vm.Spec.NodeName != "" {
+			return []string{vm.Spec.NodeName}, nil
+		}
+		return nil, nil
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("index VMs by node: %w", err)
+	}
+	s.byNode = vmInformer.Informer().GetIndexer()
+	_, err = vmInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.enqueueVM,
 		UpdateFunc: func(_, obj any) { s.enqueueVM(obj) },
-		// A deleted VM frees room: pending VMs may fit now.
-		DeleteFunc: func(any) { s.enqueuePending() },
+		// A deleted bound VM frees room: pending VMs may fit now.
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if vm, ok := obj.(*v1alpha1.VirtualMachine); !ok || vm.Spec.NodeName != "" {
+				s.enqueuePending()
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("watch VMs: %w", err)
 	}
 	_, err = hvInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.enqueuePending() },
-		UpdateFunc: func(any, any) { s.enqueuePending() },
+		AddFunc: func(any) { s.enqueuePending() },
+		// Heartbeats update every hypervisor every few seconds; only a
+		// change in what scheduling looks at retries the pending VMs.
+		UpdateFunc: func(oldObj, newObj any) {
+			if schedulingChanged(oldObj.(*v1alpha1.Hypervisor), newObj.(*v1alpha1.Hypervisor)) {
+				s.enqueuePending()
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("watch hypervisors: %w", err)
@@ -158,14 +193,14 @@ func (s *Scheduler) schedule(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if vm.Spec.NodeName != "" || vm.DeletionTimestamp != nil || s.assumed[vm.UID] != "" {
+	if _, assumed := s.assumed[vm.UID]; vm.Spec.NodeName != "" || vm.DeletionTimestamp != nil || assumed {
 		return nil
 	}
 	hypervisors, err := s.hypervisors.List(labels.Everything())
 	if err != nil {
 		return err
 	}
-	used, err := s.usage()
+	used, err := s.usage(hypervisors)
 	if err != nil {
 		return err
 	}
@@ -186,42 +221,47 @@ func (s *Scheduler) schedule(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("bind %s to %s: %w", key, target, err)
 	}
-	s.assumed[vm.UID] = target
+	s.assumed[vm.UID] = assumedBinding{key: key, node: target, vm: vm}
 	klog.FromContext(ctx).V(2).Info("Bound VM", "vm", key, "hypervisor", target)
 	return nil
 }
 
-// usage sums what bound VMs ask for per hypervisor, counting assumed
+// usage sums what the VMs bound to each hypervisor ask for, from the node
+// index (cost: the VMs on those hypervisors, not all VMs), counting
 // bindings the informer has not delivered yet.
-func (s *Scheduler) usage() (map[string]*usage, error) {
-	vms, err := s.vms.List(labels.Everything())
-	if err != nil {
-		return nil, err
-	}
+func (s *Scheduler) usage(hypervisors []*v1alpha1.Hypervisor) (map[string]*usage, error) {
 	used := map[string]*usage{}
-	seen := map[types.UID]bool{}
-	count := func(node string, vm *v1alpha1.VirtualMachine) {
-		if used[node] == nil {
-			used[node] = &usage{}
+	for _, hv := range hypervisors {
+		bound, err := s.byNode.ByIndex(nodeNameIndex, hv.Name)
+		if err != nil {
+			return nil, err
 		}
-		used[node].add(vm)
-	}
-	for _, vm := range vms {
-		seen[vm.UID] = true
-		switch {
-		case vm.Spec.NodeName != "":
-			delete(s.assumed, vm.UID)
-			count(vm.Spec.NodeName, vm)
-		case s.assumed[vm.UID] != "":
-			count(s.assumed[vm.UID], vm)
+		u := &usage{}
+		for _, obj := range bound {
+			u.add(obj.(*v1alpha1.VirtualMachine))
 		}
+		used[hv.Name] = u
 	}
-	for uid := range s.assumed {
-		if !seen[uid] {
-			delete(s.assumed, uid)
+	for uid, a := range s.assumed {
+		ns, name, _ := cache.SplitMetaNamespaceKey(a.key)
+		vm, err := s.vms.VirtualMachines(ns).Get(name)
+		if err != nil || vm.UID != uid || vm.Spec.NodeName != "" {
+			delete(s.assumed, uid) // gone, or now counted through the index
+			continue
+		}
+		if u := used[a.node]; u != nil {
+			u.add(a.vm)
 		}
 	}
 	return used, nil
+}
+
+// schedulingChanged is true when a hypervisor update matters to placement.
+func schedulingChanged(old, cur *v1alpha1.Hypervisor) bool {
+	return ready(old) != ready(cur) ||
+		old.Spec.Unschedulable != cur.Spec.Unschedulable ||
+		!equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
+		!equality.Semantic.DeepEqual(old.Status.Allocatable, cur.Status.Allocatable)
 }
 
 func (s *Scheduler) markUnschedulable(ctx context.Context, vm *v1alpha1.VirtualMachine, reason string) error {
