@@ -18,6 +18,7 @@ package integration
 
 import (
 	"maps"
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -106,10 +107,10 @@ func TestPatch(t *testing.T) {
 	})
 
 	// Strategic merge patch works on vessel.dev kinds: unlike a
-	// CustomResource, they are Go types in the server's scheme. The types
-	// carry no patchStrategy/patchMergeKey tags, though, so a list in a
-	// strategic patch replaces the whole list, as in a merge patch; lists are
-	// merged by key only by server-side apply (+listType=map).
+	// CustomResource, they are Go types in the server's scheme, and their
+	// keyed lists (disks, interfaces, conditions) merge by key, so the
+	// default `kubectl patch` adds a disk without wiping the others and
+	// `$patch: delete` removes one.
 	t.Run("strategic merge patch", func(t *testing.T) {
 		ns := unique(t)
 		vmWithDisk(t, ns)
@@ -120,9 +121,13 @@ func TestPatch(t *testing.T) {
 		if want := map[string]string{"zone": "a", "rack": "3"}; !maps.Equal(vm.Spec.NodeSelector, want) {
 			t.Errorf("nodeSelector = %v, want %v (maps merge)", vm.Spec.NodeSelector, want)
 		}
-		vm = patch(t, ns, types.StrategicMergePatchType, `{"spec": {"disks": [{"name": "data", "blank": {"size": "2Gi"}}]}}`)
-		if len(vm.Spec.Disks) != 1 || vm.Spec.Disks[0].Name != "data" {
-			t.Errorf("disks = %+v, want the list replaced by [data]", vm.Spec.Disks)
+		vm = patch(t, ns, types.StrategicMergePatchType, `{"spec": {"disks": [{"name": "extra", "blank": {"size": "2Gi"}}]}}`)
+		if got := diskNames(vm); len(got) != 2 || !slices.Contains(got, "root") || !slices.Contains(got, "extra") {
+			t.Errorf("disks = %v after adding extra, want root kept and extra added", got)
+		}
+		vm = patch(t, ns, types.StrategicMergePatchType, `{"spec": {"disks": [{"name": "root", "$patch": "delete"}]}}`)
+		if got := diskNames(vm); !slices.Equal(got, []string{"extra"}) {
+			t.Errorf("disks = %v after deleting root, want [extra]", got)
 		}
 	})
 
@@ -157,4 +162,12 @@ func TestPatch(t *testing.T) {
 		_, err := vms(s, unique(t)).Patch(t.Context(), "missing", types.MergePatchType, []byte(`{"spec": {"cpus": 2}}`), metav1.PatchOptions{})
 		wantAPIError(t, err, 404, `"missing" not found`)
 	})
+}
+
+func diskNames(vm *v1alpha1.VirtualMachine) []string {
+	var names []string
+	for _, d := range vm.Spec.Disks {
+		names = append(names, d.Name)
+	}
+	return names
 }

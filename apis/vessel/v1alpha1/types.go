@@ -111,14 +111,18 @@ type VirtualMachineSpec struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Disks []Disk `json:"disks,omitempty"`
+	// +patchMergeKey=name
+	// +patchStrategy=merge
+	Disks []Disk `json:"disks,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
 
 	// Interfaces are the guest's network interfaces. With none given, the
 	// guest gets one user-mode (NAT) interface named "default".
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Interfaces []Interface `json:"interfaces,omitempty"`
+	// +patchMergeKey=name
+	// +patchStrategy=merge
+	Interfaces []Interface `json:"interfaces,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
 
 	// NodeSelector limits the hypervisors this VM may be scheduled to: every
 	// key/value must be among the Hypervisor's labels.
@@ -346,7 +350,9 @@ type VirtualMachineStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +patchMergeKey=type
+	// +patchStrategy=merge
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 	// ObservedGeneration is the metadata.generation this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -366,12 +372,16 @@ type VirtualMachineStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Interfaces []InterfaceStatus `json:"interfaces,omitempty"`
+	// +patchMergeKey=name
+	// +patchStrategy=merge
+	Interfaces []InterfaceStatus `json:"interfaces,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
 	// Disks reports each disk's provisioning state.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Disks []DiskStatus `json:"disks,omitempty"`
+	// +patchMergeKey=name
+	// +patchStrategy=merge
+	Disks []DiskStatus `json:"disks,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
 	// ConsoleLogBytes is how much recent console output the agent holds for
 	// `kubectl vm logs`.
 	// +optional
@@ -567,7 +577,9 @@ type VirtualMachineSnapshotStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +patchMergeKey=type
+	// +patchStrategy=merge
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -626,7 +638,9 @@ type VirtualMachineRestoreStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +patchMergeKey=type
+	// +patchStrategy=merge
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -722,7 +736,9 @@ type HypervisorStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +patchMergeKey=type
+	// +patchStrategy=merge
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
