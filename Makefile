@@ -40,7 +40,8 @@ verify-generated: ## Fail if generated code is stale.
 	hack/verify-codegen.sh
 
 .PHONY: vet
-vet: ## go vet every package.
+vet: ## gofmt and go vet every package.
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt'ed: $$unformatted" >&2; exit 1; fi
 	go vet ./...
 
 .PHONY: test-unit
@@ -53,7 +54,8 @@ fuzz: ## Fuzz decoding + validation for a few seconds.
 
 .PHONY: test-e2e
 test-e2e: deps build ## End-to-end tests: real kube-apiserver, kubectl, libvirt and guests.
-	VESSEL_E2E=1 go test $(GO_TEST_FLAGS) -timeout 40m ./e2e/... ./node-agent/...
+	# One package at a time: the suites share this host's libvirtd.
+	VESSEL_E2E=1 go test -p 1 $(GO_TEST_FLAGS) -timeout 40m ./e2e/... ./node-agent/...
 
 .PHONY: test
 test: verify-generated vet test-unit fuzz test-e2e ## Everything CI runs.

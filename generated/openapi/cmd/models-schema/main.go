@@ -21,9 +21,9 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/vessel-vm/vessel/generated/openapi"
 	"k8s.io/kube-openapi/pkg/common"
 	"k8s.io/kube-openapi/pkg/validation/spec"
-	"github.com/vessel-vm/vessel/generated/openapi"
 )
 
 // models-schema prints the OpenAPI v2 schema JSON containing the schema definitions in zz_generated.openapi.go.
