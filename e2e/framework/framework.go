@@ -66,8 +66,9 @@ var (
 func Main(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
-		shared.deleteAllVMs()
+		created := shared.deleteAllVMs()
 		shared.Cluster.Stop()
+		destroyLeftovers(created)
 		os.RemoveAll(shared.StateDir)
 		os.RemoveAll(shared.BinDir)
 		os.RemoveAll(shared.kubeDir)
@@ -274,20 +275,58 @@ func (e *Env) WaitLog(tb testing.TB, vm *v1alpha1.VirtualMachine, marker string)
 
 // deleteAllVMs deletes every VM and waits (bounded) until the agent has
 // released them: guests and domains left behind would outlive the control
-// plane on the shared libvirtd and collide with the next run's names.
-func (e *Env) deleteAllVMs() {
+// plane on the shared libvirtd and collide with the next run's names. It
+// returns the UIDs it found.
+func (e *Env) deleteAllVMs() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	vms := e.Admin.VesselV1alpha1().VirtualMachines(metav1.NamespaceAll)
 	list, err := vms.List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return
+		return nil
 	}
+	var uids []string
 	for _, vm := range list.Items {
+		uids = append(uids, string(vm.UID))
 		_ = e.Admin.VesselV1alpha1().VirtualMachines(vm.Namespace).Delete(ctx, vm.Name, metav1.DeleteOptions{})
 	}
 	_ = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		list, err := vms.List(ctx, metav1.ListOptions{})
 		return err == nil && len(list.Items) == 0, nil
 	})
+	return uids
+}
+
+// destroyLeftovers removes, straight through libvirt, any domain of uids
+// the agent did not get to before the control plane stopped.
+func destroyLeftovers(uids []string) {
+	if len(uids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lv := hypervisor.NewLibvirt("")
+	go lv.Run(ctx)
+	if lv.WaitConnected(ctx) != nil {
+		return
+	}
+	for _, uid := range uids {
+		_ = lv.Destroy(ctx, uid)
+		_ = lv.Undefine(ctx, uid)
+	}
+}
+
+// RunningVM creates the test guest as namespace/name (as the admin) and
+// waits until it runs and has printed its boot-done marker.
+func (e *Env) RunningVM(tb testing.TB, namespace, name string) *v1alpha1.VirtualMachine {
+	tb.Helper()
+	vms := e.Admin.VesselV1alpha1().VirtualMachines(namespace)
+	if _, err := vms.Get(context.Background(), name, metav1.GetOptions{}); err != nil {
+		if _, err := vms.Create(context.Background(), GuestVM(namespace, name), metav1.CreateOptions{}); err != nil {
+			tb.Fatalf("create VM %s/%s: %v", namespace, name, err)
+		}
+	}
+	vm := e.WaitPhase(tb, namespace, name, v1alpha1.VirtualMachineRunning)
+	e.WaitLog(tb, vm, "VESSEL-BOOT done")
+	return vm
 }
