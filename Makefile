@@ -64,6 +64,18 @@ test: verify-generated vet test-unit fuzz test-e2e ## Everything CI runs.
 bench: ## API benchmarks against the embedded etcd.
 	go test -run '^$$' -bench . -benchmem ./test/integration/
 
+.PHONY: bench-api
+bench-api: deps build ## Through kube-apiserver: Vessel's aggregated API vs a CRD with the same schema.
+	go run ./cmd/vessel-bench-api $(BENCH_API_FLAGS)
+
+.PHONY: bench-boot
+bench-boot: deps build ## Create -> Running -> console banner vs plain QEMU; agent RSS/CPU with 0/10/20 guests.
+	VESSEL_E2E=1 go test -run '^$$' -bench Boot -benchtime 1x -timeout 30m ./node-agent/bench/
+
+.PHONY: bench-snapshot
+bench-snapshot: deps build ## Snapshot and restore (with and without memory) through Vessel vs go-libvirt directly.
+	VESSEL_E2E=1 go test -run '^$$' -bench Snapshot -benchtime 1x -timeout 30m ./node-agent/bench/
+
 .PHONY: bench-console
 bench-console: deps build ## Console echo latency and throughput: libvirt stream vs agent vs kubectl path.
 	VESSEL_E2E=1 go test -run '^$$' -bench Console -benchtime 1x -timeout 30m ./e2e/console/
