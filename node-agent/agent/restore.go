@@ -83,6 +83,21 @@ func (w *snapshotWorkers) syncRestore(ctx context.Context, key string) (time.Dur
 		return vmBusyRetry, nil
 	}
 	defer release()
+	// A revert is not idempotent (it throws away what the guest did since),
+	// so the restore is read from the API, not the cache: an event for an
+	// older version (this agent's own InProgress write, say) must not run
+	// a finished restore again.
+	fresh, err := w.a.client.VesselV1alpha1().VirtualMachineRestores(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if fresh.UID != r.UID || restoreDone(fresh) || fresh.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	r = fresh
 	// Whatever happens, the VM reconciler looks at the guest afterwards.
 	defer w.a.queue.Add(vmKey)
 

@@ -327,6 +327,19 @@ func (w *snapshotWorkers) takeSnapshot(ctx context.Context, snap *v1alpha1.Virtu
 		return vmBusyRetry, nil
 	}
 	defer release()
+	// The cache may still show this agent's own InProgress write after the
+	// snapshot succeeded: work from the API's copy.
+	fresh, err := w.a.client.VesselV1alpha1().VirtualMachineSnapshots(snap.Namespace).Get(ctx, snap.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if fresh.UID != snap.UID || snapshotDone(fresh) || fresh.DeletionTimestamp != nil {
+		return 0, nil // the next event for it does what is left
+	}
+	snap = fresh
 
 	uid := string(vm.UID)
 	dom, conflict, err := w.a.lookupDomain(ctx, uid)

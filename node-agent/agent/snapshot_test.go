@@ -72,9 +72,9 @@ func TestSnapshotDiskRestore(t *testing.T) {
 		running.Status.NodeName != e.hvName || running.Status.VirtualMachineUID != string(vm.UID) {
 		t.Errorf("running disk snapshot status: %+v", running.Status)
 	}
-	if !slices.Contains(e.get(name).Status.Snapshots, running.Name) {
-		t.Errorf("VM status.snapshots %v lacks %s", e.get(name).Status.Snapshots, running.Name)
-	}
+	e.waitVM(name, "status.snapshots lists "+running.Name, 10*time.Second, func(vm *v1alpha1.VirtualMachine) bool {
+		return slices.Equal(vm.Status.Snapshots, []string{running.Name})
+	})
 	sh := e.shell(vm)
 	if got := sh.run("echo v2 > /mnt/disk/marker; sync; cat /mnt/disk/marker", 20*time.Second); got != "v2" {
 		t.Fatalf("marker after writing v2: %q", got)
