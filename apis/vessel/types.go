@@ -694,6 +694,8 @@ type HypervisorStatus struct {
 	// +optional
 	Capacity HypervisorResources `json:"capacity,omitempty"`
 	// Allocatable is what VMs may use: capacity less the agent's reserve.
+	// vCPUs may exceed capacity: the agent overcommits them by its CPU
+	// allocation ratio.
 	// +optional
 	Allocatable HypervisorResources `json:"allocatable,omitempty"`
 	// Allocated is what the VMs bound to this hypervisor ask for, as counted

@@ -18,8 +18,11 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -66,8 +69,46 @@ func (c *Cluster) startAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.agentArgs = args
 	c.procs = append(c.procs, p)
 	return c.waitHypervisorReady(ctx, p, name)
+}
+
+// KillAgent kills the node agent with SIGKILL, as a crash or an OOM kill
+// would, and waits until it is gone. Its guests keep running.
+func (c *Cluster) KillAgent() error {
+	i := slices.IndexFunc(c.procs, func(p *process) bool { return p.name == agentName })
+	if i < 0 {
+		return errors.New("kill vessel-agent: this Cluster did not start one")
+	}
+	p := c.procs[i]
+	if err := syscall.Kill(p.pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill vessel-agent (pid %d): %w", p.pid, err)
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("vessel-agent (pid %d) still runs 10s after SIGKILL", p.pid)
+	}
+}
+
+// RestartAgent starts the agent again, with the same flags and state, after
+// it died, and waits until its Hypervisor is Ready.
+func (c *Cluster) RestartAgent(ctx context.Context) error {
+	i := slices.IndexFunc(c.procs, func(p *process) bool { return p.name == agentName })
+	if i < 0 || c.agentArgs == nil {
+		return errors.New("restart vessel-agent: this Cluster did not start one")
+	}
+	if c.procs[i].running() {
+		return fmt.Errorf("restart vessel-agent: pid %d still runs; kill it first", c.procs[i].pid)
+	}
+	p, err := startProcess(c.layout, agentName, c.opts.AgentBinary, c.agentArgs)
+	if err != nil {
+		return fmt.Errorf("restart vessel-agent: %w", err)
+	}
+	c.procs[i] = p
+	return c.waitHypervisorReady(ctx, p, c.opts.HypervisorName)
 }
 
 func (c *Cluster) waitHypervisorReady(ctx context.Context, p *process, name string) error {

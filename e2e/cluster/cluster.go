@@ -143,6 +143,8 @@ type Cluster struct {
 	opts   Options
 	layout layout
 	procs  []*process // in start order
+	// agentArgs are the agent's flags, kept to restart it.
+	agentArgs []string
 }
 
 // Start brings up etcd and kube-apiserver (and, once wired, the

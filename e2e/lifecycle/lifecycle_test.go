@@ -157,6 +157,53 @@ func TestAlwaysVMSurvivesLibvirtdRestart(t *testing.T) {
 	e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
 }
 
+// kill -9 of the agent while three guests run: the guests go on (same
+// QEMU processes), and the restarted agent adopts them without a reboot and
+// obeys the next action.
+func TestAgentCrashKeepsGuests(t *testing.T) {
+	e := framework.Require(t)
+	const ns = "default"
+	names := []string{"adopt-a", "adopt-b", "adopt-c"}
+	pids := map[string]int{}
+	for _, name := range names {
+		if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(t.Context(), framework.GuestVM(ns, name), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", name, "--wait=false") })
+	}
+	started := map[string]time.Time{}
+	for _, name := range names {
+		vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
+		e.WaitLog(t, vm, "VESSEL-BOOT done")
+		pids[name] = qemuPID(t, ns+"_"+name)
+		started[name] = vm.Status.StartedAt.Time
+	}
+
+	if err := e.Cluster.KillAgent(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if got := domState(t, ns+"_"+name); got != "running" {
+			t.Errorf("%s is %q with the agent dead, want running", name, got)
+		}
+	}
+	if err := e.Cluster.RestartAgent(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The new agent proves it is in charge by carrying out a stop.
+	e.MustKubectl(t, "admin", "vm", "-n", ns, "stop", names[0])
+	e.WaitPhase(t, ns, names[0], v1alpha1.VirtualMachineStopped)
+	for _, name := range names[1:] {
+		vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
+		if got := qemuPID(t, ns+"_"+name); got != pids[name] {
+			t.Errorf("%s: QEMU pid %d after the agent restart, was %d: the guest was restarted", name, got, pids[name])
+		}
+		if !vm.Status.StartedAt.Time.Equal(started[name]) {
+			t.Errorf("%s: startedAt moved from %v to %v", name, started[name], vm.Status.StartedAt.Time)
+		}
+	}
+}
+
 func domState(t *testing.T, domain string) string {
 	t.Helper()
 	out, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", domain).CombinedOutput()

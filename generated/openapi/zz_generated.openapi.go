@@ -498,7 +498,7 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref common.ReferenceCal
 					},
 					"allocatable": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Allocatable is what VMs may use: capacity less the agent's reserve.",
+							Description: "Allocatable is what VMs may use: capacity less the agent's reserve. vCPUs may exceed capacity: the agent overcommits them by its CPU allocation ratio.",
 							Default:     map[string]interface{}{},
 							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
 						},

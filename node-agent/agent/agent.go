@@ -76,6 +76,10 @@ type Config struct {
 	// Reserved is subtracted from capacity to get allocatable.
 	ReservedCPUs   int32
 	ReservedMemory resource.Quantity
+	// CPUAllocationRatio is how many vCPUs each host CPU left after the
+	// reserve may back: guests rarely keep every vCPU busy, so hypervisors
+	// overcommit CPU (OpenStack's default is 16). Zero means 1.
+	CPUAllocationRatio int32
 	// MaxVMs is the number of VMs the node accepts.
 	MaxVMs int32
 	// DaemonEndpoint is published in the Hypervisor status (console streams).
@@ -100,6 +104,8 @@ const (
 	DefaultWorkers           = 4
 	DefaultACPIInterval      = 3 * time.Second
 	DefaultMaxVMs            = 64
+	// DefaultCPUAllocationRatio overcommits vCPUs 8:1, half of OpenStack's default.
+	DefaultCPUAllocationRatio = 8
 )
 
 // Agent reconciles the VMs bound to one Hypervisor.

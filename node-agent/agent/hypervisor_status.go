@@ -84,7 +84,7 @@ func (a *Agent) reportHypervisor(ctx context.Context) error {
 	}
 	capacity := a.capacity()
 	allocatable := v1alpha1.HypervisorResources{
-		CPUs:   max(capacity.CPUs-a.cfg.ReservedCPUs, 0),
+		CPUs:   max(capacity.CPUs-a.cfg.ReservedCPUs, 0) * max(a.cfg.CPUAllocationRatio, 1),
 		Memory: capacity.Memory.DeepCopy(),
 		VMs:    capacity.VMs,
 	}

@@ -54,6 +54,7 @@ type Options struct {
 	AllowedHostPathRoots []string
 	MaxVMs               int32
 	ReservedCPUs         int32
+	CPUAllocationRatio   int32
 	ReservedMemory       string
 	HeartbeatInterval    time.Duration
 	ResyncPeriod         time.Duration
@@ -85,6 +86,7 @@ func NewOptions() *Options {
 		AllowedHostPathRoots: []string{"/var/lib/vessel/images"},
 		MaxVMs:               agent.DefaultMaxVMs,
 		ReservedMemory:       "0",
+		CPUAllocationRatio:   agent.DefaultCPUAllocationRatio,
 		HeartbeatInterval:    agent.DefaultHeartbeatInterval,
 		ResyncPeriod:         agent.DefaultResyncPeriod,
 		Workers:              agent.DefaultWorkers,
@@ -104,6 +106,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots, "directories hostPath disk sources must resolve into (symlinks are followed, escapes refused)")
 	fs.Int32Var(&o.MaxVMs, "max-vms", o.MaxVMs, "number of VMs this node accepts")
 	fs.Int32Var(&o.ReservedCPUs, "reserved-cpus", o.ReservedCPUs, "CPUs kept back from VMs")
+	fs.Int32Var(&o.CPUAllocationRatio, "cpu-allocation-ratio", o.CPUAllocationRatio, "vCPUs each unreserved host CPU may back (CPU overcommit)")
 	fs.StringVar(&o.ReservedMemory, "reserved-memory", o.ReservedMemory, "memory kept back from VMs, for example 1Gi")
 	fs.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", o.HeartbeatInterval, "how often the Hypervisor status is refreshed")
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", o.ResyncPeriod, "how often every VM is re-checked against libvirt")
@@ -145,6 +148,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxVMs < 1 {
 		errs = append(errs, fmt.Errorf("--max-vms must be at least 1, got %d", o.MaxVMs))
+	}
+	if o.CPUAllocationRatio < 1 {
+		errs = append(errs, fmt.Errorf("--cpu-allocation-ratio must be at least 1, got %d", o.CPUAllocationRatio))
 	}
 	if o.ReservedCPUs < 0 {
 		errs = append(errs, fmt.Errorf("--reserved-cpus must not be negative, got %d", o.ReservedCPUs))
@@ -254,6 +260,7 @@ func (o *Options) Run(ctx context.Context) error {
 		StateDir:             o.StateDir,
 		AllowedHostPathRoots: o.AllowedHostPathRoots,
 		ReservedCPUs:         o.ReservedCPUs,
+		CPUAllocationRatio:   o.CPUAllocationRatio,
 		ReservedMemory:       resource.MustParse(o.ReservedMemory),
 		MaxVMs:               o.MaxVMs,
 		DaemonEndpoint:       o.DaemonEndpoint,

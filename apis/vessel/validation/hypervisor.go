@@ -76,12 +76,11 @@ func validateHypervisorResources(r *vessel.HypervisorResources, fldPath *field.P
 	return allErrs
 }
 
-// validateAllocatableWithinCapacity checks that the agent's reserve is not negative.
+// validateAllocatableWithinCapacity checks that the agent's reserve is not
+// negative. CPUs are exempt: hypervisors overcommit vCPUs (the agent's
+// --cpu-allocation-ratio), never memory or the VM count.
 func validateAllocatableWithinCapacity(alloc, capacity *vessel.HypervisorResources, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	if alloc.CPUs > capacity.CPUs {
-		allErrs = append(allErrs, field.Invalid(fldPath.Child("cpus"), alloc.CPUs, fmt.Sprintf("must not exceed capacity (%d)", capacity.CPUs)))
-	}
 	if cmpQuantities(alloc.Memory, capacity.Memory) > 0 {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("memory"), alloc.Memory.String(), fmt.Sprintf("must not exceed capacity (%s)", capacity.Memory.String())))
 	}

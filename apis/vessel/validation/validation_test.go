@@ -689,7 +689,7 @@ func TestValidateHypervisorStatusUpdate(t *testing.T) {
 		{"IPv6 endpoint", func(s *vessel.HypervisorStatus) { s.DaemonEndpoint = "[fd00::5]:10250" }, nil},
 		{"DNS endpoint", func(s *vessel.HypervisorStatus) { s.DaemonEndpoint = "hv-1.example.com:10250" }, nil},
 		{"allocated above allocatable is a report, not an error", func(s *vessel.HypervisorStatus) { s.Allocated.CPUs = 40 }, nil},
-		{"allocatable cpus above capacity", func(s *vessel.HypervisorStatus) { s.Allocatable.CPUs = 17 }, []want{invalid("status.allocatable.cpus")}},
+		{"allocatable cpus above capacity: vCPU overcommit", func(s *vessel.HypervisorStatus) { s.Allocatable.CPUs = s.Capacity.CPUs * 8 }, nil},
 		{"allocatable memory above capacity", func(s *vessel.HypervisorStatus) { s.Allocatable.Memory = resource.MustParse("65Gi") }, []want{invalid("status.allocatable.memory")}},
 		{"allocatable vms above capacity", func(s *vessel.HypervisorStatus) { s.Allocatable.VMs = 111 }, []want{invalid("status.allocatable.vms")}},
 		{"negative capacity", func(s *vessel.HypervisorStatus) { s.Capacity.VMs = -1 }, []want{invalid("status.capacity.vms")}},

@@ -31,6 +31,8 @@ type HypervisorStatusApplyConfiguration struct {
 	// Capacity is what the host has.
 	Capacity *HypervisorResourcesApplyConfiguration `json:"capacity,omitempty"`
 	// Allocatable is what VMs may use: capacity less the agent's reserve.
+	// vCPUs may exceed capacity: the agent overcommits them by its CPU
+	// allocation ratio.
 	Allocatable *HypervisorResourcesApplyConfiguration `json:"allocatable,omitempty"`
 	// Allocated is what the VMs bound to this hypervisor ask for, as counted
 	// by its agent.
