@@ -293,7 +293,10 @@ func (w *snapshotWorkers) syncSnapshot(ctx context.Context, key string) (time.Du
 	case snap.Status.Phase == v1alpha1.SnapshotSucceeded:
 		return 0, w.checkSnapshot(ctx, snap, vm)
 	case snap.Status.Phase == v1alpha1.SnapshotFailed:
-		return 0, w.updateVMSnapshotList(ctx, vm)
+		if vm != nil && slices.Contains(vm.Status.Snapshots, snap.Name) {
+			return 0, w.updateVMSnapshotList(ctx, vm)
+		}
+		return 0, nil
 	case vm == nil:
 		// Its VM is gone; the garbage collector deletes the snapshot.
 		return 0, nil
@@ -450,6 +453,9 @@ func (w *snapshotWorkers) checkSnapshot(ctx context.Context, snap *v1alpha1.Virt
 			fmt.Sprintf("the snapshot's data is no longer on hypervisor %s", w.a.cfg.HypervisorName))
 	case err != nil && !errors.Is(err, hypervisor.ErrNotFound):
 		return err
+	}
+	if slices.Contains(vm.Status.Snapshots, snap.Name) {
+		return nil // the steady state: no API calls on every resync
 	}
 	return w.updateVMSnapshotList(ctx, vm)
 }
