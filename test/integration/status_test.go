@@ -108,9 +108,10 @@ func TestStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 		hv.Status.Capacity = v1alpha1.HypervisorResources{CPUs: 4, Memory: resource.MustParse("8Gi"), VMs: 10}
-		hv.Status.Allocatable = v1alpha1.HypervisorResources{CPUs: 8, Memory: resource.MustParse("4Gi"), VMs: 10}
+		// vCPUs may be overcommitted; memory may not.
+		hv.Status.Allocatable = v1alpha1.HypervisorResources{CPUs: 32, Memory: resource.MustParse("16Gi"), VMs: 10}
 		_, err = hvs.UpdateStatus(t.Context(), hv, metav1.UpdateOptions{})
-		wantAPIError(t, err, 422, "status.allocatable.cpus")
+		wantAPIError(t, err, 422, "status.allocatable.memory")
 	})
 
 	// Each kind, through merge patches: status sent to the main resource and
