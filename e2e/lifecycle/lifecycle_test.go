@@ -89,6 +89,15 @@ func TestQuickStartExample(t *testing.T) {
 		return vm.Status.Phase == v1alpha1.VirtualMachineRunning && vm.Status.StartedAt != nil && vm.Status.StartedAt.After(started)
 	})
 
+	// Transitions are Kubernetes Events on the VM, readable by its tenant.
+	events := e.MustKubectl(t, "alice", "-n", ns, "get", "events",
+		"--field-selector", "involvedObject.kind=VirtualMachine,involvedObject.name="+name)
+	for _, reason := range []string{"Started", "Stopped", "Running"} {
+		if !strings.Contains(events, reason) {
+			t.Errorf("no %s event for the VM; events:\n%s", reason, events)
+		}
+	}
+
 	e.MustKubectl(t, "alice", "vm", "-n", ns, "pause", name)
 	e.WaitPhase(t, ns, name, v1alpha1.VirtualMachinePaused)
 	if got := domState(t, domain); got != "paused" {
