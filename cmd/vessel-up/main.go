@@ -67,8 +67,8 @@ Vessel is running. Logs: %[1]s/logs, stop it with: make down
   export PATH=%[3]s:$PATH        # kubectl vm ...
   kubectl get hypervisors
   kubectl apply -f examples/vm.yaml
-  kubectl wait vm/demo --for=jsonpath='{.status.phase}'=Running --timeout=120s
-  kubectl vm console demo         # Ctrl+] to detach
+  kubectl -n team-a wait vm/demo --for=jsonpath='{.status.phase}'=Running --timeout=120s
+  kubectl vm -n team-a console demo    # Ctrl+] to detach
 
 Tenants: %[4]s (edit in team-a), %[5]s (view in team-b)
 `, c.StateDir, c.Kubeconfig(cluster.AdminKubeconfig), bin, c.Kubeconfig("alice"), c.Kubeconfig("bob"))

@@ -260,6 +260,10 @@ func decodeYAMLObjects(data []byte) ([]*unstructured.Unstructured, error) {
 
 // serverSideApply applies objects in order with the launcher as field manager.
 func serverSideApply(ctx context.Context, cfg *rest.Config, objects []*unstructured.Unstructured) error {
+	// The FQDN EndpointSlice that routes to loopback draws a deprecation
+	// warning on every apply; it is expected here, not news for the user.
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandler = rest.NoWarnings{}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return err
