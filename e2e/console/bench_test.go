@@ -57,7 +57,7 @@ const (
 //	VESSEL_E2E=1 go test -run '^$' -bench Console -benchtime 1x ./e2e/console/
 func BenchmarkConsole(b *testing.B) {
 	e := requireEnv(b)
-	vm := e.runningVM(b, "team-a", uniqueName("bench"))
+	vm := e.RunningVM(b, "team-a", uniqueName("bench"))
 	keys := envInt("VESSEL_BENCH_KEYS", benchKeys)
 	randomBytes := envInt("VESSEL_BENCH_BYTES", benchRandomBytes)
 
@@ -281,11 +281,11 @@ func openLibvirt(tb testing.TB, vm *v1alpha1.VirtualMachine) *benchConn {
 // vessel-apiserver does.
 func (e *env) openAgent(tb testing.TB, vm *v1alpha1.VirtualMachine) *benchConn {
 	tb.Helper()
-	hv, err := e.admin.VesselV1alpha1().Hypervisors().Get(context.Background(), vm.Spec.NodeName, metav1.GetOptions{})
+	hv, err := e.Admin.VesselV1alpha1().Hypervisors().Get(context.Background(), vm.Spec.NodeName, metav1.GetOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pki := e.c.PKI
+	pki := e.Cluster.PKI
 	cfg := &rest.Config{
 		Host:            "https://" + hv.Status.DaemonEndpoint,
 		TLSClientConfig: rest.TLSClientConfig{CAFile: pki.AgentCA.CertFile, CertFile: pki.AgentClient.CertFile, KeyFile: pki.AgentClient.KeyFile},
@@ -297,11 +297,11 @@ func (e *env) openAgent(tb testing.TB, vm *v1alpha1.VirtualMachine) *benchConn {
 // openFull attaches through kube-apiserver, as kubectl vm console does.
 func (e *env) openFull(tb testing.TB, vm *v1alpha1.VirtualMachine) *benchConn {
 	tb.Helper()
-	cfg, err := e.c.AdminConfig()
+	cfg, err := e.Cluster.AdminConfig()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	url := e.admin.VesselV1alpha1().RESTClient().Post().Namespace(vm.Namespace).Resource("virtualmachines").
+	url := e.Admin.VesselV1alpha1().RESTClient().Post().Namespace(vm.Namespace).Resource("virtualmachines").
 		Name(vm.Name).SubResource("console").URL()
 	return stream(tb, cfg, url.String())
 }

@@ -50,11 +50,11 @@ import (
 func TestConsoleThroughKubectl(t *testing.T) {
 	e := requireEnv(t)
 	name := uniqueName("demo")
-	e.runningVM(t, "team-a", name)
+	e.RunningVM(t, "team-a", name)
 
 	t.Run("kubectl finds the plugin", func(t *testing.T) {
 		out := e.kubectl(t, "admin", "", "plugin", "list")
-		if !strings.Contains(out.stdout, filepath.Join(e.binDir, "kubectl-vm")) {
+		if !strings.Contains(out.stdout, filepath.Join(e.BinDir, "kubectl-vm")) {
 			t.Errorf("kubectl plugin list does not list kubectl-vm:\n%s%s", out.stdout, out.stderr)
 		}
 	})
@@ -108,7 +108,7 @@ func TestConsoleThroughKubectl(t *testing.T) {
 func TestConsoleRefusals(t *testing.T) {
 	e := requireEnv(t)
 	name := uniqueName("watched")
-	vm := e.runningVM(t, "team-b", name)
+	vm := e.RunningVM(t, "team-b", name)
 	ref := "team-b/" + name
 
 	t.Run("bob may not open the console", func(t *testing.T) {
@@ -141,7 +141,7 @@ func TestConsoleRefusals(t *testing.T) {
 		if out.err != nil || out.stdout != "virtualmachine.vessel.dev/"+name+" stop requested\n" {
 			t.Fatalf("kubectl vm stop --force: %v\n%s%s", out.err, out.stdout, out.stderr)
 		}
-		vms := e.admin.VesselV1alpha1().VirtualMachines("team-b")
+		vms := e.Admin.VesselV1alpha1().VirtualMachines("team-b")
 		err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			got, err := vms.Get(ctx, vm.Name, metav1.GetOptions{})
 			return err == nil && got.Status.Phase == v1alpha1.VirtualMachineStopped, nil
@@ -157,11 +157,11 @@ func TestConsoleRefusals(t *testing.T) {
 		}
 
 		// The server says the same to any remote-command client.
-		cfg, err := e.c.AdminConfig()
+		cfg, err := e.Cluster.AdminConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
-		url := e.admin.VesselV1alpha1().RESTClient().Post().Namespace("team-b").Resource("virtualmachines").
+		url := e.Admin.VesselV1alpha1().RESTClient().Post().Namespace("team-b").Resource("virtualmachines").
 			Name(name).SubResource("console").URL()
 		exec, err := remotecommand.NewWebSocketExecutor(cfg, http.MethodGet, url.String())
 		if err != nil {
@@ -197,9 +197,9 @@ func (e *env) kubectl(t *testing.T, user, stdin string, args ...string) result {
 
 func (e *env) userEnv(t *testing.T, user string) []string {
 	return append(os.Environ(),
-		"KUBECONFIG="+e.c.Kubeconfig(user),
+		"KUBECONFIG="+e.Cluster.Kubeconfig(user),
 		"KUBECACHEDIR="+t.TempDir(),
-		"PATH="+e.binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"PATH="+e.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"),
 	)
 }
 

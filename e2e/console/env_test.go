@@ -19,20 +19,13 @@ package console
 import (
 	"testing"
 
-	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/e2e/cluster"
 	"github.com/vessel-vm/vessel/e2e/framework"
-	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 )
 
-// env is the package's control plane with an agent (e2e/framework), under
-// the names these tests use.
+// env is the package's control plane with an agent (e2e/framework), with
+// the console suite's own helpers.
 type env struct {
 	*framework.Env
-	c        *cluster.Cluster
-	binDir   string // freshly built kubectl-vm, vessel-apiserver, vessel-agent
-	admin    versioned.Interface
-	stateDir string
 }
 
 func TestMain(m *testing.M) { framework.Main(m) }
@@ -41,18 +34,5 @@ func TestMain(m *testing.M) { framework.Main(m) }
 // says they must be there, and starts the shared control plane once.
 func requireEnv(tb testing.TB) *env {
 	tb.Helper()
-	fe := framework.Require(tb)
-	return &env{Env: fe, c: fe.Cluster, binDir: fe.BinDir, admin: fe.Admin, stateDir: fe.StateDir}
-}
-
-func (e *env) runningVM(tb testing.TB, namespace, name string) *v1alpha1.VirtualMachine {
-	tb.Helper()
-	return e.RunningVM(tb, namespace, name)
-}
-
-func (e *env) consoleLog(vm *v1alpha1.VirtualMachine) string { return e.ConsoleLog(vm) }
-
-func (e *env) waitLog(tb testing.TB, vm *v1alpha1.VirtualMachine, marker string) {
-	tb.Helper()
-	e.WaitLog(tb, vm, marker)
+	return &env{framework.Require(tb)}
 }
