@@ -36,8 +36,12 @@ generate: ## Regenerate clients, listers, informers, apply configurations, OpenA
 	hack/update-codegen.sh
 
 .PHONY: verify-generated
-verify-generated: ## Fail if generated code is stale.
-	hack/verify-codegen.sh
+verify-generated: ## Fail if generated code is stale (generators run on an empty module cache, as on a new machine).
+	hack/verify-codegen.sh --fresh-module-cache
+
+.PHONY: verify-tidy
+verify-tidy: ## Fail if `go mod tidy` would change go.mod/go.sum (Vessel's and hack/tools').
+	hack/verify-tidy.sh
 
 .PHONY: vet
 vet: ## gofmt and go vet every package.
@@ -58,7 +62,7 @@ test-e2e: deps build ## End-to-end tests: real kube-apiserver, kubectl, libvirt 
 	VESSEL_E2E=1 go test -p 1 $(GO_TEST_FLAGS) -timeout 40m ./e2e/... ./node-agent/...
 
 .PHONY: test
-test: verify-generated vet test-unit fuzz test-e2e ## Everything CI runs.
+test: verify-generated verify-tidy vet test-unit fuzz test-e2e ## Everything CI runs.
 
 .PHONY: bench
 bench: ## API benchmarks against the embedded etcd.

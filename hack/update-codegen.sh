@@ -5,7 +5,15 @@ set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${ROOT}"
+# `go list -m` never downloads: on an empty module cache it prints an empty
+# directory. Download the pinned generator first (a no-op when cached), then
+# ask where it is.
+go mod download k8s.io/code-generator
 CODEGEN_PKG=$(go list -m -f '{{.Dir}}' k8s.io/code-generator)
+if [[ -z "${CODEGEN_PKG}" || ! -f "${CODEGEN_PKG}/kube_codegen.sh" ]]; then
+    echo "k8s.io/code-generator is not in the module cache (${CODEGEN_PKG:-no directory}) after go mod download" >&2
+    exit 1
+fi
 # Generators go to a private bin so a stale global one is never picked up.
 export GOBIN="${ROOT}/_output/codegen-bin"
 mkdir -p "${GOBIN}"
