@@ -70,7 +70,7 @@ bench: ## API benchmarks against the embedded etcd.
 
 .PHONY: bench-api
 bench-api: deps build ## Through kube-apiserver: Vessel's aggregated API vs a CRD with the same schema.
-	go run ./cmd/vessel-bench-api $(BENCH_API_FLAGS)
+	go run ./test/bench/apicrd $(BENCH_API_FLAGS)
 
 .PHONY: bench-boot
 bench-boot: deps build ## Create -> Running -> console banner vs plain QEMU; agent RSS/CPU with 0/10/20 guests.
