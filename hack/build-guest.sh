@@ -3,7 +3,7 @@
 # packages are cached:
 #
 #   <out>/vmlinuz         kernel from linux-image-6.1.0-*-cloud-amd64
-#   <out>/initrd.img      busybox initramfs (cpio newc + gzip) with guest/init
+#   <out>/initrd.img      busybox initramfs (cpio newc + gzip) with hack/guest/init
 #                         and the virtio/cdrom/ACPI modules of the same kernel
 #   <out>/disk.img        raw ext4 image (label vessel-disk) holding
 #                         /vessel-disk-marker, usable as a VM data/root disk
@@ -27,7 +27,7 @@ OUT=${1:-$REPO/_output/guest}
 CACHE=${GUEST_CACHE_DIR:-$REPO/_output/cache/debs}
 DISK_SIZE=${DISK_SIZE:-32M}
 SELF="$REPO/hack/build-guest.sh"
-GUEST_SRC="$REPO/guest"
+GUEST_SRC="$REPO/hack/guest"
 
 log() { echo "build-guest: $*"; }
 die() { echo "build-guest: ERROR: $*" >&2; exit 1; }
