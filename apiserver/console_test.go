@@ -36,8 +36,8 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apiserver"
 	apiservertesting "github.com/vessel-vm/vessel/apiserver/testing"
-	"github.com/vessel-vm/vessel/e2e/cluster"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/launcher/pki"
 	"github.com/vessel-vm/vessel/node-agent/console"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
@@ -73,13 +73,13 @@ func (anyDomain) Lookup(_ context.Context, uid string) (*hypervisor.Domain, erro
 
 // startAgentStreamServer runs a node agent's stream server with the
 // launcher's PKI and returns its address.
-func startAgentStreamServer(t *testing.T, pki *cluster.PKI) string {
+func startAgentStreamServer(t *testing.T, certs *pki.PKI) string {
 	t.Helper()
 	srv, err := console.NewServer(console.Config{Backend: shellGuest{}, Domains: anyDomain{}, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsConfig, err := console.TLSConfig(pki.AgentServer.CertFile, pki.AgentServer.KeyFile, pki.AgentCA.CertFile)
+	tlsConfig, err := console.TLSConfig(certs.AgentServer.CertFile, certs.AgentServer.KeyFile, certs.AgentCA.CertFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,14 +196,14 @@ func refusal(t *testing.T, done chan error) *apierrors.StatusError {
 }
 
 func TestConsoleAndLogReachTheAgent(t *testing.T) {
-	pki, err := cluster.EnsurePKI(t.TempDir(), cluster.PKIOptions{})
+	certs, err := pki.Ensure(t.TempDir(), pki.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := startAgentStreamServer(t, pki)
+	agent := startAgentStreamServer(t, certs)
 	s := apiservertesting.Start(t, apiservertesting.Options{
 		DisableControllers: true,
-		AgentClient:        apiserver.AgentClientOptions{CAFile: pki.AgentCA.CertFile, CertFile: pki.AgentClient.CertFile, KeyFile: pki.AgentClient.KeyFile},
+		AgentClient:        apiserver.AgentClientOptions{CAFile: certs.AgentCA.CertFile, CertFile: certs.AgentClient.CertFile, KeyFile: certs.AgentClient.KeyFile},
 	})
 	vmOn(t, s.Client, agent, v1alpha1.VirtualMachineRunning)
 

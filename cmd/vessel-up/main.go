@@ -30,7 +30,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 func main() {
@@ -40,14 +40,14 @@ func main() {
 	flag.Parse()
 	log.SetFlags(0)
 	if *stateDir == "" {
-		dir, err := cluster.DefaultStateDir()
+		dir, err := launcher.DefaultStateDir()
 		if err != nil {
 			log.Fatal(err)
 		}
 		*stateDir = dir
 	}
 	if *down {
-		if err := cluster.Down(*stateDir); err != nil {
+		if err := launcher.Down(*stateDir); err != nil {
 			log.Fatalf("vessel-up --down: %v", err)
 		}
 		log.Printf("stopped the control plane in %s", *stateDir)
@@ -55,7 +55,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := cluster.Start(ctx, cluster.Options{StateDir: *stateDir, HypervisorName: *hypervisor, Logf: log.Printf})
+	c, err := launcher.Start(ctx, launcher.Options{StateDir: *stateDir, HypervisorName: *hypervisor, Logf: log.Printf})
 	if err != nil {
 		log.Fatalf("vessel-up: %v", err)
 	}
@@ -71,5 +71,5 @@ Vessel is running. Logs: %[1]s/logs, stop it with: make down
   kubectl vm -n team-a console demo    # Ctrl+] to detach
 
 Tenants: %[4]s (edit in team-a), %[5]s (view in team-b)
-`, c.StateDir, c.Kubeconfig(cluster.AdminKubeconfig), bin, c.Kubeconfig("alice"), c.Kubeconfig("bob"))
+`, c.StateDir, c.Kubeconfig(launcher.AdminKubeconfig), bin, c.Kubeconfig("alice"), c.Kubeconfig("bob"))
 }

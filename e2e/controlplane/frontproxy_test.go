@@ -38,7 +38,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/launcher"
+	"github.com/vessel-vm/vessel/launcher/pki"
 )
 
 // TestFrontProxyHeaders talks to the vessel-apiserver directly, bypassing
@@ -128,15 +129,15 @@ func newVMBody(name string) []byte {
 	return []byte(fmt.Sprintf(`{"apiVersion":"vessel.dev/v1alpha1","kind":"VirtualMachine","metadata":{"name":%q},"spec":{"runStrategy":"Halted"}}`, name))
 }
 
-func deleteVM(t *testing.T, c *cluster.Cluster, namespace, name string) {
+func deleteVM(t *testing.T, c *launcher.Cluster, namespace, name string) {
 	t.Helper()
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
 	k.ok("delete", "vm", name, "-n", namespace)
 }
 
 // vesselAPIServerClient reaches the vessel-apiserver's own port, verifying
 // its serving certificate, presenting cert (if any) as the client.
-func vesselAPIServerClient(t *testing.T, c *cluster.Cluster, cert *tls.Certificate) *http.Client {
+func vesselAPIServerClient(t *testing.T, c *launcher.Cluster, cert *tls.Certificate) *http.Client {
 	t.Helper()
 	caPEM, err := os.ReadFile(c.PKI.ClusterCA.CertFile)
 	if err != nil {
@@ -153,7 +154,7 @@ func vesselAPIServerClient(t *testing.T, c *cluster.Cluster, cert *tls.Certifica
 	return &http.Client{Transport: transport, Timeout: 10 * time.Second}
 }
 
-func send(t *testing.T, client *http.Client, c *cluster.Cluster, method, path string, headers http.Header, body []byte) (int, string) {
+func send(t *testing.T, client *http.Client, c *launcher.Cluster, method, path string, headers http.Header, body []byte) (int, string) {
 	t.Helper()
 	var reader io.Reader
 	if method != http.MethodGet {
@@ -184,7 +185,7 @@ func send(t *testing.T, client *http.Client, c *cluster.Cluster, method, path st
 // signClientCert makes a client certificate for commonName signed by ca:
 // what someone who got hold of a CA's key, but is not the aggregator,
 // could present.
-func signClientCert(t *testing.T, ca cluster.CertKey, commonName string) tls.Certificate {
+func signClientCert(t *testing.T, ca pki.CertKey, commonName string) tls.Certificate {
 	t.Helper()
 	caCert, caKey := loadCA(t, ca)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -210,7 +211,7 @@ func signClientCert(t *testing.T, ca cluster.CertKey, commonName string) tls.Cer
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-func loadCA(t *testing.T, ca cluster.CertKey) (*x509.Certificate, crypto.Signer) {
+func loadCA(t *testing.T, ca pki.CertKey) (*x509.Certificate, crypto.Signer) {
 	t.Helper()
 	certPEM, err := os.ReadFile(ca.CertFile)
 	if err != nil {

@@ -35,8 +35,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/e2e/cluster"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 // kubectl runs the real kubectl binary as one user.
@@ -48,7 +48,7 @@ type kubectl struct {
 	env []string
 }
 
-func newKubectl(t *testing.T, c *cluster.Cluster, user string) *kubectl {
+func newKubectl(t *testing.T, c *launcher.Cluster, user string) *kubectl {
 	return &kubectl{t: t, kubeconfig: c.Kubeconfig(user), env: []string{"KUBECACHEDIR=" + t.TempDir()}}
 }
 
@@ -97,7 +97,7 @@ func (k *kubectl) fails(args ...string) string {
 // restConfig is a client configuration for user through kube-apiserver,
 // without client-side throttling: the tests measure the servers, not
 // client-go's rate limiter.
-func restConfig(t testing.TB, c *cluster.Cluster, user string) *rest.Config {
+func restConfig(t testing.TB, c *launcher.Cluster, user string) *rest.Config {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig(user))
 	if err != nil {
@@ -107,7 +107,7 @@ func restConfig(t testing.TB, c *cluster.Cluster, user string) *rest.Config {
 	return cfg
 }
 
-func vesselClient(t testing.TB, c *cluster.Cluster, user string) *versioned.Clientset {
+func vesselClient(t testing.TB, c *launcher.Cluster, user string) *versioned.Clientset {
 	t.Helper()
 	client, err := versioned.NewForConfig(restConfig(t, c, user))
 	if err != nil {
@@ -116,7 +116,7 @@ func vesselClient(t testing.TB, c *cluster.Cluster, user string) *versioned.Clie
 	return client
 }
 
-func kubeClient(t testing.TB, c *cluster.Cluster, user string) *kubernetes.Clientset {
+func kubeClient(t testing.TB, c *launcher.Cluster, user string) *kubernetes.Clientset {
 	t.Helper()
 	client, err := kubernetes.NewForConfig(restConfig(t, c, user))
 	if err != nil {
@@ -134,9 +134,9 @@ func uniqueName(prefix string) string {
 // newNamespace creates a namespace of the test's own, deleted when the test
 // ends (the namespace controller then deletes the VMs in it, through the
 // aggregated API).
-func newNamespace(t *testing.T, c *cluster.Cluster) string {
+func newNamespace(t *testing.T, c *launcher.Cluster) string {
 	t.Helper()
-	client := kubeClient(t, c, cluster.AdminKubeconfig)
+	client := kubeClient(t, c, launcher.AdminKubeconfig)
 	ns, err := client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-" + sanitize(t.Name()) + "-"},
 	}, metav1.CreateOptions{})

@@ -28,8 +28,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/e2e/cluster"
 	vesselv1alpha1 "github.com/vessel-vm/vessel/generated/clientset/versioned/typed/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 // These tests drive the aggregated API with the real kubectl through the
@@ -37,7 +37,7 @@ import (
 
 func TestKubectlDiscovery(t *testing.T) {
 	c := controlPlane(t)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
 
 	if versions := strings.Fields(k.ok("api-versions")); !slices.Contains(versions, "vessel.dev/v1alpha1") {
 		t.Errorf("kubectl api-versions does not list vessel.dev/v1alpha1:\n%s", strings.Join(versions, "\n"))
@@ -91,7 +91,7 @@ func TestKubectlDiscovery(t *testing.T) {
 
 func TestKubectlExplain(t *testing.T) {
 	c := controlPlane(t)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
 
 	spec := oneLine(k.ok("explain", "vm.spec"))
 	for _, want := range []string{
@@ -130,7 +130,7 @@ func oneLine(s string) string {
 func TestKubectlGetColumns(t *testing.T) {
 	c := controlPlane(t)
 	ns := newNamespace(t, c)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
 	k.okStdin(fmt.Sprintf(`
 apiVersion: vessel.dev/v1alpha1
 kind: VirtualMachine
@@ -175,7 +175,7 @@ func assertTable(t *testing.T, out string, header, row []string) {
 func TestKubectlGetCategory(t *testing.T) {
 	c := controlPlane(t)
 	ns := newNamespace(t, c)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
 	k.okStdin(fmt.Sprintf(`
 apiVersion: vessel.dev/v1alpha1
 kind: VirtualMachine
@@ -221,7 +221,7 @@ spec: {virtualMachineName: db, snapshotName: before-upgrade}
 func TestKubectlServerSideApply(t *testing.T) {
 	c := controlPlane(t)
 	ns := newNamespace(t, c)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
 	manifest := func(cpus int) string {
 		return fmt.Sprintf(`
 apiVersion: vessel.dev/v1alpha1
@@ -236,7 +236,7 @@ spec:
     blank: {size: 64Mi}
 `, ns, cpus)
 	}
-	vms := vesselClient(t, c, cluster.AdminKubeconfig).VesselV1alpha1().VirtualMachines(ns)
+	vms := vesselClient(t, c, launcher.AdminKubeconfig).VesselV1alpha1().VirtualMachines(ns)
 
 	k.okStdin(manifest(1), "apply", "--server-side", "-f", "-")
 	// Re-applying the same manifest as the same manager changes nothing.
@@ -278,8 +278,8 @@ func getVM(t *testing.T, vms vesselv1alpha1.VirtualMachineInterface, name string
 func TestKubectlPatchAndEdit(t *testing.T) {
 	c := controlPlane(t)
 	ns := newNamespace(t, c)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
-	vms := vesselClient(t, c, cluster.AdminKubeconfig).VesselV1alpha1().VirtualMachines(ns)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
+	vms := vesselClient(t, c, launcher.AdminKubeconfig).VesselV1alpha1().VirtualMachines(ns)
 	if _, err := vms.Create(t.Context(), newVM(ns, "box", v1alpha1.RunStrategyManual), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -334,8 +334,8 @@ func TestKubectlPatchAndEdit(t *testing.T) {
 func TestKubectlWaitAndFieldSelector(t *testing.T) {
 	c := controlPlane(t)
 	ns := newNamespace(t, c)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
-	vms := vesselClient(t, c, cluster.AdminKubeconfig).VesselV1alpha1().VirtualMachines(ns)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
+	vms := vesselClient(t, c, launcher.AdminKubeconfig).VesselV1alpha1().VirtualMachines(ns)
 	for _, name := range []string{"idle", "busy"} {
 		if _, err := vms.Create(t.Context(), newVM(ns, name, v1alpha1.RunStrategyManual), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -368,8 +368,8 @@ func TestKubectlWaitAndFieldSelector(t *testing.T) {
 func TestKubectlDelete(t *testing.T) {
 	c := controlPlane(t)
 	ns := newNamespace(t, c)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
-	vms := vesselClient(t, c, cluster.AdminKubeconfig).VesselV1alpha1().VirtualMachines(ns)
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
+	vms := vesselClient(t, c, launcher.AdminKubeconfig).VesselV1alpha1().VirtualMachines(ns)
 	for _, name := range []string{"one", "two", "three"} {
 		if _, err := vms.Create(t.Context(), newVM(ns, name, v1alpha1.RunStrategyAlways), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -402,8 +402,8 @@ func TestKubectlDelete(t *testing.T) {
 // on kubeadm clusters), and nothing is changed.
 func TestManifestsDryRun(t *testing.T) {
 	c := controlPlane(t)
-	k := newKubectl(t, c, cluster.AdminKubeconfig)
-	root, err := cluster.RepoRoot()
+	k := newKubectl(t, c, launcher.AdminKubeconfig)
+	root, err := launcher.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

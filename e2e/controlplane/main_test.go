@@ -46,13 +46,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 // The whole package shares one control plane: starting one takes several
 // seconds, and every test isolates itself with its own names or namespace.
 var (
-	shared *cluster.Cluster
+	shared *launcher.Cluster
 	// skipReason is set when the binaries are missing and VESSEL_E2E is
 	// unset: every test then skips with it.
 	skipReason string
@@ -87,7 +87,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Options{
+	c, err := launcher.Start(ctx, launcher.Options{
 		StateDir: stateDir,
 		NoAgent:  true,
 		// As on kubeadm clusters: manifests/cluster runs the agent as a
@@ -122,7 +122,7 @@ func missingPrerequisites() error {
 	if kubectlBinary == "" {
 		kubectlBinary = "/usr/bin/kubectl"
 	}
-	bin, err := cluster.DefaultBinDir()
+	bin, err := launcher.DefaultBinDir()
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func missingPrerequisites() error {
 // waitTenantRBAC waits until alice may drive VMs in team-a and bob may read
 // them in team-b. Their access comes from vessel.dev:edit and view, which
 // kube-controller-manager aggregates into edit and view asynchronously.
-func waitTenantRBAC(ctx context.Context, c *cluster.Cluster) error {
+func waitTenantRBAC(ctx context.Context, c *launcher.Cluster) error {
 	checks := []struct {
 		user string
 		attr authorizationv1.ResourceAttributes
@@ -174,7 +174,7 @@ func waitTenantRBAC(ctx context.Context, c *cluster.Cluster) error {
 
 // controlPlane returns the shared control plane, or skips t when there is
 // none to test.
-func controlPlane(t *testing.T) *cluster.Cluster {
+func controlPlane(t *testing.T) *launcher.Cluster {
 	t.Helper()
 	// Checked again from inside a test, where `go test` records the
 	// environment variables and files a test reads: a cached result is

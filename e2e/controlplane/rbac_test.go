@@ -28,8 +28,8 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/e2e/cluster"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 // outcome is what a request must come back with.
@@ -63,7 +63,7 @@ type access struct {
 }
 
 const (
-	admin = cluster.AdminKubeconfig
+	admin = launcher.AdminKubeconfig
 	teamA = "team-a" // alice: edit
 	teamB = "team-b" // bob: view
 )

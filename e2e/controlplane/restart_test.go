@@ -34,8 +34,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/e2e/cluster"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 // TestCrashLosesNoAcknowledgedCreate kills the vessel-apiserver (and the
@@ -133,7 +133,7 @@ func TestCrashLosesNoAcknowledgedCreate(t *testing.T) {
 
 // vesselAPIServerPID reads the PID the launcher recorded, and checks that
 // it is the vessel-apiserver of this state directory.
-func vesselAPIServerPID(t *testing.T, c *cluster.Cluster) int {
+func vesselAPIServerPID(t *testing.T, c *launcher.Cluster) int {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(c.StateDir, "run", "vessel-apiserver.pid"))
 	if err != nil {

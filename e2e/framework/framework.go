@@ -37,18 +37,18 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/e2e/cluster"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/launcher"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
 // GuestDir is where `make deps` installs the test guest, under the allowed
 // hostPath root.
-var GuestDir = filepath.Join(cluster.ImagesDir, "vessel-guest")
+var GuestDir = filepath.Join(launcher.ImagesDir, "vessel-guest")
 
 // Env is one control plane with an agent.
 type Env struct {
-	Cluster  *cluster.Cluster
+	Cluster  *launcher.Cluster
 	BinDir   string // kubectl-vm, vessel-apiserver, vessel-agent built from this tree
 	Admin    versioned.Interface
 	StateDir string
@@ -91,7 +91,7 @@ func Require(tb testing.TB) *Env {
 	if _, err := os.Stat(hypervisor.DefaultSocket); err != nil {
 		skip("libvirtd is not running: %v; run hack/install-libvirt.sh", err)
 	}
-	bin, err := cluster.DefaultBinDir()
+	bin, err := launcher.DefaultBinDir()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func Require(tb testing.TB) *Env {
 }
 
 func start(tb testing.TB) (*Env, error) {
-	root, err := cluster.RepoRoot()
+	root, err := launcher.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func start(tb testing.TB) (*Env, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Options{
+	c, err := launcher.Start(ctx, launcher.Options{
 		StateDir:              stateDir,
 		VesselAPIServerBinary: filepath.Join(binDir, "vessel-apiserver"),
 		AgentBinary:           filepath.Join(binDir, "vessel-agent"),
@@ -171,7 +171,7 @@ func start(tb testing.TB) (*Env, error) {
 // plugin on PATH, and returns its combined output.
 func (e *Env) Kubectl(tb testing.TB, user string, args ...string) (string, error) {
 	tb.Helper()
-	kubeconfig := e.Cluster.Kubeconfig(cluster.AdminKubeconfig)
+	kubeconfig := e.Cluster.Kubeconfig(launcher.AdminKubeconfig)
 	if user != "admin" {
 		kubeconfig = e.Cluster.Kubeconfig(user)
 	}

@@ -29,8 +29,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/e2e/cluster"
 	"github.com/vessel-vm/vessel/e2e/framework"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 func TestMain(m *testing.M) { framework.Main(m) }
@@ -40,7 +40,7 @@ func TestMain(m *testing.M) { framework.Main(m) }
 // reaches the libvirt domain.
 func TestQuickStartExample(t *testing.T) {
 	e := framework.Require(t)
-	root, err := cluster.RepoRoot()
+	root, err := launcher.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func restartLibvirtd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	root, err := cluster.RepoRoot()
+	root, err := launcher.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

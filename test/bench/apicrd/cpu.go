@@ -33,7 +33,7 @@ import (
 const clockTicks = 100
 
 // processCPU reads the CPU time of the control plane's processes, found
-// through the PID files of a local state directory (see e2e/cluster): on
+// through the PID files of a local state directory (see package launcher): on
 // one machine the paths compete for the same cores, so where the time goes
 // matters as much as the latency.
 type processCPU struct {

@@ -21,8 +21,8 @@ limitations under the License.
 // from the server's own OpenAPI) served by kube-apiserver itself, and
 // prints throughput and latency percentiles side by side.
 //
-//	go run ./cmd/vessel-bench-api                  # starts its own control plane
-//	go run ./cmd/vessel-bench-api --kubeconfig=... # uses a running one
+//	go run ./test/bench/apicrd                  # starts its own control plane
+//	go run ./test/bench/apicrd --kubeconfig=... # uses a running one
 package main
 
 import (
@@ -47,7 +47,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 var vesselGVR = schema.GroupVersionResource{Group: "vessel.dev", Version: "v1alpha1", Resource: "virtualmachines"}
@@ -225,7 +225,7 @@ func controlPlane(ctx context.Context, o options) (*rest.Config, string, func(),
 		logf = log.Printf
 	}
 	begin := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{StateDir: stateDir, NoAgent: true, Logf: logf})
+	c, err := launcher.Start(ctx, launcher.Options{StateDir: stateDir, NoAgent: true, Logf: logf})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start a control plane (state in %s): %w", stateDir, err)
 	}

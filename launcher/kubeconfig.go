@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster
+package launcher
 
 import (
 	"fmt"
@@ -22,6 +22,9 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/vessel-vm/vessel/launcher/internal/atomicfile"
+	"github.com/vessel-vm/vessel/launcher/pki"
 )
 
 const (
@@ -40,7 +43,7 @@ func (c *Cluster) Kubeconfig(name string) string {
 }
 
 func (c *Cluster) writeKubeconfigs() error {
-	identities := map[string]CertKey{
+	identities := map[string]pki.CertKey{
 		AdminKubeconfig:           c.PKI.Admin,
 		VesselAPIServerKubeconfig: c.PKI.VesselAPIServerClient,
 	}
@@ -58,7 +61,7 @@ func (c *Cluster) writeKubeconfigs() error {
 // WriteKubeconfig writes a kubeconfig at path that reaches kube-apiserver
 // with the client certificate ck. The certificates are embedded, so that
 // the file still works when copied elsewhere.
-func (c *Cluster) WriteKubeconfig(path, name string, ck CertKey) error {
+func (c *Cluster) WriteKubeconfig(path, name string, ck pki.CertKey) error {
 	ca, err := os.ReadFile(c.PKI.ClusterCA.CertFile)
 	if err != nil {
 		return fmt.Errorf("read cluster CA for kubeconfig %s: %w", name, err)
@@ -90,7 +93,7 @@ func (c *Cluster) WriteKubeconfig(path, name string, ck CertKey) error {
 		return fmt.Errorf("encode kubeconfig %s: %w", name, err)
 	}
 	// It holds a private key.
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("write kubeconfig %s: %w", name, err)
 	}
 	return nil

@@ -14,11 +14,13 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster
+package launcher
 
 import (
 	"context"
 	"fmt"
+
+	"github.com/vessel-vm/vessel/launcher/pki"
 )
 
 const kubeControllerManagerName = "kube-controller-manager"
@@ -32,7 +34,7 @@ const kubeControllerManagerName = "kube-controller-manager"
 // It runs as the admin: per-controller service account credentials need a
 // token signer and service accounts, which a single-machine control plane
 // gains nothing from.
-func (c *Cluster) kubeControllerManagerArgs(serving CertKey) []string {
+func (c *Cluster) kubeControllerManagerArgs(serving pki.CertKey) []string {
 	return []string{
 		"--tls-cert-file=" + serving.CertFile,
 		"--tls-private-key-file=" + serving.KeyFile,

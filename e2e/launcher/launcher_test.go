@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster_test
+package launcher_test
 
 import (
 	"bytes"
@@ -28,16 +28,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/launcher"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
-// TestControlPlane starts a real etcd and kube-apiserver through the
-// launcher and drives them with the real kubectl, as a user would after
-// `make up`.
+// TestControlPlane starts the whole local control plane and an agent
+// through the launcher and drives it with the real kubectl, as a user
+// would after `make up`.
 func TestControlPlane(t *testing.T) {
 	kubectl := requireControlPlane(t)
 	stateDir := t.TempDir()
-	c, err := cluster.Start(t.Context(), cluster.Options{StateDir: stateDir, Logf: t.Logf})
+	c, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +82,9 @@ func TestControlPlane(t *testing.T) {
 func TestControlPlaneSurvivesDownAndUp(t *testing.T) {
 	kubectl := requireControlPlane(t)
 	stateDir := t.TempDir()
-	opts := cluster.Options{StateDir: stateDir, Logf: t.Logf}
+	opts := launcher.Options{StateDir: stateDir, Logf: t.Logf}
 
-	first, err := cluster.Start(t.Context(), opts)
+	first, err := launcher.Start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,11 +96,11 @@ func TestControlPlaneSurvivesDownAndUp(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := cluster.Start(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "already runs") {
+	if _, err := launcher.Start(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "already runs") {
 		t.Fatalf("second Start on a running state directory: err = %v, want 'already runs'", err)
 	}
 
-	if err := cluster.Down(stateDir); err != nil {
+	if err := launcher.Down(stateDir); err != nil {
 		t.Fatal(err)
 	}
 	if pids, _ := filepath.Glob(filepath.Join(stateDir, "run", "*.pid")); len(pids) > 0 {
@@ -110,7 +111,7 @@ func TestControlPlaneSurvivesDownAndUp(t *testing.T) {
 		t.Errorf("kube-apiserver still accepts connections after Down")
 	}
 
-	second, err := cluster.Start(t.Context(), opts)
+	second, err := launcher.Start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,23 +132,33 @@ type kubectl struct {
 	cacheDir string
 }
 
-// requireControlPlane skips when kube-apiserver has not been built, unless
-// VESSEL_E2E is set (CI sets it, so a missing binary fails there), and
-// builds etcd when it is missing, since that takes a minute, not seven.
+// requireControlPlane skips when a binary the launcher starts has not been
+// built or libvirtd (for the agent) does not run, unless VESSEL_E2E is set
+// (CI sets it, so a missing prerequisite fails there), and builds etcd when
+// it is missing, since that takes a minute, not seven.
 func requireControlPlane(t *testing.T) kubectl {
 	t.Helper()
-	bin, err := cluster.DefaultBinDir()
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("VESSEL_E2E") != "" {
+			t.Fatalf("VESSEL_E2E is set but "+format, args...)
+		}
+		t.Skipf(format+" (set VESSEL_E2E=1 to fail instead)", args...)
+	}
+	bin, err := launcher.DefaultBinDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(bin, "kube-apiserver")); err != nil {
-		if os.Getenv("VESSEL_E2E") == "" {
-			t.Skipf("kube-apiserver is not built (run hack/build-kubernetes.sh; set VESSEL_E2E=1 to fail instead): %v", err)
+	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "vessel-apiserver", "vessel-agent"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			missing("%s is not built (run make deps build): %v", name, err)
 		}
-		t.Fatalf("VESSEL_E2E is set but kube-apiserver is not built: %v", err)
+	}
+	if _, err := os.Stat(hypervisor.DefaultSocket); err != nil {
+		missing("libvirtd does not run (run hack/install-libvirt.sh): %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(bin, "etcd")); err != nil {
-		root, err := cluster.RepoRoot()
+		root, err := launcher.RepoRoot()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster
+package pki
 
 import (
 	"crypto"
@@ -28,10 +28,10 @@ import (
 	"time"
 )
 
-var testPKIOptions = PKIOptions{Users: []string{"alice", "bob"}, AgentHosts: []string{"hv1.example", "192.0.2.7"}}
+var testOptions = Options{Users: []string{"alice", "bob"}, AgentHosts: []string{"hv1.example", "192.0.2.7"}}
 
 func TestPKIChainsAndNames(t *testing.T) {
-	p, err := EnsurePKI(t.TempDir(), testPKIOptions)
+	p, err := Ensure(t.TempDir(), testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestPKIChainsAndNames(t *testing.T) {
 }
 
 func TestPKIServiceAccountKeyPair(t *testing.T) {
-	p, err := EnsurePKI(t.TempDir(), PKIOptions{})
+	p, err := Ensure(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestPKIServiceAccountKeyPair(t *testing.T) {
 
 func TestPKIPrivateKeysArePrivate(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := EnsurePKI(dir, testPKIOptions); err != nil {
+	if _, err := Ensure(dir, testOptions); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := filepath.Glob(filepath.Join(dir, "*.key"))
@@ -187,12 +187,12 @@ func TestPKIPrivateKeysArePrivate(t *testing.T) {
 
 func TestPKIIsIdempotent(t *testing.T) {
 	dir := t.TempDir()
-	first, err := EnsurePKI(dir, testPKIOptions)
+	first, err := Ensure(dir, testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := readDir(t, dir)
-	second, err := EnsurePKI(dir, testPKIOptions)
+	second, err := Ensure(dir, testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,13 +208,13 @@ func TestPKIRegenerates(t *testing.T) {
 	tests := []struct {
 		name        string
 		breakIt     func(t *testing.T, dir string)
-		opts        PKIOptions
+		opts        Options
 		wantChanged []string
 	}{
 		{
 			name:        "corrupt leaf certificate",
 			breakIt:     func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, "alice.crt"), "garbage") },
-			opts:        testPKIOptions,
+			opts:        testOptions,
 			wantChanged: []string{"alice.crt", "alice.key"},
 		},
 		{
@@ -226,7 +226,7 @@ func TestPKIRegenerates(t *testing.T) {
 				}
 				writeFile(t, filepath.Join(dir, "alice.key"), string(data))
 			},
-			opts:        testPKIOptions,
+			opts:        testOptions,
 			wantChanged: []string{"alice.crt", "alice.key"},
 		},
 		{
@@ -236,7 +236,7 @@ func TestPKIRegenerates(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			opts: testPKIOptions,
+			opts: testOptions,
 			wantChanged: []string{
 				"agent-ca.crt", "agent-ca.key",
 				"agent-server.crt", "agent-server.key",
@@ -246,25 +246,25 @@ func TestPKIRegenerates(t *testing.T) {
 		{
 			name:        "changed agent hosts",
 			breakIt:     func(*testing.T, string) {},
-			opts:        PKIOptions{Users: testPKIOptions.Users, AgentHosts: []string{"hv2.example"}},
+			opts:        Options{Users: testOptions.Users, AgentHosts: []string{"hv2.example"}},
 			wantChanged: []string{"agent-server.crt", "agent-server.key"},
 		},
 		{
 			name:        "stale service-account public key",
 			breakIt:     func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, "sa.pub"), "stale") },
-			opts:        testPKIOptions,
+			opts:        testOptions,
 			wantChanged: []string{"sa.pub"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if _, err := EnsurePKI(dir, testPKIOptions); err != nil {
+			if _, err := Ensure(dir, testOptions); err != nil {
 				t.Fatal(err)
 			}
 			tt.breakIt(t, dir)
 			before := readDir(t, dir)
-			if _, err := EnsurePKI(dir, tt.opts); err != nil {
+			if _, err := Ensure(dir, tt.opts); err != nil {
 				t.Fatal(err)
 			}
 			got := changedFiles(before, readDir(t, dir))
@@ -278,15 +278,15 @@ func TestPKIRegenerates(t *testing.T) {
 func TestPKIRenewsBeforeExpiry(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Now()
-	g := &pkiGenerator{dir: dir, now: func() time.Time { return start }}
-	if _, err := g.ensure(testPKIOptions); err != nil {
+	g := &generator{dir: dir, now: func() time.Time { return start }}
+	if _, err := g.ensure(testOptions); err != nil {
 		t.Fatal(err)
 	}
 	before := readDir(t, dir)
 
 	// Inside the leaves' renewal window, but far from the CAs'.
 	g.now = func() time.Time { return start.Add(leafValidity - leafRenewBefore + time.Hour) }
-	if _, err := g.ensure(testPKIOptions); err != nil {
+	if _, err := g.ensure(testOptions); err != nil {
 		t.Fatal(err)
 	}
 	changed := changedFiles(before, readDir(t, dir))

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster
+package launcher
 
 import (
 	"bytes"
@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vessel-vm/vessel/launcher/internal/atomicfile"
 )
 
 // stopGracePeriod is how long a process gets between SIGTERM and SIGKILL.
@@ -81,7 +83,7 @@ func startProcess(l layout, name, binary string, args []string) (*process, error
 		_ = cmd.Wait()
 		close(p.exited)
 	}()
-	if err := writeFileAtomic(p.pidFile, []byte(strconv.Itoa(p.pid)+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(p.pidFile, []byte(strconv.Itoa(p.pid)+"\n"), 0o644); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("write PID file for %s: %w", name, err)
 	}

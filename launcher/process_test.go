@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster
+package launcher
 
 import (
 	"errors"
@@ -122,5 +122,12 @@ func TestPIDFilesStopOrder(t *testing.T) {
 	want := "vessel-agent vessel-apiserver kube-controller-manager kube-apiserver etcd"
 	if strings.Join(got, " ") != want {
 		t.Errorf("stop order = %v, want %s", got, want)
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

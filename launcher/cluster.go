@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster
+package launcher
 
 import (
 	"context"
@@ -26,6 +26,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/vessel-vm/vessel/launcher/pki"
 )
 
 // startOrder lists the processes in the order they start; they stop in
@@ -137,7 +139,7 @@ func (o *Options) complete() error {
 type Cluster struct {
 	// StateDir is the absolute state directory.
 	StateDir string
-	PKI      *PKI
+	PKI      *pki.PKI
 	Ports    Ports
 
 	opts   Options
@@ -147,8 +149,8 @@ type Cluster struct {
 	agentArgs []string
 }
 
-// Start brings up etcd and kube-apiserver (and, once wired, the
-// vessel-apiserver) as detached processes and waits until each is ready.
+// Start brings up the control plane (see the package documentation) as
+// detached processes and waits until each is ready.
 // ctx bounds the start only: the processes outlive it, and the launcher,
 // until Stop or Down. On failure, whatever was started is stopped again.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
@@ -167,7 +169,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 
 	c := &Cluster{StateDir: l.root, opts: opts, layout: l}
-	if c.PKI, err = EnsurePKI(l.pkiDir(), PKIOptions{Users: opts.Users, AgentHosts: opts.AgentHosts}); err != nil {
+	if c.PKI, err = pki.Ensure(l.pkiDir(), pki.Options{Users: opts.Users, AgentHosts: opts.AgentHosts}); err != nil {
 		return nil, fmt.Errorf("prepare PKI: %w", err)
 	}
 	if c.Ports, err = ensurePorts(l.portsFile()); err != nil {

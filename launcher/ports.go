@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster
+package launcher
 
 import (
 	"encoding/json"
@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+
+	"github.com/vessel-vm/vessel/launcher/internal/atomicfile"
 )
 
 // Ports are the loopback ports of one control plane. They are chosen free
@@ -82,7 +84,7 @@ func ensurePorts(path string) (Ports, error) {
 	if err != nil {
 		return Ports{}, fmt.Errorf("encode ports: %w", err)
 	}
-	if err := writeFileAtomic(path, append(data, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o644); err != nil {
 		return Ports{}, fmt.Errorf("save ports: %w", err)
 	}
 	return ports, nil

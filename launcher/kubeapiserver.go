@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster
+package launcher
 
 import (
 	"context"
@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+
+	"github.com/vessel-vm/vessel/launcher/pki"
 )
 
 const (
@@ -44,7 +46,7 @@ func (c *Cluster) KubeAPIServerURL() string {
 // aggregator routing to endpoints rather than service IPs, since nothing
 // implements service IPs on this machine.
 func (c *Cluster) kubeAPIServerArgs() []string {
-	pki := c.PKI
+	certs := c.PKI
 	args := []string{
 		"--etcd-servers=" + c.etcdURL(),
 		"--bind-address=127.0.0.1",
@@ -57,20 +59,20 @@ func (c *Cluster) kubeAPIServerArgs() []string {
 		"--endpoint-reconciler-type=none",
 		fmt.Sprintf("--secure-port=%d", c.Ports.KubeAPIServer),
 		"--service-cluster-ip-range=" + serviceCIDR,
-		"--tls-cert-file=" + pki.KubeAPIServer.CertFile,
-		"--tls-private-key-file=" + pki.KubeAPIServer.KeyFile,
-		"--client-ca-file=" + pki.ClusterCA.CertFile,
+		"--tls-cert-file=" + certs.KubeAPIServer.CertFile,
+		"--tls-private-key-file=" + certs.KubeAPIServer.KeyFile,
+		"--client-ca-file=" + certs.ClusterCA.CertFile,
 		"--service-account-issuer=" + serviceAccountIssuer,
-		"--service-account-key-file=" + pki.ServiceAccountPublicKeyFile,
-		"--service-account-signing-key-file=" + pki.ServiceAccountKeyFile,
+		"--service-account-key-file=" + certs.ServiceAccountPublicKeyFile,
+		"--service-account-signing-key-file=" + certs.ServiceAccountKeyFile,
 		"--authorization-mode=Node,RBAC",
-		"--requestheader-client-ca-file=" + pki.FrontProxyCA.CertFile,
-		"--requestheader-allowed-names=" + FrontProxyClientName,
+		"--requestheader-client-ca-file=" + certs.FrontProxyCA.CertFile,
+		"--requestheader-allowed-names=" + pki.FrontProxyClientName,
 		"--requestheader-username-headers=X-Remote-User",
 		"--requestheader-group-headers=X-Remote-Group",
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
-		"--proxy-client-cert-file=" + pki.FrontProxyClient.CertFile,
-		"--proxy-client-key-file=" + pki.FrontProxyClient.KeyFile,
+		"--proxy-client-cert-file=" + certs.FrontProxyClient.CertFile,
+		"--proxy-client-key-file=" + certs.FrontProxyClient.KeyFile,
 		"--enable-aggregator-routing=true",
 		// The default, /var/run/kubernetes, is outside the state directory
 		// and shared between control planes.

@@ -14,28 +14,28 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package cluster_test
+package launcher_test
 
 import (
 	"context"
 	"fmt"
 	"log"
 
-	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/launcher"
 )
 
 // What `make up` does: start the control plane from the default state
 // directory and return, leaving it running; `make down` calls Down.
 func ExampleStart() {
-	stateDir, err := cluster.DefaultStateDir()
+	stateDir, err := launcher.DefaultStateDir()
 	if err != nil {
 		log.Fatal(err)
 	}
-	c, err := cluster.Start(context.Background(), cluster.Options{StateDir: stateDir, Logf: log.Printf})
+	c, err := launcher.Start(context.Background(), launcher.Options{StateDir: stateDir, Logf: log.Printf})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("export KUBECONFIG=" + c.Kubeconfig(cluster.AdminKubeconfig))
-	// Exiting now leaves etcd and kube-apiserver running;
-	// cluster.Down(stateDir) stops them.
+	fmt.Println("export KUBECONFIG=" + c.Kubeconfig(launcher.AdminKubeconfig))
+	// Exiting now leaves the control plane and the agent running;
+	// launcher.Down(stateDir) stops them.
 }

@@ -1,0 +1,52 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package launcher runs Vessel's one-machine control plane, the product
+// behind `make up` (cmd/vessel-up) that the e2e framework starts too. It
+// starts, each as a detached child process from the binaries in _output/bin:
+//
+//   - etcd, for kube-apiserver;
+//   - kube-apiserver, with aggregation and the front-proxy set up;
+//   - kube-controller-manager (garbage collection, namespace deletion,
+//     ClusterRole aggregation, service-account tokens);
+//   - the vessel-apiserver with its embedded etcd, routed through the
+//     v1alpha1.vessel.dev APIService after the launcher has applied
+//     manifests/local (RBAC, user roles, APIService, loopback EndpointSlice,
+//     the demo tenants);
+//   - unless Options.NoAgent, one vessel-agent on this host's libvirtd,
+//     registered as the Hypervisor Options.HypervisorName.
+//
+// Everything it needs and makes is kept in one state directory (`make up`
+// uses .vessel/ at the repository root):
+//
+//	.vessel/
+//	  pki/              CAs, serving and client certificates, service-account keys (package pki)
+//	  etcd/             kube-apiserver's etcd data; kept across Down and Start
+//	  vessel-etcd/      the vessel-apiserver's embedded etcd data
+//	  agent/            the agent's state: VM disks, console logs
+//	  run/              one PID file per running process
+//	  logs/             one log file per process
+//	  ports.json        loopback ports chosen on first start, reused afterwards
+//	  admin.kubeconfig  system:masters
+//	  alice.kubeconfig  tenant users (manifests/local/tenants.yaml grants their roles)
+//	  bob.kubeconfig
+//	  vessel-apiserver.kubeconfig  the vessel-apiserver's identity toward kube-apiserver
+//	  vessel-agent.kubeconfig      the agent's identity, system:vessel-agent:<hypervisor>
+//
+// `make up` must return while the control plane keeps running, hence
+// detached processes and PID files, and Down stops them from another
+// process; tests call Start and Stop around a temporary state directory.
+package launcher

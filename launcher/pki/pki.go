@@ -1,0 +1,222 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package pki keeps the certificates and keys of the launcher's local
+// control plane as PEM files in one directory: three CAs (cluster,
+// front-proxy, agent), the serving and client certificates of
+// kube-apiserver, the vessel-apiserver and the node agent, the admin and
+// tenant users' client certificates, and the service-account key pair.
+// Ensure is idempotent: it keeps what is still valid and reissues what is
+// missing, changed or close to expiry.
+package pki
+
+import (
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Names that other components must agree on.
+const (
+	// FrontProxyClientName is the CN kube-apiserver's aggregator presents
+	// to aggregated servers; they accept X-Remote-* headers only from it.
+	FrontProxyClientName = "front-proxy-client"
+	// VesselAPIServerUser is the identity of the vessel-apiserver toward
+	// kube-apiserver (delegated authentication and authorization). It is the
+	// name of the ServiceAccount the apiserver runs as in a real cluster, so
+	// the RBAC in manifests/ binds the local process unchanged.
+	VesselAPIServerUser = "system:serviceaccount:vessel-system:vessel-apiserver"
+	// VesselAPIServerServiceHost is the name the aggregator dials for the
+	// vessel APIService: <service>.<namespace>.svc.
+	VesselAPIServerServiceHost = "vessel-apiserver.vessel-system.svc"
+	// AgentClientName is the CN the vessel-apiserver presents to agents'
+	// stream servers when it proxies a console.
+	AgentClientName = "vessel-apiserver"
+	adminUser       = "kubernetes-admin"
+	mastersGroup    = "system:masters"
+	serviceCIDRHost = "10.96.0.1" // first address of --service-cluster-ip-range
+)
+
+// CertKey names a certificate and its private key, both PEM files.
+type CertKey struct {
+	CertFile string
+	KeyFile  string
+}
+
+// PKI is every certificate and key the local control plane uses, as files
+// under Dir. All keys are ECDSA P-256: fast to generate and accepted by
+// every component, including as the service-account signing key (ES256).
+type PKI struct {
+	Dir string
+
+	// ClusterCA signs kube-apiserver's and vessel-apiserver's serving
+	// certificates and every client certificate kube-apiserver accepts
+	// (--client-ca-file). It is also the APIService caBundle.
+	ClusterCA CertKey
+	// FrontProxyCA signs only the aggregator's client certificate, so that
+	// no ordinary user certificate can assert X-Remote-User headers.
+	FrontProxyCA CertKey
+	// AgentCA is the trust root of the console path between the
+	// vessel-apiserver and agents; it is separate from ClusterCA so that an
+	// agent trusts nothing else the cluster CA signed.
+	AgentCA CertKey
+
+	KubeAPIServer    CertKey // serving
+	FrontProxyClient CertKey // CN front-proxy-client
+	Admin            CertKey // O=system:masters
+	// Users holds one client certificate per tenant user, keyed by name.
+	Users map[string]CertKey
+
+	ServiceAccountKeyFile       string // private, PKCS#8
+	ServiceAccountPublicKeyFile string // public, PKIX
+
+	VesselAPIServer       CertKey // serving, SAN VesselAPIServerServiceHost
+	VesselAPIServerClient CertKey // client toward kube-apiserver
+	AgentServer           CertKey // agent stream server, signed by AgentCA
+	AgentClient           CertKey // vessel-apiserver toward agents, signed by AgentCA
+
+	gen *generator
+	cas map[string]*authority
+}
+
+// Options says what varies between installations.
+type Options struct {
+	// Users get one client certificate each (CN = name, no groups).
+	Users []string
+	// AgentHosts are extra names or IP addresses for the agent's serving
+	// certificate, besides localhost, 127.0.0.1 and the machine's hostname.
+	AgentHosts []string
+}
+
+// Ensure makes sure dir holds valid PKI for opts, and returns it.
+// Existing files are kept when they still parse, chain to their CA, match
+// what opts asks for and are not close to expiry; anything else is
+// regenerated, and a regenerated CA regenerates everything it signed.
+func Ensure(dir string, opts Options) (*PKI, error) {
+	return (&generator{dir: dir, now: time.Now}).ensure(opts)
+}
+
+// generator carries the clock so that tests can move it.
+type generator struct {
+	dir string
+	now func() time.Time
+}
+
+func (g *generator) ensure(opts Options) (*PKI, error) {
+	if err := os.MkdirAll(g.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create PKI directory: %w", err)
+	}
+	p := &PKI{Dir: g.dir, Users: map[string]CertKey{}, gen: g, cas: map[string]*authority{}}
+
+	for _, ca := range []struct {
+		file, cn string
+		into     *CertKey
+	}{
+		{"ca", "vessel-cluster-ca", &p.ClusterCA},
+		{"front-proxy-ca", "vessel-front-proxy-ca", &p.FrontProxyCA},
+		{"agent-ca", "vessel-agent-ca", &p.AgentCA},
+	} {
+		a, err := g.ensureCA(ca.file, ca.cn)
+		if err != nil {
+			return nil, err
+		}
+		p.cas[ca.file] = a
+		*ca.into = a.CertKey
+	}
+
+	hostname, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("read hostname for the agent certificate: %w", err)
+	}
+	serving := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	leaves := []struct {
+		ca   string
+		spec leafSpec
+		into *CertKey
+	}{
+		{"ca", leafSpec{
+			name: "kube-apiserver", commonName: "kube-apiserver", usages: serving,
+			hosts: []string{
+				"127.0.0.1", "localhost", serviceCIDRHost,
+				"kubernetes", "kubernetes.default", "kubernetes.default.svc",
+				"kubernetes.default.svc.cluster.local",
+			},
+		}, &p.KubeAPIServer},
+		{"front-proxy-ca", leafSpec{
+			name: "front-proxy-client", commonName: FrontProxyClientName, usages: client,
+		}, &p.FrontProxyClient},
+		{"ca", leafSpec{
+			name: "admin", commonName: adminUser, organizations: []string{mastersGroup}, usages: client,
+		}, &p.Admin},
+		{"ca", leafSpec{
+			name: "vessel-apiserver", commonName: "vessel-apiserver", usages: serving,
+			hosts: []string{VesselAPIServerServiceHost, "127.0.0.1", "localhost"},
+		}, &p.VesselAPIServer},
+		{"ca", leafSpec{
+			name: "vessel-apiserver-client", commonName: VesselAPIServerUser, usages: client,
+			organizations: []string{"system:serviceaccounts", "system:serviceaccounts:vessel-system"},
+		}, &p.VesselAPIServerClient},
+		{"agent-ca", leafSpec{
+			name: "agent-server", commonName: "vessel-agent", usages: serving,
+			hosts: dedupe(append([]string{"127.0.0.1", "localhost", hostname}, opts.AgentHosts...)),
+		}, &p.AgentServer},
+		{"agent-ca", leafSpec{
+			name: "agent-client", commonName: AgentClientName, usages: client,
+		}, &p.AgentClient},
+	}
+	for _, l := range leaves {
+		ck, err := g.ensureLeaf(p.cas[l.ca], l.spec)
+		if err != nil {
+			return nil, err
+		}
+		*l.into = ck
+	}
+	for _, user := range opts.Users {
+		ck, err := p.EnsureClientCert(user, user, nil)
+		if err != nil {
+			return nil, err
+		}
+		p.Users[user] = ck
+	}
+
+	p.ServiceAccountKeyFile, p.ServiceAccountPublicKeyFile, err = g.ensureServiceAccountKey()
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// EnsureClientCert makes sure dir holds a client certificate for user (with
+// the given groups), signed by the cluster CA, in <name>.crt and <name>.key.
+// Later components (agents as system:vessel-agent:<hypervisor>, for
+// instance) get their identities this way.
+func (p *PKI) EnsureClientCert(name, user string, groups []string) (CertKey, error) {
+	return p.gen.ensureLeaf(p.cas["ca"], leafSpec{
+		name: name, commonName: user, organizations: groups,
+		usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+}
+
+// EnsureServingCert makes sure dir holds a serving certificate for hosts,
+// signed by the cluster CA, in <name>.crt and <name>.key.
+func (p *PKI) EnsureServingCert(name string, hosts []string) (CertKey, error) {
+	return p.gen.ensureLeaf(p.cas["ca"], leafSpec{
+		name: name, commonName: name, hosts: hosts,
+		usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+}
