@@ -197,8 +197,10 @@ func (c *Cluster) AdminConfig() (*rest.Config, error) {
 
 // applyLocalManifests renders manifests/local with kubectl's kustomize,
 // fills in what only the launcher knows (the APIService caBundle and the
-// loopback port), and server-side applies every object as the admin,
-// together with the example tenants (examples/tenants.yaml).
+// loopback port), and server-side applies every object as the admin. The
+// demo tenants' namespaces and role bindings are part of manifests/local
+// (tenants.yaml), so the YAML exists once and `kubectl apply -k
+// manifests/local` gives the same result.
 func (c *Cluster) applyLocalManifests(ctx context.Context) error {
 	root, err := RepoRoot()
 	if err != nil {
@@ -212,11 +214,7 @@ func (c *Cluster) applyLocalManifests(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read cluster CA: %w", err)
 	}
-	tenants, err := os.ReadFile(filepath.Join(root, "examples", "tenants.yaml"))
-	if err != nil {
-		return fmt.Errorf("read the example tenants: %w", err)
-	}
-	objects, err := decodeYAMLObjects(append(append(rendered, "\n---\n"...), tenants...))
+	objects, err := decodeYAMLObjects(rendered)
 	if err != nil {
 		return err
 	}
