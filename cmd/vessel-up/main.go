@@ -15,61 +15,22 @@ limitations under the License.
 */
 
 // Command vessel-up starts the one-machine Vessel control plane (etcd,
-// kube-apiserver, vessel-apiserver and a node agent) as background
-// processes and writes kubeconfigs; `vessel-up --down` stops it. `make up`
-// and `make down` run it.
+// kube-apiserver, kube-controller-manager, vessel-apiserver and a node
+// agent) as background processes and writes kubeconfigs; `vessel-up
+// --down` stops it. `make up` and `make down` run it. The launcher itself is
+// package launcher; the command is in app.
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
-	"log"
 	"os"
-	"os/signal"
-	"path/filepath"
-	"syscall"
 
-	"github.com/vessel-vm/vessel/launcher"
+	"github.com/vessel-vm/vessel/cmd/vessel-up/app"
 )
 
 func main() {
-	stateDir := flag.String("state-dir", "", "state directory (default: .vessel at the repository root)")
-	down := flag.Bool("down", false, "stop everything a previous run started")
-	hypervisor := flag.String("hypervisor-name", "", "the agent's Hypervisor name (default: the host name)")
-	flag.Parse()
-	log.SetFlags(0)
-	if *stateDir == "" {
-		dir, err := launcher.DefaultStateDir()
-		if err != nil {
-			log.Fatal(err)
-		}
-		*stateDir = dir
+	if err := app.NewCommand().Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "vessel-up: %v\n", err)
+		os.Exit(1)
 	}
-	if *down {
-		if err := launcher.Down(*stateDir); err != nil {
-			log.Fatalf("vessel-up --down: %v", err)
-		}
-		log.Printf("stopped the control plane in %s", *stateDir)
-		return
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	c, err := launcher.Start(ctx, launcher.Options{StateDir: *stateDir, HypervisorName: *hypervisor, Logf: log.Printf})
-	if err != nil {
-		log.Fatalf("vessel-up: %v", err)
-	}
-	bin := filepath.Dir(c.Options().VesselAPIServerBinary)
-	fmt.Printf(`
-Vessel is running. Logs: %[1]s/logs, stop it with: make down
-
-  export KUBECONFIG=%[2]s
-  export PATH=%[3]s:$PATH        # kubectl vm ...
-  kubectl get hypervisors
-  kubectl apply -f examples/vm.yaml
-  kubectl -n team-a wait vm/demo --for=jsonpath='{.status.phase}'=Running --timeout=120s
-  kubectl vm -n team-a console demo    # Ctrl+] to detach
-
-Tenants: %[4]s (edit in team-a), %[5]s (view in team-b)
-`, c.StateDir, c.Kubeconfig(launcher.AdminKubeconfig), bin, c.Kubeconfig("alice"), c.Kubeconfig("bob"))
 }

@@ -1,0 +1,103 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package app
+
+import (
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func parse(t *testing.T, args ...string) *Options {
+	t.Helper()
+	o := NewOptions()
+	fs := pflag.NewFlagSet("vessel-up", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestCompleteDefaults(t *testing.T) {
+	o := parse(t)
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	// The tests run inside the repository: its .vessel is the default.
+	if filepath.Base(o.StateDir) != ".vessel" {
+		t.Errorf("StateDir = %q, want .vessel at the repository root", o.StateDir)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(o.StateDir), "go.mod")); err != nil {
+		t.Errorf("StateDir %q is not at the repository root: %v", o.StateDir, err)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.HypervisorName != strings.ToLower(host) {
+		t.Errorf("HypervisorName = %q, want the host name %q", o.HypervisorName, strings.ToLower(host))
+	}
+	if cfg := o.Config(log.New(io.Discard, "", 0)); cfg.StateDir != o.StateDir || cfg.HypervisorName != o.HypervisorName || cfg.NoAgent {
+		t.Errorf("Config() = %+v, want the state directory, the hypervisor name and an agent", cfg)
+	}
+}
+
+func TestFlagsOverrideDefaults(t *testing.T) {
+	o := parse(t, "--state-dir=/tmp/somewhere", "--hypervisor-name=hv-7")
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if o.StateDir != "/tmp/somewhere" || o.HypervisorName != "hv-7" {
+		t.Errorf("after Complete: StateDir=%q HypervisorName=%q", o.StateDir, o.HypervisorName)
+	}
+	if err := o.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string // empty: valid
+	}{
+		{"host-like name", []string{"--hypervisor-name=node-1.example"}, ""},
+		{"upper case", []string{"--hypervisor-name=Node_1"}, "--hypervisor-name"},
+		{"down needs no name", []string{"--down", "--state-dir=/tmp/x"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := parse(t, tt.args...)
+			if err := o.Complete(); err != nil {
+				t.Fatal(err)
+			}
+			err := o.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Validate: err = %v, want one mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
