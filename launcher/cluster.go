@@ -34,8 +34,8 @@ import (
 // reverse.
 var startOrder = []string{etcdName, kubeAPIServerName, kubeControllerManagerName, vesselAPIServerName, agentName}
 
-// Options configure Start. The zero value of every field but StateDir has
-// a working default.
+// Options configure Start. StateDir is required, and so is HypervisorName
+// unless NoAgent; every other field has a working default.
 type Options struct {
 	// StateDir holds PKI, data, PID files and logs; see DefaultStateDir.
 	StateDir string
@@ -53,10 +53,12 @@ type Options struct {
 	AgentBinary string
 	// NoAgent starts the control plane without a node agent (no libvirt needed).
 	NoAgent bool
-	// HypervisorName is the agent's Hypervisor. Default: the host name.
-	// Control planes sharing one libvirtd (parallel tests) need distinct
-	// names: an agent cleans up the domains stamped with its name whose VM
-	// its API does not know.
+	// HypervisorName is the agent's Hypervisor, required unless NoAgent.
+	// There is deliberately no default: an agent destroys the domains
+	// stamped with its name whose VM its own API does not know, so a
+	// control plane that took the name of another one on the same libvirtd
+	// (the host name `vessel-up` uses, say) would remove that one's guests.
+	// Tests pass a name unique per run.
 	HypervisorName string
 	// KubectlBinary renders manifests (kubectl kustomize). Default: kubectl
 	// on PATH.
@@ -94,12 +96,8 @@ func (o *Options) complete() error {
 			*path = filepath.Join(bin, name)
 		}
 	}
-	if o.HypervisorName == "" {
-		name, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("host name: %w", err)
-		}
-		o.HypervisorName = name
+	if !o.NoAgent && o.HypervisorName == "" {
+		return errors.New("no hypervisor name given for the agent (Options.HypervisorName)")
 	}
 	if o.KubectlBinary == "" {
 		kubectl, err := exec.LookPath("kubectl")

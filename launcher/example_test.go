@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
 
 	"github.com/vessel-vm/vessel/launcher"
 )
@@ -31,7 +32,13 @@ func ExampleStart() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	c, err := launcher.Start(context.Background(), launcher.Options{StateDir: stateDir, Logf: log.Printf})
+	// vessel-up names the agent's Hypervisor after the host; a test would
+	// pick a name unique to its run instead.
+	host, err := os.Hostname()
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := launcher.Start(context.Background(), launcher.Options{StateDir: stateDir, HypervisorName: host, Logf: log.Printf})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -28,6 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/rand"
+
 	"github.com/vessel-vm/vessel/launcher"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
@@ -38,7 +40,7 @@ import (
 func TestControlPlane(t *testing.T) {
 	kubectl := requireControlPlane(t)
 	stateDir := t.TempDir()
-	c, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir, Logf: t.Logf})
+	c, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir, HypervisorName: uniqueHypervisorName(), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +84,7 @@ func TestControlPlane(t *testing.T) {
 func TestControlPlaneSurvivesDownAndUp(t *testing.T) {
 	kubectl := requireControlPlane(t)
 	stateDir := t.TempDir()
-	opts := launcher.Options{StateDir: stateDir, Logf: t.Logf}
+	opts := launcher.Options{StateDir: stateDir, HypervisorName: uniqueHypervisorName(), Logf: t.Logf}
 
 	first, err := launcher.Start(t.Context(), opts)
 	if err != nil {
@@ -124,6 +126,13 @@ func TestControlPlaneSurvivesDownAndUp(t *testing.T) {
 		t.Error("admin kubeconfig changed across Down and Start")
 	}
 	kubectl.ok(t, admin, "get", "namespace", "tenant-a")
+}
+
+// uniqueHypervisorName names this run's agent. The host name, which
+// `vessel-up` takes, would let the test's agent collect the guests of a
+// control plane the user runs on the same libvirtd as its own orphans.
+func uniqueHypervisorName() string {
+	return "e2e-launcher-" + rand.String(8)
 }
 
 // kubectl runs the real kubectl binary.
