@@ -40,11 +40,50 @@ import (
 func TestControlPlane(t *testing.T) {
 	kubectl := requireControlPlane(t)
 	stateDir := t.TempDir()
-	c, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir, HypervisorName: uniqueHypervisorName(), Logf: t.Logf})
+	hypervisorName := uniqueHypervisorName()
+	c, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir, HypervisorName: hypervisorName, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Stop)
+
+	t.Run("the agent registered the Hypervisor it was named, and only that", func(t *testing.T) {
+		out := kubectl.ok(t, c.Kubeconfig("admin"), "get", "hypervisors", "-o", "name")
+		if got, want := strings.Fields(out), []string{"hypervisor.vessel.dev/" + hypervisorName}; !slices.Equal(got, want) {
+			t.Errorf("hypervisors = %v, want %v", got, want)
+		}
+	})
+
+	// The quick start's tenants (manifests/local/tenants.yaml). edit and
+	// view gain the vessel.dev rules through ClusterRole aggregation, which
+	// kube-controller-manager does shortly after start: poll.
+	t.Run("alice edits VMs in team-a, bob only views them in team-b", func(t *testing.T) {
+		checks := []struct {
+			user, verb, namespace string
+			want                  string
+		}{
+			{"alice", "create", "team-a", "yes"},
+			{"alice", "create", "team-b", "no"},
+			{"bob", "list", "team-b", "yes"},
+			{"bob", "create", "team-b", "no"},
+		}
+		deadline := time.Now().Add(time.Minute)
+		for _, check := range checks {
+			var got string
+			for {
+				// can-i exits 1 when the answer is no.
+				stdout, _, _ := kubectl.run(t, c.Kubeconfig(check.user), "auth", "can-i", check.verb, "virtualmachines.vessel.dev", "-n", check.namespace)
+				got = strings.TrimSpace(stdout)
+				if got == check.want || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			if got != check.want {
+				t.Errorf("%s may %s VMs in %s: %q, want %q", check.user, check.verb, check.namespace, got, check.want)
+			}
+		}
+	})
 
 	t.Run("admin lists namespaces", func(t *testing.T) {
 		out := kubectl.ok(t, c.Kubeconfig("admin"), "get", "namespaces", "-o", "name")
