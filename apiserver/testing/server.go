@@ -26,13 +26,17 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	restclient "k8s.io/client-go/rest"
 
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 )
@@ -77,44 +81,27 @@ func start(opts Options, dir string) (*TestServer, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen: %w", err)
 	}
-	o := apiserver.NewOptions()
-	o.EtcdDataDir = dir
-	if opts.AllowedHostPathRoots != nil {
-		o.AllowedHostPathRoots = opts.AllowedHostPathRoots
-	}
-	o.DisableControllers = opts.DisableControllers
-	o.AgentClient = opts.AgentClient
-	ro := o.RecommendedOptions
-	ro.SecureServing.Listener = listener
-	ro.SecureServing.BindPort = listener.Addr().(*net.TCPAddr).Port
-	ro.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
-	// No kube-apiserver here: no delegated authn/authz, core informers or
-	// webhook admission.
-	ro.Authentication.RemoteKubeConfigFileOptional = true
-	ro.Authorization.RemoteKubeConfigFileOptional = true
-	ro.CoreAPI = nil
-	ro.Admission = nil
-	ro.Features.EnablePriorityAndFairness = false
-	if err := o.Complete(); err != nil {
-		return nil, nil, err
-	}
-	if err := o.Validate(); err != nil {
-		return nil, nil, err
-	}
-	server, stopEtcd, err := o.NewServer()
+	etcd, err := apiserver.StartEmbeddedEtcd(dir, "http://127.0.0.1:0")
 	if err != nil {
+		listener.Close()
+		return nil, nil, err
+	}
+	server, err := newServer(opts, listener, etcd.ClientURL())
+	if err != nil {
+		listener.Close()
+		etcd.Close()
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- server.GenericAPIServer.PrepareRun().RunWithContext(ctx) }()
+	go func() { done <- server.PrepareRun().RunWithContext(ctx) }()
 	stop := func() {
 		cancel()
 		<-done
-		stopEtcd()
+		etcd.Close()
 	}
 
-	cfg := restclient.CopyConfig(server.GenericAPIServer.LoopbackClientConfig)
+	cfg := restclient.CopyConfig(server.LoopbackClientConfig)
 	cfg.QPS, cfg.Burst = -1, -1 // no client-side throttling in tests and benchmarks
 	if err := waitHealthy(ctx, cfg, done); err != nil {
 		stop()
@@ -126,6 +113,49 @@ func start(opts Options, dir string) (*TestServer, func(), error) {
 		return nil, nil, err
 	}
 	return &TestServer{ClientConfig: cfg, Client: client, EtcdDataDir: dir}, stop, nil
+}
+
+// newServer builds the server the way vessel-apiserver's options do, on
+// listener and the etcd at etcdURL, without a kube-apiserver: no delegated
+// authn/authz, core informers or webhook admission.
+func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapiserver.GenericAPIServer, error) {
+	ro := apiserver.NewRecommendedOptions()
+	ro.Etcd.StorageConfig.Transport.ServerList = []string{etcdURL}
+	ro.SecureServing.Listener = listener
+	ro.SecureServing.BindPort = listener.Addr().(*net.TCPAddr).Port
+	ro.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
+	ro.Authentication.RemoteKubeConfigFileOptional = true
+	ro.Authorization.RemoteKubeConfigFileOptional = true
+	ro.CoreAPI = nil
+	ro.Admission = nil
+	ro.Features.EnablePriorityAndFairness = false
+	if errs := ro.Validate(); len(errs) > 0 {
+		return nil, utilerrors.NewAggregate(errs)
+	}
+	roots := apiserver.DefaultAllowedHostPathRoots()
+	if opts.AllowedHostPathRoots != nil {
+		roots = nil
+		for _, root := range opts.AllowedHostPathRoots {
+			roots = append(roots, filepath.Clean(root))
+		}
+	}
+	agentTransport, err := opts.AgentClient.Transport()
+	if err != nil {
+		return nil, err
+	}
+	config, err := apiserver.NewConfig(ro, apiserver.ExtraConfig{
+		Validation:         validation.Options{AllowedHostPathRoots: roots},
+		DisableControllers: opts.DisableControllers,
+		AgentTransport:     agentTransport,
+	})
+	if err != nil {
+		return nil, err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		return nil, err
+	}
+	return server.GenericAPIServer, nil
 }
 
 func waitHealthy(ctx context.Context, cfg *restclient.Config, done <-chan error) error {
