@@ -33,9 +33,13 @@ import (
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/registry/generic"
+	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	restclient "k8s.io/client-go/rest"
 
+	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
@@ -62,6 +66,10 @@ type Options struct {
 	// AgentClient lets console and log reach node agents; without it they
 	// answer 503.
 	AgentClient apiserver.AgentClientOptions
+	// Storage, when set, serves the vessel.dev/v1alpha1 resources from
+	// what it returns instead of Vessel's registry, and no controllers
+	// run: benchmarks measure a baseline with it.
+	Storage func(generic.RESTOptionsGetter) (map[string]rest.Storage, error)
 }
 
 // Start runs a server until tb ends. It fails tb if the server does not
@@ -151,11 +159,34 @@ func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapi
 	if err != nil {
 		return nil, err
 	}
-	server, err := config.Complete().New()
+	completed := config.Complete()
+	if opts.Storage != nil {
+		return newServerWithStorage(completed, opts.Storage)
+	}
+	server, err := completed.New()
 	if err != nil {
 		return nil, err
 	}
 	return server.GenericAPIServer, nil
+}
+
+// newServerWithStorage is CompletedConfig.New with the given storage in
+// place of Vessel's and without its post-start hooks.
+func newServerWithStorage(c apiserver.CompletedConfig, newStorage func(generic.RESTOptionsGetter) (map[string]rest.Storage, error)) (*genericapiserver.GenericAPIServer, error) {
+	server, err := c.GenericConfig.New("vessel-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, fmt.Errorf("create generic server: %w", err)
+	}
+	storage, err := newStorage(c.GenericConfig.RESTOptionsGetter)
+	if err != nil {
+		return nil, err
+	}
+	group := genericapiserver.NewDefaultAPIGroupInfo(vessel.GroupName, apiserver.Scheme, apiserver.ParameterCodec, apiserver.Codecs)
+	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = storage
+	if err := server.InstallAPIGroup(&group); err != nil {
+		return nil, fmt.Errorf("install API group %s: %w", vessel.GroupName, err)
+	}
+	return server, nil
 }
 
 func waitHealthy(ctx context.Context, cfg *restclient.Config, done <-chan error) error {
