@@ -123,9 +123,10 @@ func start(opts Options, dir string) (*TestServer, func(), error) {
 	return &TestServer{ClientConfig: cfg, Client: client, EtcdDataDir: dir}, stop, nil
 }
 
-// newServer builds the server the way vessel-apiserver's options do, on
-// listener and the etcd at etcdURL, without a kube-apiserver: no delegated
-// authn/authz, core informers or webhook admission.
+// newServer builds the server through apiserver.NewConfig, as the
+// vessel-apiserver command does, on listener and the etcd at etcdURL. There
+// is no kube-apiserver here: no delegated authn/authz, core informers or
+// webhook admission.
 func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapiserver.GenericAPIServer, error) {
 	ro := apiserver.NewRecommendedOptions()
 	ro.Etcd.StorageConfig.Transport.ServerList = []string{etcdURL}
