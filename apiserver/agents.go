@@ -36,32 +36,14 @@ type AgentClientOptions struct {
 	KeyFile  string
 }
 
-// configured is true when any file is set.
-func (o AgentClientOptions) configured() bool {
-	return o.CAFile != "" || o.CertFile != "" || o.KeyFile != ""
-}
-
-func (o AgentClientOptions) validate() []error {
-	if !o.configured() {
-		return nil
-	}
-	var errs []error
-	for flag, v := range map[string]string{"--agent-ca-file": o.CAFile, "--agent-client-cert-file": o.CertFile, "--agent-client-key-file": o.KeyFile} {
-		if v == "" {
-			errs = append(errs, fmt.Errorf("%s is required when any --agent-* file is set", flag))
-		}
-	}
-	return errs
-}
-
-// disabledReason is what users are told when console is off.
+// agentClientDisabled is what users are told when console is off.
 const agentClientDisabled = "the vessel-apiserver runs without --agent-ca-file, --agent-client-cert-file and --agent-client-key-file, so it cannot reach node agents"
 
-// transport builds the mutual-TLS transport toward agents, or nil when no
-// file is configured. Verification is never skipped: an agent whose
-// certificate the CA did not issue for the endpoint it publishes is refused.
-func (o AgentClientOptions) transport() (*http.Transport, error) {
-	if !o.configured() {
+// Transport builds the mutual-TLS transport toward agents, or nil when no
+// file is set. Verification is never skipped: an agent whose certificate
+// the CA did not issue for the endpoint it publishes is refused.
+func (o AgentClientOptions) Transport() (*http.Transport, error) {
+	if o == (AgentClientOptions{}) {
 		return nil, nil
 	}
 	tlsConfig, err := transport.TLSConfigFor(&transport.Config{TLS: transport.TLSConfig{

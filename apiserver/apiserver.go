@@ -15,8 +15,9 @@ limitations under the License.
 */
 
 // Package apiserver wires the vessel.dev API into a k8s.io/apiserver generic
-// server: the scheme, the storage of every resource, and the controllers
-// the server runs.
+// server: the scheme, the storage of every resource, admission, the
+// controllers the server runs and its embedded etcd. Config -> Complete() ->
+// New() builds a server; cmd/vessel-apiserver turns flags into a Config.
 package apiserver
 
 import (
@@ -70,10 +71,10 @@ type ExtraConfig struct {
 	// Validation carries the allowed host path roots.
 	Validation validation.Options
 	// CoreClientConfig reaches kube-apiserver (for leader election); nil
-	// when the server runs standalone.
+	// when the server runs standalone. NewConfig sets it.
 	CoreClientConfig *restclient.Config
 	// AdmissionInformers feed the admission plugins; started after the
-	// server is up. Nil when admission is off.
+	// server is up. Nil when admission is off. NewConfig sets it.
 	AdmissionInformers informers.SharedInformerFactory
 	// DisableControllers serves the API without running the scheduler and
 	// the heartbeat monitor.

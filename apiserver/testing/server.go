@@ -26,13 +26,21 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/registry/generic"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	restclient "k8s.io/client-go/rest"
 
+	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 )
@@ -58,6 +66,10 @@ type Options struct {
 	// AgentClient lets console and log reach node agents; without it they
 	// answer 503.
 	AgentClient apiserver.AgentClientOptions
+	// Storage, when set, serves the vessel.dev/v1alpha1 resources from
+	// what it returns instead of Vessel's registry, and no controllers
+	// run: benchmarks measure a baseline with it.
+	Storage func(generic.RESTOptionsGetter) (map[string]rest.Storage, error)
 }
 
 // Start runs a server until tb ends. It fails tb if the server does not
@@ -77,44 +89,27 @@ func start(opts Options, dir string) (*TestServer, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen: %w", err)
 	}
-	o := apiserver.NewOptions()
-	o.EtcdDataDir = dir
-	if opts.AllowedHostPathRoots != nil {
-		o.AllowedHostPathRoots = opts.AllowedHostPathRoots
-	}
-	o.DisableControllers = opts.DisableControllers
-	o.AgentClient = opts.AgentClient
-	ro := o.RecommendedOptions
-	ro.SecureServing.Listener = listener
-	ro.SecureServing.BindPort = listener.Addr().(*net.TCPAddr).Port
-	ro.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
-	// No kube-apiserver here: no delegated authn/authz, core informers or
-	// webhook admission.
-	ro.Authentication.RemoteKubeConfigFileOptional = true
-	ro.Authorization.RemoteKubeConfigFileOptional = true
-	ro.CoreAPI = nil
-	ro.Admission = nil
-	ro.Features.EnablePriorityAndFairness = false
-	if err := o.Complete(); err != nil {
-		return nil, nil, err
-	}
-	if err := o.Validate(); err != nil {
-		return nil, nil, err
-	}
-	server, stopEtcd, err := o.NewServer()
+	etcd, err := apiserver.StartEmbeddedEtcd(dir, "http://127.0.0.1:0")
 	if err != nil {
+		listener.Close()
+		return nil, nil, err
+	}
+	server, err := newServer(opts, listener, etcd.ClientURL())
+	if err != nil {
+		listener.Close()
+		etcd.Close()
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- server.GenericAPIServer.PrepareRun().RunWithContext(ctx) }()
+	go func() { done <- server.PrepareRun().RunWithContext(ctx) }()
 	stop := func() {
 		cancel()
 		<-done
-		stopEtcd()
+		etcd.Close()
 	}
 
-	cfg := restclient.CopyConfig(server.GenericAPIServer.LoopbackClientConfig)
+	cfg := restclient.CopyConfig(server.LoopbackClientConfig)
 	cfg.QPS, cfg.Burst = -1, -1 // no client-side throttling in tests and benchmarks
 	if err := waitHealthy(ctx, cfg, done); err != nil {
 		stop()
@@ -126,6 +121,73 @@ func start(opts Options, dir string) (*TestServer, func(), error) {
 		return nil, nil, err
 	}
 	return &TestServer{ClientConfig: cfg, Client: client, EtcdDataDir: dir}, stop, nil
+}
+
+// newServer builds the server through apiserver.NewConfig, as the
+// vessel-apiserver command does, on listener and the etcd at etcdURL. There
+// is no kube-apiserver here: no delegated authn/authz, core informers or
+// webhook admission.
+func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapiserver.GenericAPIServer, error) {
+	ro := apiserver.NewRecommendedOptions()
+	ro.Etcd.StorageConfig.Transport.ServerList = []string{etcdURL}
+	ro.SecureServing.Listener = listener
+	ro.SecureServing.BindPort = listener.Addr().(*net.TCPAddr).Port
+	ro.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
+	ro.Authentication.RemoteKubeConfigFileOptional = true
+	ro.Authorization.RemoteKubeConfigFileOptional = true
+	ro.CoreAPI = nil
+	ro.Admission = nil
+	ro.Features.EnablePriorityAndFairness = false
+	if errs := ro.Validate(); len(errs) > 0 {
+		return nil, utilerrors.NewAggregate(errs)
+	}
+	roots := apiserver.DefaultAllowedHostPathRoots()
+	if opts.AllowedHostPathRoots != nil {
+		roots = nil
+		for _, root := range opts.AllowedHostPathRoots {
+			roots = append(roots, filepath.Clean(root))
+		}
+	}
+	agentTransport, err := opts.AgentClient.Transport()
+	if err != nil {
+		return nil, err
+	}
+	config, err := apiserver.NewConfig(ro, apiserver.ExtraConfig{
+		Validation:         validation.Options{AllowedHostPathRoots: roots},
+		DisableControllers: opts.DisableControllers,
+		AgentTransport:     agentTransport,
+	})
+	if err != nil {
+		return nil, err
+	}
+	completed := config.Complete()
+	if opts.Storage != nil {
+		return newServerWithStorage(completed, opts.Storage)
+	}
+	server, err := completed.New()
+	if err != nil {
+		return nil, err
+	}
+	return server.GenericAPIServer, nil
+}
+
+// newServerWithStorage is CompletedConfig.New with the given storage in
+// place of Vessel's and without its post-start hooks.
+func newServerWithStorage(c apiserver.CompletedConfig, newStorage func(generic.RESTOptionsGetter) (map[string]rest.Storage, error)) (*genericapiserver.GenericAPIServer, error) {
+	server, err := c.GenericConfig.New("vessel-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, fmt.Errorf("create generic server: %w", err)
+	}
+	storage, err := newStorage(c.GenericConfig.RESTOptionsGetter)
+	if err != nil {
+		return nil, err
+	}
+	group := genericapiserver.NewDefaultAPIGroupInfo(vessel.GroupName, apiserver.Scheme, apiserver.ParameterCodec, apiserver.Codecs)
+	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = storage
+	if err := server.InstallAPIGroup(&group); err != nil {
+		return nil, fmt.Errorf("install API group %s: %w", vessel.GroupName, err)
+	}
+	return server, nil
 }
 
 func waitHealthy(ctx context.Context, cfg *restclient.Config, done <-chan error) error {

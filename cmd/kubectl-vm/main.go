@@ -25,10 +25,10 @@ import (
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/vessel-vm/vessel/cli/kubectlvm"
+	"github.com/vessel-vm/vessel/cmd/kubectl-vm/app"
 )
 
 func main() {
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
-	os.Exit(kubectlvm.Run(context.Background(), streams, os.Args[1:]))
+	os.Exit(app.Run(context.Background(), streams, os.Args[1:]))
 }

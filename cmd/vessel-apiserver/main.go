@@ -21,34 +21,14 @@ package main
 import (
 	"os"
 
-	"github.com/spf13/cobra"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/component-base/cli"
 
-	"github.com/vessel-vm/vessel/apiserver"
+	"github.com/vessel-vm/vessel/cmd/vessel-apiserver/app"
 )
 
 func main() {
-	ctx := genericapiserver.SetupSignalContext()
-	o := apiserver.NewOptions()
-	cmd := &cobra.Command{
-		Use:   "vessel-apiserver",
-		Short: "Serve the vessel.dev API (virtual machines) behind kube-apiserver",
-		Long: `vessel-apiserver serves VirtualMachines, snapshots, restores and Hypervisors
-as the aggregated API group vessel.dev. Without --etcd-servers it runs an
-embedded etcd in --etcd-data-dir.`,
-		SilenceUsage: true,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(c.Context())
-		},
-	}
-	cmd.SetContext(ctx)
-	o.AddFlags(cmd.Flags())
+	cmd := app.NewCommand()
+	cmd.SetContext(genericapiserver.SetupSignalContext())
 	os.Exit(cli.Run(cmd))
 }

@@ -18,73 +18,12 @@ limitations under the License.
 package hypervisor
 
 import (
-	"fmt"
-	"strconv"
-
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/registry/generic"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
-	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/registry"
 )
-
-var kind = registry.Kind[*vessel.Hypervisor]{
-	ResetFieldsVersion:   v1alpha1.SchemeGroupVersion.String(),
-	PrepareForCreate:     func(h *vessel.Hypervisor) { h.Status = vessel.HypervisorStatus{} },
-	KeepStatus:           func(h, old *vessel.Hypervisor) { h.Status = old.Status },
-	KeepSpec:             func(h, old *vessel.Hypervisor) { h.Spec = old.Spec },
-	Spec:                 func(h *vessel.Hypervisor) any { return h.Spec },
-	Validate:             validation.ValidateHypervisor,
-	ValidateUpdate:       validation.ValidateHypervisorUpdate,
-	ValidateStatusUpdate: validation.ValidateHypervisorStatusUpdate,
-	Fields: func(h *vessel.Hypervisor) fields.Set {
-		return fields.Set{"spec.unschedulable": strconv.FormatBool(h.Spec.Unschedulable)}
-	},
-}
-
-var tableConvertor = registry.TableConvertor[*vessel.Hypervisor]{
-	Columns: []registry.Column{
-		{Name: "Ready", Type: "string", Description: "Whether the agent heartbeats."},
-		{Name: "VMs", Type: "string", Description: "VMs bound / allocatable."},
-		{Name: "CPU", Type: "string", Description: "vCPUs allocated / allocatable."},
-		{Name: "Memory", Type: "string", Description: "Memory allocated / allocatable."},
-		{Name: "KVM", Type: "string", Priority: 1, Description: "Whether guests use hardware acceleration."},
-		{Name: "Endpoint", Type: "string", Priority: 1, Description: "The agent's stream server."},
-	},
-	Row: func(h *vessel.Hypervisor) []any {
-		s := h.Status
-		return []any{
-			ready(h),
-			fmt.Sprintf("%d/%d", s.Allocated.VMs, s.Allocatable.VMs),
-			fmt.Sprintf("%d/%d", s.Allocated.CPUs, s.Allocatable.CPUs),
-			registry.Bytes(s.Allocated.Memory) + "/" + registry.Bytes(s.Allocatable.Memory),
-			strconv.FormatBool(s.KVM),
-			registry.OrNone(s.DaemonEndpoint),
-		}
-	},
-}
-
-func ready(h *vessel.Hypervisor) string {
-	c := meta.FindStatusCondition(h.Status.Conditions, vessel.HypervisorConditionReady)
-	var out string
-	switch {
-	case c == nil:
-		out = "Unknown"
-	case c.Status == metav1.ConditionTrue:
-		out = "True"
-	default:
-		out = "False"
-	}
-	if h.Spec.Unschedulable {
-		out += ",SchedulingDisabled"
-	}
-	return out
-}
 
 // NewStorage builds the Hypervisor store and its status subresource.
 func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*registry.Stores, error) {

@@ -18,89 +18,12 @@ limitations under the License.
 package restore
 
 import (
-	"context"
-	"fmt"
-	"strconv"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/registry/generic"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
-	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/registry"
 )
-
-func kind(vms, snapshots registry.Getter) registry.Kind[*vessel.VirtualMachineRestore] {
-	return registry.Kind[*vessel.VirtualMachineRestore]{
-		Namespaced:         true,
-		ResetFieldsVersion: v1alpha1.SchemeGroupVersion.String(),
-		PrepareForCreate: func(r *vessel.VirtualMachineRestore) {
-			r.Status = vessel.VirtualMachineRestoreStatus{Phase: vessel.SnapshotPending}
-		},
-		KeepStatus:           func(r, old *vessel.VirtualMachineRestore) { r.Status = old.Status },
-		KeepSpec:             func(r, old *vessel.VirtualMachineRestore) { r.Spec = old.Spec },
-		Spec:                 func(r *vessel.VirtualMachineRestore) any { return r.Spec },
-		Validate:             validation.ValidateVirtualMachineRestore,
-		ValidateUpdate:       validation.ValidateVirtualMachineRestoreUpdate,
-		ValidateStatusUpdate: validation.ValidateVirtualMachineRestoreStatusUpdate,
-		Fields: func(r *vessel.VirtualMachineRestore) fields.Set {
-			return fields.Set{"spec.virtualMachineName": r.Spec.VirtualMachineName, "spec.snapshotName": r.Spec.SnapshotName}
-		},
-		// A restore is refused up front unless its snapshot exists, is of the
-		// named VM and is ready: nothing is stopped for a restore that cannot
-		// happen.
-		Resolve: func(ctx context.Context, r *vessel.VirtualMachineRestore) field.ErrorList {
-			vm, err := registry.GetVirtualMachine(ctx, vms, r.Spec.VirtualMachineName, field.NewPath("spec", "virtualMachineName"))
-			if err != nil {
-				return field.ErrorList{err}
-			}
-			path := field.NewPath("spec", "snapshotName")
-			obj, getErr := snapshots.Get(ctx, r.Spec.SnapshotName, &metav1.GetOptions{})
-			if apierrors.IsNotFound(getErr) {
-				return field.ErrorList{field.Invalid(path, r.Spec.SnapshotName, "no such VirtualMachineSnapshot in this namespace")}
-			}
-			if getErr != nil {
-				return field.ErrorList{field.InternalError(path, getErr)}
-			}
-			snap := obj.(*vessel.VirtualMachineSnapshot)
-			switch {
-			case snap.Spec.VirtualMachineName != r.Spec.VirtualMachineName:
-				return field.ErrorList{field.Invalid(path, r.Spec.SnapshotName,
-					fmt.Sprintf("the snapshot is of VM %q, not %q", snap.Spec.VirtualMachineName, r.Spec.VirtualMachineName))}
-			case snap.Status.VirtualMachineUID != "" && snap.Status.VirtualMachineUID != string(vm.UID):
-				return field.ErrorList{field.Invalid(path, r.Spec.SnapshotName,
-					"the snapshot is of an earlier VM of the same name, which was deleted")}
-			case !snap.Status.ReadyToUse:
-				return field.ErrorList{field.Invalid(path, r.Spec.SnapshotName,
-					fmt.Sprintf("the snapshot is not ready to use (phase %s)", snap.Status.Phase))}
-			}
-			registry.SetOwner(r, vm)
-			return nil
-		},
-	}
-}
-
-var tableConvertor = registry.TableConvertor[*vessel.VirtualMachineRestore]{
-	Columns: []registry.Column{
-		{Name: "VM", Type: "string", Description: "The VM being restored."},
-		{Name: "Snapshot", Type: "string", Description: "The snapshot restored from."},
-		{Name: "Complete", Type: "string", Description: "Whether the restore finished."},
-		{Name: "Error", Type: "string", Priority: 1, Description: "Why the restore failed."},
-	},
-	Row: func(r *vessel.VirtualMachineRestore) []any {
-		return []any{
-			r.Spec.VirtualMachineName,
-			r.Spec.SnapshotName,
-			strconv.FormatBool(r.Status.Complete),
-			registry.OrNone(r.Status.Error),
-		}
-	},
-}
 
 // NewStorage builds the VirtualMachineRestore store and its status subresource.
 // vms and snapshots look up what a new restore names.

@@ -18,73 +18,12 @@ limitations under the License.
 package snapshot
 
 import (
-	"context"
-
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/registry/generic"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
-	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/registry"
 )
-
-func kind(vms registry.Getter) registry.Kind[*vessel.VirtualMachineSnapshot] {
-	return registry.Kind[*vessel.VirtualMachineSnapshot]{
-		Namespaced:         true,
-		ResetFieldsVersion: v1alpha1.SchemeGroupVersion.String(),
-		PrepareForCreate: func(s *vessel.VirtualMachineSnapshot) {
-			s.Status = vessel.VirtualMachineSnapshotStatus{Phase: vessel.SnapshotPending}
-		},
-		KeepStatus:           func(s, old *vessel.VirtualMachineSnapshot) { s.Status = old.Status },
-		KeepSpec:             func(s, old *vessel.VirtualMachineSnapshot) { s.Spec = old.Spec },
-		Spec:                 func(s *vessel.VirtualMachineSnapshot) any { return s.Spec },
-		Validate:             validation.ValidateVirtualMachineSnapshot,
-		ValidateUpdate:       validation.ValidateVirtualMachineSnapshotUpdate,
-		ValidateStatusUpdate: validation.ValidateVirtualMachineSnapshotStatusUpdate,
-		Fields: func(s *vessel.VirtualMachineSnapshot) fields.Set {
-			return fields.Set{"spec.virtualMachineName": s.Spec.VirtualMachineName, "status.phase": string(s.Status.Phase)}
-		},
-		// A snapshot belongs to its VM: it must exist, and the garbage
-		// collector deletes the snapshot with it.
-		Resolve: func(ctx context.Context, s *vessel.VirtualMachineSnapshot) field.ErrorList {
-			path := field.NewPath("spec", "virtualMachineName")
-			vm, err := registry.GetVirtualMachine(ctx, vms, s.Spec.VirtualMachineName, path)
-			if err != nil {
-				return field.ErrorList{err}
-			}
-			registry.SetOwner(s, vm)
-			return nil
-		},
-	}
-}
-
-var tableConvertor = registry.TableConvertor[*vessel.VirtualMachineSnapshot]{
-	Columns: []registry.Column{
-		{Name: "VM", Type: "string", Description: "The VM the snapshot is of."},
-		{Name: "Phase", Type: "string", Description: "Pending, InProgress, Succeeded or Failed."},
-		{Name: "Ready", Type: "boolean", Description: "Whether the snapshot can be restored."},
-		{Name: "Size", Type: "string", Description: "Space the snapshot takes."},
-		{Name: "Memory", Type: "boolean", Priority: 1, Description: "Whether the guest's memory was saved."},
-		{Name: "Error", Type: "string", Priority: 1, Description: "Why the snapshot failed."},
-	},
-	Row: func(s *vessel.VirtualMachineSnapshot) []any {
-		size := "<none>"
-		if s.Status.Size != nil {
-			size = registry.Bytes(*s.Status.Size)
-		}
-		return []any{
-			s.Spec.VirtualMachineName,
-			string(s.Status.Phase),
-			s.Status.ReadyToUse,
-			size,
-			s.Status.MemoryIncluded,
-			registry.OrNone(s.Status.Error),
-		}
-	},
-}
 
 // NewStorage builds the VirtualMachineSnapshot store and its status subresource.
 // vms looks up the VM a new snapshot names.

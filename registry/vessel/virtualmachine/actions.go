@@ -17,12 +17,18 @@ limitations under the License.
 package virtualmachine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
 )
 
 // Action is one of the power subresources. Each changes desired state only;
@@ -40,6 +46,39 @@ const (
 
 // Actions lists every power action.
 var Actions = []Action{ActionStart, ActionStop, ActionRestart, ActionPause, ActionUnpause}
+
+// ActionREST is one power action subresource (start, stop, restart, pause,
+// unpause). It changes desired state with optimistic concurrency and answers
+// 409 when the action makes no sense in the VM's current state.
+type ActionREST struct {
+	store  *genericregistry.Store
+	action Action
+}
+
+var _ rest.NamedCreater = &ActionREST{}
+
+func (r *ActionREST) New() runtime.Object   { return &vessel.VirtualMachineActionOptions{} }
+func (r *ActionREST) Destroy()              {}
+func (r *ActionREST) NamespaceScoped() bool { return true }
+
+func (r *ActionREST) Create(ctx context.Context, name string, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
+	opts, ok := obj.(*vessel.VirtualMachineActionOptions)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("not a VirtualMachineActionOptions: %T", obj))
+	}
+	if errs := validation.ValidateVirtualMachineActionOptions(opts); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(vessel.Kind("VirtualMachineActionOptions"), name, errs)
+	}
+	if createValidation != nil {
+		if err := createValidation(ctx, opts.DeepCopyObject()); err != nil {
+			return nil, err
+		}
+	}
+	now := metav1.Now()
+	return updateVM(ctx, r.store, name, string(r.action), nil, options, func(vm *vessel.VirtualMachine) error {
+		return r.action.apply(vm, opts, now)
+	})
+}
 
 // errNotNow says why an action makes no sense in the VM's current state; it
 // becomes a 409 Conflict.

@@ -14,20 +14,18 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
+// Package virtualmachine stores VirtualMachines and serves their
+// subresources: status, binding, the power actions and console.
 package virtualmachine
 
 import (
 	"context"
-	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
-	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/storage"
 	storeerr "k8s.io/apiserver/pkg/storage/errors"
 	"k8s.io/apiserver/pkg/util/dryrun"
@@ -83,111 +81,6 @@ func nodeNameTrigger(obj runtime.Object) string {
 	return obj.(*vessel.VirtualMachine).Spec.NodeName
 }
 
-// BindingREST binds a VM to a Hypervisor, once, like pods/binding.
-type BindingREST struct {
-	store *genericregistry.Store
-}
-
-var (
-	_ rest.NamedCreater                   = &BindingREST{}
-	_ rest.SubresourceObjectMetaPreserver = &BindingREST{}
-)
-
-func (r *BindingREST) New() runtime.Object   { return &vessel.VirtualMachineBinding{} }
-func (r *BindingREST) Destroy()              {}
-func (r *BindingREST) NamespaceScoped() bool { return true }
-
-// PreserveRequestObjectMetaSystemFieldsOnSubresourceCreate keeps the
-// binding's UID and resourceVersion: they are the preconditions.
-func (r *BindingREST) PreserveRequestObjectMetaSystemFieldsOnSubresourceCreate() bool { return true }
-
-// Create sets spec.nodeName and the cleanup finalizer in one write, so a VM
-// never runs on a node without the finalizer that makes deletion wait for it.
-func (r *BindingREST) Create(ctx context.Context, name string, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
-	binding, ok := obj.(*vessel.VirtualMachineBinding)
-	if !ok {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("not a VirtualMachineBinding: %T", obj))
-	}
-	if binding.Name != name {
-		return nil, apierrors.NewBadRequest("name in URL does not match name in VirtualMachineBinding")
-	}
-	if errs := validation.ValidateVirtualMachineBinding(binding); len(errs) > 0 {
-		return nil, apierrors.NewInvalid(vessel.Kind("VirtualMachineBinding"), name, errs)
-	}
-	if createValidation != nil {
-		if err := createValidation(ctx, binding.DeepCopyObject()); err != nil {
-			return nil, err
-		}
-	}
-	var preconditions *storage.Preconditions
-	if binding.UID != "" || binding.ResourceVersion != "" {
-		preconditions = &storage.Preconditions{}
-		if binding.UID != "" {
-			uid := types.UID(binding.UID)
-			preconditions.UID = &uid
-		}
-		if binding.ResourceVersion != "" {
-			preconditions.ResourceVersion = &binding.ResourceVersion
-		}
-	}
-	return updateVM(ctx, r.store, name, "binding", preconditions, options, func(vm *vessel.VirtualMachine) error {
-		if vm.DeletionTimestamp != nil {
-			return notNow("VM is being deleted")
-		}
-		if vm.Spec.NodeName != "" {
-			return notNow("VM is already bound to %q", vm.Spec.NodeName)
-		}
-		vm.Spec.NodeName = binding.Target
-		if !hasFinalizer(vm, vessel.FinalizerNodeCleanup) {
-			vm.Finalizers = append(vm.Finalizers, vessel.FinalizerNodeCleanup)
-		}
-		if vm.Status.Phase == "" || vm.Status.Phase == vessel.VirtualMachinePending {
-			vm.Status.Phase = vessel.VirtualMachineScheduled
-		}
-		meta.SetStatusCondition(&vm.Status.Conditions, metav1.Condition{
-			Type:               vessel.VirtualMachineConditionScheduled,
-			Status:             metav1.ConditionTrue,
-			Reason:             "Bound",
-			Message:            fmt.Sprintf("bound to hypervisor %s", binding.Target),
-			ObservedGeneration: vm.Generation + 1,
-		})
-		return nil
-	})
-}
-
-// ActionREST is one power action subresource (start, stop, restart, pause,
-// unpause). It changes desired state with optimistic concurrency and answers
-// 409 when the action makes no sense in the VM's current state.
-type ActionREST struct {
-	store  *genericregistry.Store
-	action Action
-}
-
-var _ rest.NamedCreater = &ActionREST{}
-
-func (r *ActionREST) New() runtime.Object   { return &vessel.VirtualMachineActionOptions{} }
-func (r *ActionREST) Destroy()              {}
-func (r *ActionREST) NamespaceScoped() bool { return true }
-
-func (r *ActionREST) Create(ctx context.Context, name string, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
-	opts, ok := obj.(*vessel.VirtualMachineActionOptions)
-	if !ok {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("not a VirtualMachineActionOptions: %T", obj))
-	}
-	if errs := validation.ValidateVirtualMachineActionOptions(opts); len(errs) > 0 {
-		return nil, apierrors.NewInvalid(vessel.Kind("VirtualMachineActionOptions"), name, errs)
-	}
-	if createValidation != nil {
-		if err := createValidation(ctx, opts.DeepCopyObject()); err != nil {
-			return nil, err
-		}
-	}
-	now := metav1.Now()
-	return updateVM(ctx, r.store, name, string(r.action), nil, options, func(vm *vessel.VirtualMachine) error {
-		return r.action.apply(vm, opts, now)
-	})
-}
-
 // updateVM applies change to the stored VM in a GuaranteedUpdate (retrying
 // on write conflicts) and bumps generation, since every change is to spec.
 func updateVM(ctx context.Context, store *genericregistry.Store, name, subresource string, preconditions *storage.Preconditions, options *metav1.CreateOptions, change func(*vessel.VirtualMachine) error) (runtime.Object, error) {
@@ -216,13 +109,4 @@ func updateVM(ctx context.Context, store *genericregistry.Store, name, subresour
 		return nil, storeerr.InterpretUpdateError(err, resource, name)
 	}
 	return out, nil
-}
-
-func hasFinalizer(vm *vessel.VirtualMachine, f string) bool {
-	for _, existing := range vm.Finalizers {
-		if existing == f {
-			return true
-		}
-	}
-	return false
 }

@@ -14,8 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package virtualmachine stores VirtualMachines and serves their
-// subresources: status, binding, the power actions and console.
 package virtualmachine
 
 import (

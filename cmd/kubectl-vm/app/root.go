@@ -14,10 +14,10 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package kubectlvm is the kubectl plugin `kubectl vm`: console, logs and
-// the power actions of Vessel VMs, with kubectl's own flags (--kubeconfig,
-// --context, -n, --as, ...) from k8s.io/cli-runtime.
-package kubectlvm
+// Package app is the kubectl plugin `kubectl vm`: console, logs, the power
+// actions and snapshots of Vessel VMs, with kubectl's own flags
+// (--kubeconfig, --context, -n, --as, ...) from k8s.io/cli-runtime.
+package app
 
 import (
 	"context"

@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package registry
+package virtualmachine
 
 import (
 	"context"
@@ -26,11 +26,12 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/registry"
 )
 
 // GetVirtualMachine looks up the VM an object refers to at path, as a field
 // error a user can act on when it is missing or being deleted.
-func GetVirtualMachine(ctx context.Context, vms Getter, name string, path *field.Path) (*vessel.VirtualMachine, *field.Error) {
+func GetVirtualMachine(ctx context.Context, vms registry.Getter, name string, path *field.Path) (*vessel.VirtualMachine, *field.Error) {
 	obj, err := vms.Get(ctx, name, &metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, field.Invalid(path, name, "no such VirtualMachine in this namespace")

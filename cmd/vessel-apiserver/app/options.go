@@ -1,0 +1,138 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package app is the vessel-apiserver command: its options and how they
+// become a running server.
+package app
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+
+	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/apiserver"
+)
+
+// Options are the vessel-apiserver's command-line options: the generic
+// server's recommended options plus embedded etcd and host path policy.
+type Options struct {
+	RecommendedOptions *genericoptions.RecommendedOptions
+
+	// EtcdDataDir is the embedded etcd's data directory, used when no
+	// --etcd-servers are given.
+	EtcdDataDir string
+	// EtcdListen is the embedded etcd's client URL.
+	EtcdListen string
+	// AllowedHostPathRoots confine hostPath disk sources.
+	AllowedHostPathRoots []string
+	// AgentClient reaches node agents' stream servers for console and log.
+	AgentClient apiserver.AgentClientOptions
+}
+
+// NewOptions returns options with Vessel's defaults.
+func NewOptions() *Options {
+	return &Options{
+		RecommendedOptions:   apiserver.NewRecommendedOptions(),
+		EtcdDataDir:          "/var/lib/vessel/etcd",
+		EtcdListen:           "http://127.0.0.1:0",
+		AllowedHostPathRoots: apiserver.DefaultAllowedHostPathRoots(),
+	}
+}
+
+// AddFlags registers every option on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.RecommendedOptions.AddFlags(fs)
+	fs.StringVar(&o.EtcdDataDir, "etcd-data-dir", o.EtcdDataDir,
+		"Data directory of the embedded etcd, started when --etcd-servers is empty.")
+	fs.StringVar(&o.EtcdListen, "embedded-etcd-listen", o.EtcdListen,
+		"Client URL of the embedded etcd (port 0 picks a free port).")
+	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots,
+		"Directories under which hostPath disk sources may lie. Empty forbids hostPath disks.")
+	fs.StringVar(&o.AgentClient.CAFile, "agent-ca-file", o.AgentClient.CAFile,
+		"CA bundle that verifies node agents' stream server certificates (console, log). Without the three --agent-* files, console and log answer 503.")
+	fs.StringVar(&o.AgentClient.CertFile, "agent-client-cert-file", o.AgentClient.CertFile,
+		"Client certificate presented to node agents' stream servers (its CN must be one the agents allow, vessel-apiserver by default).")
+	fs.StringVar(&o.AgentClient.KeyFile, "agent-client-key-file", o.AgentClient.KeyFile,
+		"Private key of --agent-client-cert-file.")
+}
+
+// embeddedEtcd is true when no external etcd is configured.
+func (o *Options) embeddedEtcd() bool {
+	return len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0
+}
+
+// Complete fills in derived values and registers Vessel's admission plugins.
+func (o *Options) Complete() error {
+	for i, root := range o.AllowedHostPathRoots {
+		o.AllowedHostPathRoots[i] = filepath.Clean(root)
+	}
+	if admission := o.RecommendedOptions.Admission; admission != nil {
+		apiserver.RegisterAdmissionPlugins(admission)
+	}
+	return nil
+}
+
+// Validate checks the options; with embedded etcd, --etcd-servers may be empty.
+func (o *Options) Validate() error {
+	recommended := *o.RecommendedOptions
+	if o.embeddedEtcd() {
+		etcd := *recommended.Etcd
+		etcd.StorageConfig.Transport.ServerList = []string{o.EtcdListen}
+		recommended.Etcd = &etcd
+	}
+	errs := recommended.Validate()
+	for _, root := range o.AllowedHostPathRoots {
+		if !filepath.IsAbs(root) {
+			errs = append(errs, fmt.Errorf("--allowed-host-path-roots: %q is not an absolute path", root))
+		}
+	}
+	errs = append(errs, validateAgentClient(o.AgentClient)...)
+	if o.embeddedEtcd() && o.EtcdDataDir == "" {
+		errs = append(errs, fmt.Errorf("--etcd-data-dir is required when --etcd-servers is empty"))
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// validateAgentClient accepts none or all of the --agent-* files.
+func validateAgentClient(o apiserver.AgentClientOptions) []error {
+	if o == (apiserver.AgentClientOptions{}) {
+		return nil
+	}
+	var errs []error
+	for flag, v := range map[string]string{"--agent-ca-file": o.CAFile, "--agent-client-cert-file": o.CertFile, "--agent-client-key-file": o.KeyFile} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required when any --agent-* file is set", flag))
+		}
+	}
+	return errs
+}
+
+// Config builds the server configuration. It does not start etcd: with
+// embedded etcd, Run starts it and points the options at it first.
+func (o *Options) Config() (*apiserver.Config, error) {
+	agentTransport, err := o.AgentClient.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return apiserver.NewConfig(o.RecommendedOptions, apiserver.ExtraConfig{
+		Validation:     validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots},
+		AgentTransport: agentTransport,
+	})
+}
