@@ -28,6 +28,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/remotecommand"
@@ -105,6 +106,7 @@ func vmOn(t *testing.T, client versioned.Interface, endpoint string, phase v1alp
 		t.Fatal(err)
 	}
 	hv.Status.DaemonEndpoint = endpoint
+	setReady(hv, metav1.ConditionTrue, time.Now())
 	if _, err := hvs.UpdateStatus(ctx, hv, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +125,15 @@ func vmOn(t *testing.T, client versioned.Interface, endpoint string, phase v1alp
 		t.Fatal(err)
 	}
 	setPhase(t, client, phase)
+}
+
+// setReady gives hv a Ready condition and a last heartbeat at lastHeartbeat.
+func setReady(hv *v1alpha1.Hypervisor, status metav1.ConditionStatus, lastHeartbeat time.Time) {
+	at := metav1.NewTime(lastHeartbeat)
+	hv.Status.LastHeartbeatTime = &at
+	meta.SetStatusCondition(&hv.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.HypervisorConditionReady, Status: status, Reason: "Test", Message: "set by the test", LastTransitionTime: at,
+	})
 }
 
 func setPhase(t *testing.T, client versioned.Interface, phase v1alpha1.VirtualMachinePhase) {
@@ -256,6 +267,76 @@ func TestConsoleAndLogReachTheAgent(t *testing.T) {
 		}
 	})
 
+	// What a tenant reads when the agent is away: which hypervisor, how
+	// long it has been silent, and never the agent's internal address.
+	t.Run("a hypervisor that is not Ready is a 503 at once", func(t *testing.T) {
+		hvs := s.Client.VesselV1alpha1().Hypervisors()
+		hv, err := hvs.Get(t.Context(), "hv1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		setReady(hv, metav1.ConditionUnknown, time.Now().Add(-52*time.Second))
+		if _, err := hvs.UpdateStatus(t.Context(), hv, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			hv, _ := hvs.Get(t.Context(), "hv1", metav1.GetOptions{})
+			setReady(hv, metav1.ConditionTrue, time.Now())
+			if _, err := hvs.UpdateStatus(t.Context(), hv, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		want := "hypervisor hv1 is not ready: its agent has not reported for 5" // 52s, or 53s on a slow run
+		start := time.Now()
+		_, _, done := attach(t, s, nil)
+		st := refusal(t, done)
+		if st.Status().Code != http.StatusServiceUnavailable || !strings.HasPrefix(st.Status().Message, want) {
+			t.Errorf("console refused with %d %q, want 503 %q...", st.Status().Code, st.Status().Message, want)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("the refusal took %v; it must not wait for the agent", took)
+		}
+		err = readLog(t, s)
+		if !apierrors.IsServiceUnavailable(err) || !strings.HasPrefix(apiMessage(err), want) {
+			t.Errorf("log answered %v, want 503 %q...", err, want)
+		}
+	})
+
+	t.Run("an agent that does not answer is a 503 without its address", func(t *testing.T) {
+		hvs := s.Client.VesselV1alpha1().Hypervisors()
+		hv, err := hvs.Get(t.Context(), "hv1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadAddr := dead.Addr().String()
+		dead.Close() // nothing listens there any more: connection refused
+		hv.Status.DaemonEndpoint = deadAddr
+		if _, err := hvs.UpdateStatus(t.Context(), hv, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			hv, _ := hvs.Get(t.Context(), "hv1", metav1.GetOptions{})
+			hv.Status.DaemonEndpoint = agent
+			if _, err := hvs.UpdateStatus(t.Context(), hv, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		want := "cannot reach the agent of hypervisor hv1, which runs VM default/demo: connection refused"
+		_, _, done := attach(t, s, nil)
+		st := refusal(t, done)
+		if st.Status().Code != http.StatusServiceUnavailable || !strings.HasPrefix(st.Status().Message, want) || strings.Contains(st.Status().Message, deadAddr) {
+			t.Errorf("console refused with %d %q, want 503 %q... without %s", st.Status().Code, st.Status().Message, want, deadAddr)
+		}
+		err = readLog(t, s)
+		if msg := apiMessage(err); !apierrors.IsServiceUnavailable(err) || !strings.HasPrefix(msg, want) || strings.Contains(msg, deadAddr) {
+			t.Errorf("log answered %v, want 503 %q... without %s", err, want, deadAddr)
+		}
+	})
+
 	t.Run("a hypervisor without an endpoint is a 503", func(t *testing.T) {
 		hvs := s.Client.VesselV1alpha1().Hypervisors()
 		hv, err := hvs.Get(t.Context(), "hv1", metav1.GetOptions{})
@@ -282,4 +363,23 @@ func TestConsoleIsDisabledWithoutAgentCertificates(t *testing.T) {
 	if st.Status().Code != http.StatusServiceUnavailable || !strings.Contains(st.Status().Message, "--agent-client-cert-file") {
 		t.Errorf("refused with %d %q", st.Status().Code, st.Status().Message)
 	}
+}
+
+// readLog reads the log subresource the way `kubectl vm logs` does.
+func readLog(t *testing.T, s *apiservertesting.TestServer) error {
+	body, err := s.Client.VesselV1alpha1().RESTClient().Get().Namespace("default").Resource("virtualmachines").
+		Name("demo").SubResource("log").Stream(t.Context())
+	if err != nil {
+		return err
+	}
+	return body.Close()
+}
+
+// apiMessage is the message of an API error, "" for anything else.
+func apiMessage(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Message
+	}
+	return ""
 }

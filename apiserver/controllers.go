@@ -59,7 +59,11 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 			klog.FromContext(ctx).Error(err, "Cannot start the scheduler")
 			return
 		}
-		monitor := heartbeat.New(client, factory)
+		monitor, err := heartbeat.New(client, factory)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot start the heartbeat monitor")
+			return
+		}
 		snapshots := snapshotcontroller.New(client, factory)
 		factory.Start(ctx.Done())
 		go monitor.Run(ctx)

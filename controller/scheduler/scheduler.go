@@ -35,6 +35,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/controller/vmindex"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
@@ -61,8 +62,6 @@ type assumedBinding struct {
 	vm   *v1alpha1.VirtualMachine
 }
 
-const nodeNameIndex = "spec.nodeName"
-
 // New wires a scheduler to the shared informers; call Run after starting them.
 func New(client versioned.Interface, factory informers.SharedInformerFactory) (*Scheduler, error) {
 	vmInformer := factory.Vessel().V1alpha1().VirtualMachines()
@@ -77,17 +76,11 @@ func New(client versioned.Interface, factory informers.SharedInformerFactory) (*
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "vessel-scheduler"}),
 		assumed: map[types.UID]assumedBinding{},
 	}
-	err := vmInformer.Informer().AddIndexers(cache.Indexers{nodeNameIndex: func(obj any) ([]string, error) {
-		if vm, ok := obj.(*v1alpha1.VirtualMachine); ok && vm.Spec.NodeName != "" {
-			return []string{vm.Spec.NodeName}, nil
-		}
-		return nil, nil
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("index VMs by node: %w", err)
+	if err := vmindex.AddByNode(vmInformer.Informer()); err != nil {
+		return nil, err
 	}
 	s.byNode = vmInformer.Informer().GetIndexer()
-	_, err = vmInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, err := vmInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.enqueueVM,
 		UpdateFunc: func(_, obj any) { s.enqueueVM(obj) },
 		// A deleted bound VM frees room: pending VMs may fit now.
@@ -232,7 +225,7 @@ func (s *Scheduler) schedule(ctx context.Context, key string) error {
 func (s *Scheduler) usage(hypervisors []*v1alpha1.Hypervisor) (map[string]*usage, error) {
 	used := map[string]*usage{}
 	for _, hv := range hypervisors {
-		bound, err := s.byNode.ByIndex(nodeNameIndex, hv.Name)
+		bound, err := s.byNode.ByIndex(vmindex.ByNode, hv.Name)
 		if err != nil {
 			return nil, err
 		}

@@ -120,6 +120,8 @@ func TestTable(t *testing.T) {
 		setStatus(t, s, ns, "web", func(st *v1alpha1.VirtualMachineStatus) {
 			st.Phase = v1alpha1.VirtualMachineRunning
 			st.Interfaces = []v1alpha1.InterfaceStatus{{Name: "default", IPAddress: "10.0.2.15"}}
+			st.Conditions = []metav1.Condition{{Type: v1alpha1.VirtualMachineConditionReady, Status: metav1.ConditionUnknown,
+				Reason: v1alpha1.VirtualMachineReasonHypervisorNotReady, Message: "hypervisor hv-1 is not ready", LastTransitionTime: metav1.Now()}}
 		})
 		halted := newVM("halted")
 		halted.Spec.RunStrategy = v1alpha1.RunStrategyHalted
@@ -132,15 +134,15 @@ func TestTable(t *testing.T) {
 		defer releaseFinalizers(t, s, ns, "leaving")
 
 		columns := []column{
-			{"Name", "string", 0}, {"Status", "string", 0}, {"Node", "string", 0}, {"IP", "string", 0},
+			{"Name", "string", 0}, {"Status", "string", 0}, {"Ready", "string", 0}, {"Node", "string", 0}, {"IP", "string", 0},
 			{"CPU", "integer", 1}, {"Memory", "string", 1}, {"RunStrategy", "string", 1}, {"Age", "string", 0},
 		}
 		list := getTable(t, s, ns, "virtualmachines", "")
 		wantColumns(t, list, columns)
 		wantRows(t, list, map[string][]any{
-			"web":     {"Running", "hv-1", "10.0.2.15", 2, "256Mi", "Always"},
-			"halted":  {"Pending", "<none>", "<none>", 1, "128Mi", "Halted"},
-			"leaving": {"Terminating", "hv-2", "<none>", 1, "128Mi", "Always"},
+			"web":     {"Running", "Unknown", "hv-1", "10.0.2.15", 2, "256Mi", "Always"},
+			"halted":  {"Pending", "False", "<none>", "<none>", 1, "128Mi", "Halted"},
+			"leaving": {"Terminating", "False", "hv-2", "<none>", 1, "128Mi", "Always"},
 		})
 		if list.ResourceVersion == "" {
 			t.Error("list table has no resourceVersion: kubectl get --watch cannot continue from it")
@@ -148,7 +150,7 @@ func TestTable(t *testing.T) {
 
 		one := getTable(t, s, ns, "virtualmachines", "web")
 		wantColumns(t, one, columns)
-		wantRows(t, one, map[string][]any{"web": {"Running", "hv-1", "10.0.2.15", 2, "256Mi", "Always"}})
+		wantRows(t, one, map[string][]any{"web": {"Running", "Unknown", "hv-1", "10.0.2.15", 2, "256Mi", "Always"}})
 	})
 
 	t.Run("VirtualMachineSnapshots", func(t *testing.T) {

@@ -18,7 +18,9 @@ package virtualmachine
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,8 +28,12 @@ import (
 	"net/url"
 	"path"
 	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/proxy"
@@ -36,6 +42,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 )
 
@@ -104,7 +111,7 @@ func (r *ConsoleREST) Connect(ctx context.Context, name string, obj runtime.Obje
 		q.Set("readOnly", "true")
 	}
 	location := agentURL(endpoint, "console", vm, q)
-	return proxy.NewUpgradeAwareHandler(location, r.agents.Transport, false, true, proxy.NewErrorResponder(responder)), nil
+	return proxy.NewUpgradeAwareHandler(location, r.agents.Transport, false, true, agentUnreachable{responder, vm}), nil
 }
 
 // LogREST is the log subresource: recent console output of the VM, kept
@@ -160,7 +167,7 @@ func (r *LogREST) Connect(ctx context.Context, name string, obj runtime.Object, 
 		}
 		resp, err := client.Do(out)
 		if err != nil {
-			responder.Error(apierrors.NewServiceUnavailable(fmt.Sprintf("reach the agent of VM %s at %s: %v", ref, endpoint, err)))
+			responder.Error(unreachable(vm, err))
 			return
 		}
 		defer resp.Body.Close()
@@ -173,6 +180,53 @@ func (r *LogREST) Connect(ctx context.Context, name string, obj runtime.Object, 
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.Copy(w, resp.Body)
 	}), nil
+}
+
+// agentUnreachable answers a console whose agent cannot be dialed with a
+// message for the tenant: the agent's address is the cluster's business.
+type agentUnreachable struct {
+	responder rest.Responder
+	vm        *vessel.VirtualMachine
+}
+
+func (a agentUnreachable) Error(_ http.ResponseWriter, _ *http.Request, err error) {
+	a.responder.Error(unreachable(a.vm, err))
+}
+
+// unreachable is the 503 for an agent that did not answer. It names the
+// cause (connection refused, a timeout, a TLS failure) but never the
+// address, which tells a tenant nothing they can act on and maps the
+// cluster's internals for them.
+func unreachable(vm *vessel.VirtualMachine, err error) error {
+	return unavailable(fmt.Sprintf("cannot reach the agent of hypervisor %s, which runs VM %s/%s: %s; try again shortly",
+		vm.Spec.NodeName, vm.Namespace, vm.Name, dialFailure(err)))
+}
+
+// dialFailure says in a few words why a dial failed. The upgrade proxy
+// flattens its dial error into a string, so the chain cannot always be
+// unwrapped and the text is consulted too.
+func dialFailure(err error) string {
+	msg := err.Error()
+	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(msg, "connection refused"):
+		return "connection refused"
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) || strings.Contains(msg, "no route to host"):
+		return "no route to its host"
+	case errors.As(err, &netErr) && netErr.Timeout(), strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline exceeded"):
+		return "it did not answer in time"
+	case errors.As(err, &certErr), strings.Contains(msg, "x509:"), strings.Contains(msg, "tls:"):
+		return "the TLS handshake failed (the agent's serving certificate or the apiserver's client certificate is not trusted)"
+	case errors.Is(err, io.EOF) || strings.Contains(msg, "connection reset"):
+		return "the connection was closed"
+	}
+	return "the connection failed"
+}
+
+// unavailable is a 503 with msg as its whole message.
+func unavailable(msg string) error {
+	return apierrors.NewServiceUnavailable(msg)
 }
 
 // agentError turns an agent's failure answer into an API error.
@@ -227,12 +281,19 @@ func (a Agents) locate(ctx context.Context, store *genericregistry.Store, name, 
 	if err != nil {
 		return nil, "", err
 	}
-	endpoint := hvObj.(*vessel.Hypervisor).Status.DaemonEndpoint
+	hv := hvObj.(*vessel.Hypervisor)
+	// Fail fast when the agent is known to be away, instead of dialing an
+	// endpoint that no longer answers (or hanging on one that dropped).
+	ready := meta.FindStatusCondition(hv.Status.Conditions, vessel.HypervisorConditionReady)
+	if msg := v1alpha1.HypervisorNotReady(hv.Name, ready, hv.Status.LastHeartbeatTime, time.Now(), nil); msg != "" {
+		return nil, "", unavailable(msg + "; try again when it is back")
+	}
+	endpoint := hv.Status.DaemonEndpoint
 	if endpoint == "" {
 		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("hypervisor %s of VM %s publishes no stream endpoint (status.daemonEndpoint): its agent serves no consoles", vm.Spec.NodeName, ref))
 	}
 	if _, _, err := net.SplitHostPort(endpoint); err != nil {
-		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("hypervisor %s of VM %s publishes a bad stream endpoint %q: %v", vm.Spec.NodeName, ref, endpoint, err))
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("hypervisor %s of VM %s publishes a malformed stream endpoint (status.daemonEndpoint): %v", vm.Spec.NodeName, ref, err))
 	}
 	return vm, endpoint, nil
 }

@@ -17,6 +17,9 @@ limitations under the License.
 package virtualmachine
 
 import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/registry"
 )
@@ -24,6 +27,7 @@ import (
 var tableConvertor = registry.TableConvertor[*vessel.VirtualMachine]{
 	Columns: []registry.Column{
 		{Name: "Status", Type: "string", Description: "The VM's phase."},
+		{Name: "Ready", Type: "string", Description: "Whether the guest runs: True, False, or Unknown while its hypervisor is not Ready."},
 		{Name: "Node", Type: "string", Description: "The hypervisor the VM is bound to."},
 		{Name: "IP", Type: "string", Description: "The first address the guest reported."},
 		{Name: "CPU", Type: "integer", Priority: 1, Description: "Virtual CPUs."},
@@ -33,6 +37,7 @@ var tableConvertor = registry.TableConvertor[*vessel.VirtualMachine]{
 	Row: func(vm *vessel.VirtualMachine) []any {
 		return []any{
 			phase(vm),
+			ready(vm),
 			registry.OrNone(vm.Spec.NodeName),
 			registry.OrNone(firstIP(vm)),
 			int64(vm.Spec.CPUs),
@@ -51,6 +56,15 @@ func phase(vm *vessel.VirtualMachine) string {
 		return "Pending"
 	}
 	return string(vm.Status.Phase)
+}
+
+// ready is the Ready condition's status; a VM no agent has reported on
+// yet is not ready.
+func ready(vm *vessel.VirtualMachine) string {
+	if c := meta.FindStatusCondition(vm.Status.Conditions, vessel.VirtualMachineConditionReady); c != nil {
+		return string(c.Status)
+	}
+	return string(metav1.ConditionFalse)
 }
 
 func firstIP(vm *vessel.VirtualMachine) string {
