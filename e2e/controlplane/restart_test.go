@@ -35,6 +35,7 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/e2e/cluster"
+	"github.com/vessel-vm/vessel/e2e/pidfile"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 )
 
@@ -135,11 +136,7 @@ func TestCrashLosesNoAcknowledgedCreate(t *testing.T) {
 // it is the vessel-apiserver of this state directory.
 func vesselAPIServerPID(t *testing.T, c *cluster.Cluster) int {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(c.StateDir, "run", "vessel-apiserver.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	pid, err := pidfile.Read(filepath.Join(c.StateDir, "run", "vessel-apiserver.pid"))
 	if err != nil {
 		t.Fatal(err)
 	}
