@@ -117,11 +117,12 @@ func TestCrashLosesNoAcknowledgedCreate(t *testing.T) {
 		}
 	}
 	slices.Sort(lost)
+	slices.Sort(unacknowledged)
+	t.Logf("%d acknowledged creates (%d before the kill): %d present, %d lost; %d VMs present whose create failed on the client side (committed, answer lost): %v",
+		len(creator.acked), ackedAtKill, len(creator.acked)-len(lost), len(lost), len(unacknowledged), unacknowledged)
 	if len(lost) > 0 {
 		t.Errorf("%d of %d acknowledged creates are gone after the crash: %v", len(lost), len(creator.acked), lost)
 	}
-	t.Logf("%d acknowledged creates (%d before the kill), all present; %d VMs present whose create failed on the client side (committed, answer lost)",
-		len(creator.acked), ackedAtKill, len(unacknowledged))
 
 	// A crash should look like a 503 to clients (client-go retries those
 	// that carry Retry-After), never like a 403, which no client retries:
