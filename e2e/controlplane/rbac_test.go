@@ -19,9 +19,12 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -32,34 +35,27 @@ import (
 	"github.com/vessel-vm/vessel/launcher"
 )
 
-// outcome is what a request must come back with.
-type outcome string
-
-const (
-	// allowed: 2xx.
-	allowed outcome = "allowed"
-	// conflict: 409. Authorization passed and the action makes no sense in
-	// the VM's state, which only the vessel-apiserver can tell.
-	conflict outcome = "409"
-	// forbidden: 403.
-	forbidden outcome = "forbidden"
-	// authorized: any answer but 401 or 403. The console or log of a VM
-	// that runs nowhere cannot succeed, but must fail past authorization.
-	authorized outcome = "authorized"
-)
-
 // access is one request of the matrix: user does verb on resource (with
-// its subresource) in namespace ("" for cluster-scoped). Every request
-// that needs an object gets a fresh one, made by the admin, so that rows
-// do not depend on each other. vm is the run strategy of that VM, for the
-// power actions whose sense depends on it.
+// its subresource) in namespace ("" for cluster-scoped), and must be
+// answered with code. Every request that needs an object gets a fresh one,
+// made by the admin, so that rows do not depend on each other. vm is the
+// run strategy of that VM, for the power actions whose sense depends on it.
 type access struct {
 	user      string
 	verb      string
 	resource  string
 	namespace string
 	vm        v1alpha1.RunStrategy
-	want      outcome
+	// code is the HTTP status of the answer: 200 or 201 when the request
+	// succeeds, 403 when RBAC denies it, 409 when it is authorized but
+	// makes no sense for the VM (with no agent here, every VM is Pending
+	// and runs nowhere).
+	code int
+	// says is what the message of a 409 must contain: why the
+	// vessel-apiserver refused, which only it can tell, so the request
+	// got past authorization (a 403's message is checked for the user
+	// and the request it denied).
+	says string
 }
 
 const (
@@ -72,124 +68,124 @@ const (
 // and view aggregated into edit and view) and the example tenants.
 var rbacMatrix = []access{
 	// The admin (system:masters) may do everything, everywhere.
-	{user: admin, verb: "create", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: admin, verb: "delete", resource: "virtualmachines", namespace: teamB, want: allowed},
-	{user: admin, verb: "list", resource: "virtualmachines", namespace: teamB, want: allowed},
-	{user: admin, verb: "update", resource: "virtualmachines/status", namespace: teamB, want: allowed},
-	{user: admin, verb: "create", resource: "virtualmachines/binding", namespace: teamA, want: allowed},
-	{user: admin, verb: "create", resource: "virtualmachines/start", namespace: teamB, vm: v1alpha1.RunStrategyHalted, want: allowed},
-	{user: admin, verb: "create", resource: "virtualmachines/stop", namespace: teamA, want: allowed},
-	{user: admin, verb: "get", resource: "virtualmachines/console", namespace: teamB, want: authorized},
-	{user: admin, verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, want: allowed},
-	{user: admin, verb: "update", resource: "virtualmachinesnapshots/status", namespace: teamA, want: allowed},
-	{user: admin, verb: "delete", resource: "virtualmachinerestores", namespace: teamB, want: allowed},
-	{user: admin, verb: "create", resource: "hypervisors", want: allowed},
-	{user: admin, verb: "list", resource: "hypervisors", want: allowed},
-	{user: admin, verb: "update", resource: "hypervisors", want: allowed},
-	{user: admin, verb: "update", resource: "hypervisors/status", want: allowed},
-	{user: admin, verb: "delete", resource: "hypervisors", want: allowed},
+	{user: admin, verb: "create", resource: "virtualmachines", namespace: teamA, code: 201},
+	{user: admin, verb: "delete", resource: "virtualmachines", namespace: teamB, code: 200},
+	{user: admin, verb: "list", resource: "virtualmachines", namespace: teamB, code: 200},
+	{user: admin, verb: "update", resource: "virtualmachines/status", namespace: teamB, code: 200},
+	{user: admin, verb: "create", resource: "virtualmachines/binding", namespace: teamA, code: 201},
+	{user: admin, verb: "create", resource: "virtualmachines/start", namespace: teamB, vm: v1alpha1.RunStrategyHalted, code: 201},
+	{user: admin, verb: "create", resource: "virtualmachines/stop", namespace: teamA, code: 201},
+	{user: admin, verb: "get", resource: "virtualmachines/console", namespace: teamB, code: 409, says: "is not running (phase Pending)"},
+	{user: admin, verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, code: 201},
+	{user: admin, verb: "update", resource: "virtualmachinesnapshots/status", namespace: teamA, code: 200},
+	{user: admin, verb: "delete", resource: "virtualmachinerestores", namespace: teamB, code: 200},
+	{user: admin, verb: "create", resource: "hypervisors", code: 201},
+	{user: admin, verb: "list", resource: "hypervisors", code: 200},
+	{user: admin, verb: "update", resource: "hypervisors", code: 200},
+	{user: admin, verb: "update", resource: "hypervisors/status", code: 200},
+	{user: admin, verb: "delete", resource: "hypervisors", code: 200},
 
 	// alice (edit in team-a) runs VMs there...
-	{user: "alice", verb: "create", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: "alice", verb: "get", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: "alice", verb: "list", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: "alice", verb: "watch", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: "alice", verb: "update", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: "alice", verb: "patch", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: "alice", verb: "delete", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: "alice", verb: "deletecollection", resource: "virtualmachines", namespace: teamA, want: allowed},
-	{user: "alice", verb: "create", resource: "virtualmachines/start", namespace: teamA, vm: v1alpha1.RunStrategyHalted, want: allowed},
-	{user: "alice", verb: "create", resource: "virtualmachines/stop", namespace: teamA, vm: v1alpha1.RunStrategyAlways, want: allowed},
-	{user: "alice", verb: "create", resource: "virtualmachines/start", namespace: teamA, vm: v1alpha1.RunStrategyAlways, want: conflict},
-	{user: "alice", verb: "create", resource: "virtualmachines/stop", namespace: teamA, vm: v1alpha1.RunStrategyHalted, want: conflict},
-	{user: "alice", verb: "create", resource: "virtualmachines/restart", namespace: teamA, want: conflict},
-	{user: "alice", verb: "create", resource: "virtualmachines/pause", namespace: teamA, want: conflict},
-	{user: "alice", verb: "create", resource: "virtualmachines/unpause", namespace: teamA, want: conflict},
-	{user: "alice", verb: "get", resource: "virtualmachines/console", namespace: teamA, want: authorized},
-	{user: "alice", verb: "create", resource: "virtualmachines/console", namespace: teamA, want: authorized},
-	{user: "alice", verb: "get", resource: "virtualmachines/log", namespace: teamA, want: authorized},
-	{user: "alice", verb: "create", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
-	{user: "alice", verb: "get", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
-	{user: "alice", verb: "list", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
-	{user: "alice", verb: "watch", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
-	{user: "alice", verb: "update", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
-	{user: "alice", verb: "patch", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
-	{user: "alice", verb: "delete", resource: "virtualmachinesnapshots", namespace: teamA, want: allowed},
-	{user: "alice", verb: "create", resource: "virtualmachinerestores", namespace: teamA, want: allowed},
-	{user: "alice", verb: "get", resource: "virtualmachinerestores", namespace: teamA, want: allowed},
-	{user: "alice", verb: "list", resource: "virtualmachinerestores", namespace: teamA, want: allowed},
-	{user: "alice", verb: "update", resource: "virtualmachinerestores", namespace: teamA, want: allowed},
-	{user: "alice", verb: "delete", resource: "virtualmachinerestores", namespace: teamA, want: allowed},
+	{user: "alice", verb: "create", resource: "virtualmachines", namespace: teamA, code: 201},
+	{user: "alice", verb: "get", resource: "virtualmachines", namespace: teamA, code: 200},
+	{user: "alice", verb: "list", resource: "virtualmachines", namespace: teamA, code: 200},
+	{user: "alice", verb: "watch", resource: "virtualmachines", namespace: teamA, code: 200},
+	{user: "alice", verb: "update", resource: "virtualmachines", namespace: teamA, code: 200},
+	{user: "alice", verb: "patch", resource: "virtualmachines", namespace: teamA, code: 200},
+	{user: "alice", verb: "delete", resource: "virtualmachines", namespace: teamA, code: 200},
+	{user: "alice", verb: "deletecollection", resource: "virtualmachines", namespace: teamA, code: 200},
+	{user: "alice", verb: "create", resource: "virtualmachines/start", namespace: teamA, vm: v1alpha1.RunStrategyHalted, code: 201},
+	{user: "alice", verb: "create", resource: "virtualmachines/stop", namespace: teamA, vm: v1alpha1.RunStrategyAlways, code: 201},
+	{user: "alice", verb: "create", resource: "virtualmachines/start", namespace: teamA, vm: v1alpha1.RunStrategyAlways, code: 409, says: "VM has runStrategy Always: it already runs whenever it can"},
+	{user: "alice", verb: "create", resource: "virtualmachines/stop", namespace: teamA, vm: v1alpha1.RunStrategyHalted, code: 409, says: "VM is already stopped (runStrategy Halted)"},
+	{user: "alice", verb: "create", resource: "virtualmachines/restart", namespace: teamA, code: 409, says: "VM is not running (phase Pending): start it instead"},
+	{user: "alice", verb: "create", resource: "virtualmachines/pause", namespace: teamA, code: 409, says: "VM is not running (phase Pending): only a running VM can be paused"},
+	{user: "alice", verb: "create", resource: "virtualmachines/unpause", namespace: teamA, code: 409, says: "VM is not paused"},
+	{user: "alice", verb: "get", resource: "virtualmachines/console", namespace: teamA, code: 409, says: "is not running (phase Pending)"},
+	{user: "alice", verb: "create", resource: "virtualmachines/console", namespace: teamA, code: 409, says: "is not running (phase Pending)"},
+	{user: "alice", verb: "get", resource: "virtualmachines/log", namespace: teamA, code: 409, says: "is not scheduled to a hypervisor yet (phase Pending)"},
+	{user: "alice", verb: "create", resource: "virtualmachinesnapshots", namespace: teamA, code: 201},
+	{user: "alice", verb: "get", resource: "virtualmachinesnapshots", namespace: teamA, code: 200},
+	{user: "alice", verb: "list", resource: "virtualmachinesnapshots", namespace: teamA, code: 200},
+	{user: "alice", verb: "watch", resource: "virtualmachinesnapshots", namespace: teamA, code: 200},
+	{user: "alice", verb: "update", resource: "virtualmachinesnapshots", namespace: teamA, code: 200},
+	{user: "alice", verb: "patch", resource: "virtualmachinesnapshots", namespace: teamA, code: 200},
+	{user: "alice", verb: "delete", resource: "virtualmachinesnapshots", namespace: teamA, code: 200},
+	{user: "alice", verb: "create", resource: "virtualmachinerestores", namespace: teamA, code: 201},
+	{user: "alice", verb: "get", resource: "virtualmachinerestores", namespace: teamA, code: 200},
+	{user: "alice", verb: "list", resource: "virtualmachinerestores", namespace: teamA, code: 200},
+	{user: "alice", verb: "update", resource: "virtualmachinerestores", namespace: teamA, code: 200},
+	{user: "alice", verb: "delete", resource: "virtualmachinerestores", namespace: teamA, code: 200},
 	// ...but writes no status, binds nothing (agents and the scheduler do),
-	{user: "alice", verb: "update", resource: "virtualmachines/status", namespace: teamA, want: forbidden},
-	{user: "alice", verb: "patch", resource: "virtualmachines/status", namespace: teamA, want: forbidden},
-	{user: "alice", verb: "create", resource: "virtualmachines/binding", namespace: teamA, want: forbidden},
-	{user: "alice", verb: "update", resource: "virtualmachinesnapshots/status", namespace: teamA, want: forbidden},
-	{user: "alice", verb: "update", resource: "virtualmachinerestores/status", namespace: teamA, want: forbidden},
+	{user: "alice", verb: "update", resource: "virtualmachines/status", namespace: teamA, code: 403},
+	{user: "alice", verb: "patch", resource: "virtualmachines/status", namespace: teamA, code: 403},
+	{user: "alice", verb: "create", resource: "virtualmachines/binding", namespace: teamA, code: 403},
+	{user: "alice", verb: "update", resource: "virtualmachinesnapshots/status", namespace: teamA, code: 403},
+	{user: "alice", verb: "update", resource: "virtualmachinerestores/status", namespace: teamA, code: 403},
 	// touches no hypervisor,
-	{user: "alice", verb: "get", resource: "hypervisors", want: forbidden},
-	{user: "alice", verb: "list", resource: "hypervisors", want: forbidden},
-	{user: "alice", verb: "watch", resource: "hypervisors", want: forbidden},
-	{user: "alice", verb: "create", resource: "hypervisors", want: forbidden},
-	{user: "alice", verb: "update", resource: "hypervisors", want: forbidden},
-	{user: "alice", verb: "delete", resource: "hypervisors", want: forbidden},
-	{user: "alice", verb: "update", resource: "hypervisors/status", want: forbidden},
+	{user: "alice", verb: "get", resource: "hypervisors", code: 403},
+	{user: "alice", verb: "list", resource: "hypervisors", code: 403},
+	{user: "alice", verb: "watch", resource: "hypervisors", code: 403},
+	{user: "alice", verb: "create", resource: "hypervisors", code: 403},
+	{user: "alice", verb: "update", resource: "hypervisors", code: 403},
+	{user: "alice", verb: "delete", resource: "hypervisors", code: 403},
+	{user: "alice", verb: "update", resource: "hypervisors/status", code: 403},
 	// and can do nothing in team-b.
-	{user: "alice", verb: "get", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "list", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "watch", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "create", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "update", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "delete", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "create", resource: "virtualmachines/start", namespace: teamB, vm: v1alpha1.RunStrategyHalted, want: forbidden},
-	{user: "alice", verb: "create", resource: "virtualmachines/stop", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "get", resource: "virtualmachines/console", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "get", resource: "virtualmachines/log", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "list", resource: "virtualmachinesnapshots", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, want: forbidden},
-	{user: "alice", verb: "create", resource: "virtualmachinerestores", namespace: teamB, want: forbidden},
+	{user: "alice", verb: "get", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "alice", verb: "list", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "alice", verb: "watch", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "alice", verb: "create", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "alice", verb: "update", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "alice", verb: "delete", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "alice", verb: "create", resource: "virtualmachines/start", namespace: teamB, vm: v1alpha1.RunStrategyHalted, code: 403},
+	{user: "alice", verb: "create", resource: "virtualmachines/stop", namespace: teamB, code: 403},
+	{user: "alice", verb: "get", resource: "virtualmachines/console", namespace: teamB, code: 403},
+	{user: "alice", verb: "get", resource: "virtualmachines/log", namespace: teamB, code: 403},
+	{user: "alice", verb: "list", resource: "virtualmachinesnapshots", namespace: teamB, code: 403},
+	{user: "alice", verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, code: 403},
+	{user: "alice", verb: "create", resource: "virtualmachinerestores", namespace: teamB, code: 403},
 
 	// bob (view in team-b) reads there...
-	{user: "bob", verb: "get", resource: "virtualmachines", namespace: teamB, want: allowed},
-	{user: "bob", verb: "list", resource: "virtualmachines", namespace: teamB, want: allowed},
-	{user: "bob", verb: "watch", resource: "virtualmachines", namespace: teamB, want: allowed},
-	{user: "bob", verb: "get", resource: "virtualmachinesnapshots", namespace: teamB, want: allowed},
-	{user: "bob", verb: "list", resource: "virtualmachinesnapshots", namespace: teamB, want: allowed},
-	{user: "bob", verb: "watch", resource: "virtualmachinesnapshots", namespace: teamB, want: allowed},
-	{user: "bob", verb: "get", resource: "virtualmachinerestores", namespace: teamB, want: allowed},
-	{user: "bob", verb: "list", resource: "virtualmachinerestores", namespace: teamB, want: allowed},
+	{user: "bob", verb: "get", resource: "virtualmachines", namespace: teamB, code: 200},
+	{user: "bob", verb: "list", resource: "virtualmachines", namespace: teamB, code: 200},
+	{user: "bob", verb: "watch", resource: "virtualmachines", namespace: teamB, code: 200},
+	{user: "bob", verb: "get", resource: "virtualmachinesnapshots", namespace: teamB, code: 200},
+	{user: "bob", verb: "list", resource: "virtualmachinesnapshots", namespace: teamB, code: 200},
+	{user: "bob", verb: "watch", resource: "virtualmachinesnapshots", namespace: teamB, code: 200},
+	{user: "bob", verb: "get", resource: "virtualmachinerestores", namespace: teamB, code: 200},
+	{user: "bob", verb: "list", resource: "virtualmachinerestores", namespace: teamB, code: 200},
 	// The console log is readable, as pods/log is with view.
-	{user: "bob", verb: "get", resource: "virtualmachines/log", namespace: teamB, want: authorized},
+	{user: "bob", verb: "get", resource: "virtualmachines/log", namespace: teamB, code: 409, says: "is not scheduled to a hypervisor yet (phase Pending)"},
 	// ...and nothing more: no writes, no actions, no console,
-	{user: "bob", verb: "create", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "update", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "patch", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "delete", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "deletecollection", resource: "virtualmachines", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines/start", namespace: teamB, vm: v1alpha1.RunStrategyHalted, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines/stop", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines/restart", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines/pause", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines/unpause", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "get", resource: "virtualmachines/console", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines/console", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "update", resource: "virtualmachines/status", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines/binding", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "delete", resource: "virtualmachinesnapshots", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachinerestores", namespace: teamB, want: forbidden},
-	{user: "bob", verb: "list", resource: "hypervisors", want: forbidden},
+	{user: "bob", verb: "create", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "bob", verb: "update", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "bob", verb: "patch", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "bob", verb: "delete", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "bob", verb: "deletecollection", resource: "virtualmachines", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/start", namespace: teamB, vm: v1alpha1.RunStrategyHalted, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/stop", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/restart", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/pause", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/unpause", namespace: teamB, code: 403},
+	{user: "bob", verb: "get", resource: "virtualmachines/console", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/console", namespace: teamB, code: 403},
+	{user: "bob", verb: "update", resource: "virtualmachines/status", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/binding", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, code: 403},
+	{user: "bob", verb: "delete", resource: "virtualmachinesnapshots", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachinerestores", namespace: teamB, code: 403},
+	{user: "bob", verb: "list", resource: "hypervisors", code: 403},
 	// nothing at all in team-a.
-	{user: "bob", verb: "get", resource: "virtualmachines", namespace: teamA, want: forbidden},
-	{user: "bob", verb: "list", resource: "virtualmachines", namespace: teamA, want: forbidden},
-	{user: "bob", verb: "watch", resource: "virtualmachines", namespace: teamA, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines", namespace: teamA, want: forbidden},
-	{user: "bob", verb: "delete", resource: "virtualmachines", namespace: teamA, want: forbidden},
-	{user: "bob", verb: "create", resource: "virtualmachines/start", namespace: teamA, vm: v1alpha1.RunStrategyHalted, want: forbidden},
-	{user: "bob", verb: "get", resource: "virtualmachines/console", namespace: teamA, want: forbidden},
-	{user: "bob", verb: "get", resource: "virtualmachines/log", namespace: teamA, want: forbidden},
-	{user: "bob", verb: "list", resource: "virtualmachinesnapshots", namespace: teamA, want: forbidden},
-	{user: "bob", verb: "get", resource: "virtualmachinerestores", namespace: teamA, want: forbidden},
+	{user: "bob", verb: "get", resource: "virtualmachines", namespace: teamA, code: 403},
+	{user: "bob", verb: "list", resource: "virtualmachines", namespace: teamA, code: 403},
+	{user: "bob", verb: "watch", resource: "virtualmachines", namespace: teamA, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines", namespace: teamA, code: 403},
+	{user: "bob", verb: "delete", resource: "virtualmachines", namespace: teamA, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/start", namespace: teamA, vm: v1alpha1.RunStrategyHalted, code: 403},
+	{user: "bob", verb: "get", resource: "virtualmachines/console", namespace: teamA, code: 403},
+	{user: "bob", verb: "get", resource: "virtualmachines/log", namespace: teamA, code: 403},
+	{user: "bob", verb: "list", resource: "virtualmachinesnapshots", namespace: teamA, code: 403},
+	{user: "bob", verb: "get", resource: "virtualmachinerestores", namespace: teamA, code: 403},
 }
 
 // TestRBACMatrix sends every request of rbacMatrix for real, through
@@ -202,9 +198,17 @@ func TestRBACMatrix(t *testing.T) {
 		t:       t,
 		run:     uniqueName("rbac"),
 		clients: map[string]*versioned.Clientset{},
+		answers: map[string]*lastAnswer{},
 	}
 	for _, user := range []string{admin, "alice", "bob"} {
-		m.clients[user] = vesselClient(t, c, user)
+		cfg := restConfig(t, c, user)
+		answer := &lastAnswer{}
+		cfg.Wrap(answer.wrap)
+		client, err := versioned.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.clients[user], m.answers[user] = client, answer
 	}
 	t.Cleanup(m.cleanup)
 
@@ -220,32 +224,67 @@ func TestRBACMatrix(t *testing.T) {
 			row := *m // the admin's fixtures fail this subtest, not the matrix
 			row.t = t
 			err := row.do(t.Context(), a)
-			code := statusCode(err)
-			switch a.want {
-			case allowed:
+			// The row's request is the last its user's client sent
+			// (the admin makes fixtures before it).
+			code := m.answers[a.user].status()
+			if code != a.code {
+				t.Fatalf("answered %d, want %d: %v", code, a.code, err)
+			}
+			switch {
+			case code < 300:
 				if err != nil {
-					t.Errorf("want it allowed, got %d: %v", code, err)
+					t.Errorf("answered %d, yet the client failed: %v", code, err)
 				}
-			case conflict:
-				if code != 409 {
-					t.Errorf("want 409 Conflict (authorized, but not now), got %d: %v", code, err)
+			case code == http.StatusForbidden:
+				// The denial names the user, who was authenticated as
+				// who sent the request, and exactly what was denied.
+				if want := forbiddenMessage(a); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), want) {
+					t.Errorf("want a Forbidden saying %q, got: %v", want, err)
 				}
-			case forbidden:
-				// The denial names the user: the request was
-				// authenticated as who sent it.
-				if code != 403 || !strings.Contains(err.Error(), fmt.Sprintf("User %q", userName(a.user))) {
-					t.Errorf("want 403 Forbidden for %s, got %d: %v", userName(a.user), code, err)
+			case code == http.StatusConflict:
+				if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), a.says) {
+					t.Errorf("want a Conflict saying %q, got: %v", a.says, err)
 				}
-			case authorized:
-				if code == 0 || code == 401 || code == 403 {
-					t.Errorf("want an answer past authorization, got %d: %v", code, err)
-				} else {
-					t.Logf("answered %d: %v", code, err)
-				}
+			default:
+				t.Errorf("the matrix has no check for a %d: %v", code, err)
 			}
 		})
 	}
 }
+
+// forbiddenMessage is what the authorizer's 403 says about a's request (as
+// k8s.io/apiserver's responsewriters.Forbidden words it).
+func forbiddenMessage(a access) string {
+	msg := fmt.Sprintf("User %q cannot %s resource %q in API group %q", userName(a.user), a.verb, a.resource, v1alpha1.SchemeGroupVersion.Group)
+	if a.namespace == "" {
+		return msg + " at the cluster scope"
+	}
+	return msg + fmt.Sprintf(" in the namespace %q", a.namespace)
+}
+
+// lastAnswer records the HTTP status of the last response a client got:
+// on success client-go returns no status, and 200 and 201 are both
+// success.
+type lastAnswer struct{ code atomic.Int32 }
+
+func (l *lastAnswer) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			l.code.Store(0)
+		} else {
+			l.code.Store(int32(resp.StatusCode))
+		}
+		return resp, err
+	})
+}
+
+// status is the last HTTP status, 0 when no answer came back.
+func (l *lastAnswer) status() int { return int(l.code.Load()) }
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // userName is the name kube-apiserver knows a kubeconfig's user by.
 func userName(kubeconfig string) string {
@@ -262,6 +301,8 @@ type matrix struct {
 	t       *testing.T
 	run     string
 	clients map[string]*versioned.Clientset
+	// answers holds the HTTP status each user's client got last.
+	answers map[string]*lastAnswer
 }
 
 func (m *matrix) admin() *versioned.Clientset { return m.clients[admin] }

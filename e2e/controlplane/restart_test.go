@@ -34,6 +34,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/e2e/pidfile"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	"github.com/vessel-vm/vessel/launcher"
 )
@@ -116,11 +117,12 @@ func TestCrashLosesNoAcknowledgedCreate(t *testing.T) {
 		}
 	}
 	slices.Sort(lost)
+	slices.Sort(unacknowledged)
+	t.Logf("%d acknowledged creates (%d before the kill): %d present, %d lost; %d VMs present whose create failed on the client side (committed, answer lost): %v",
+		len(creator.acked), ackedAtKill, len(creator.acked)-len(lost), len(lost), len(unacknowledged), unacknowledged)
 	if len(lost) > 0 {
 		t.Errorf("%d of %d acknowledged creates are gone after the crash: %v", len(lost), len(creator.acked), lost)
 	}
-	t.Logf("%d acknowledged creates (%d before the kill), all present; %d VMs present whose create failed on the client side (committed, answer lost)",
-		len(creator.acked), ackedAtKill, len(unacknowledged))
 
 	// A crash should look like a 503 to clients (client-go retries those
 	// that carry Retry-After), never like a 403, which no client retries:
@@ -135,11 +137,7 @@ func TestCrashLosesNoAcknowledgedCreate(t *testing.T) {
 // it is the vessel-apiserver of this state directory.
 func vesselAPIServerPID(t *testing.T, c *launcher.Cluster) int {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(c.StateDir, "run", "vessel-apiserver.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	pid, err := pidfile.Read(filepath.Join(c.StateDir, "run", "vessel-apiserver.pid"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,11 +17,12 @@ limitations under the License.
 package lifecycle
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/e2e/framework"
+	"github.com/vessel-vm/vessel/e2e/pidfile"
 	"github.com/vessel-vm/vessel/launcher"
 )
 
@@ -224,13 +226,9 @@ func domState(t *testing.T, domain string) string {
 
 func qemuPID(t *testing.T, domain string) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/run/libvirt/qemu", domain+".pid"))
+	pid, err := pidfile.Read(filepath.Join("/run/libvirt/qemu", domain+".pid"))
 	if err != nil {
 		t.Fatalf("QEMU pid of %s: %v", domain, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
 	}
 	return pid
 }
@@ -239,18 +237,21 @@ func qemuPID(t *testing.T, domain string) int {
 // hack/install-libvirt.sh does, waiting until it answers.
 func restartLibvirtd(t *testing.T) {
 	t.Helper()
-	b, err := os.ReadFile("/run/libvirtd.pid")
+	pid, err := pidfile.Read("/run/libvirtd.pid")
 	if err != nil {
 		t.Fatalf("libvirtd pid: %v", err)
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err := exec.Command("kill", strconv.Itoa(pid)).Run(); err != nil {
-		t.Fatalf("stop libvirtd: %v", err)
+	// A stale file may name a PID reused by another process.
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "libvirtd" {
+		t.Fatalf("/run/libvirtd.pid names pid %d, which is not libvirtd (%v): %q", pid, err, comm)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("stop libvirtd (pid %d): %v", pid, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for exec.Command("kill", "-0", strconv.Itoa(pid)).Run() == nil {
+	for syscall.Kill(pid, 0) == nil {
 		if time.Now().After(deadline) {
-			t.Fatal("libvirtd did not stop within 30s")
+			t.Fatalf("libvirtd (pid %d) did not stop within 30s", pid)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -89,27 +89,76 @@ feed:
 	return result{ops: n, elapsed: elapsed, latencies: latencies}, nil
 }
 
-// row is one operation, measured through both paths.
+// row is one operation, measured through both paths once per round.
 type row struct {
 	name        string
-	vessel, crd result
+	vessel, crd []result // by round
+}
+
+// ratios is, per round, the vessel path's throughput over the CRD's: the
+// two ran back to back, on nearly the same machine state.
+func (r row) ratios() []float64 {
+	out := make([]float64, len(r.vessel))
+	for i := range r.vessel {
+		out[i] = r.vessel[i].opsPerSecond() / r.crd[i].opsPerSecond()
+	}
+	return out
+}
+
+// each applies f to every round's result.
+func each(results []result, f func(result) float64) []float64 {
+	out := make([]float64, len(results))
+	for i, r := range results {
+		out[i] = f(r)
+	}
+	return out
+}
+
+func opsPerSecond(r result) float64 { return r.opsPerSecond() }
+
+func latencyMS(p float64) func(result) float64 {
+	return func(r result) float64 { return float64(r.percentile(p).Microseconds()) / 1000 }
+}
+
+// spread is a number measured once per round: its median and range.
+type spread struct{ median, low, high float64 }
+
+func spreadOf(values []float64) spread {
+	s := slices.Clone(values)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return spread{}
+	}
+	median := s[n/2]
+	if n%2 == 0 {
+		median = (s[n/2-1] + s[n/2]) / 2
+	}
+	return spread{median: median, low: s[0], high: s[n-1]}
+}
+
+// format prints the median and, in brackets, the lowest and highest round,
+// each with verb (e.g. "%.0f").
+func (s spread) format(verb string) string {
+	return fmt.Sprintf(verb+" ["+verb+"-"+verb+"]", s.median, s.low, s.high)
 }
 
 // printTable writes the comparison: throughput, its ratio, and latency
-// percentiles. A ratio below 1 means the aggregated path is slower.
+// percentiles, each as the median over the rounds with its range. A ratio
+// below 1 means the aggregated path is slower.
 func printTable(w io.Writer, rows []row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "operation\tvessel ops/s\tCRD ops/s\tvessel/CRD\tvessel p50\tCRD p50\tvessel p99\tCRD p99\t")
+	fmt.Fprintln(tw, "operation\tvessel ops/s\tCRD ops/s\tvessel/CRD\tvessel p50 ms\tCRD p50 ms\tvessel p99 ms\tCRD p99 ms\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.name,
-			r.vessel.opsPerSecond(), r.crd.opsPerSecond(), r.vessel.opsPerSecond()/r.crd.opsPerSecond(),
-			ms(r.vessel.percentile(0.50)), ms(r.crd.percentile(0.50)),
-			ms(r.vessel.percentile(0.99)), ms(r.crd.percentile(0.99)))
+			spreadOf(each(r.vessel, opsPerSecond)).format("%.0f"),
+			spreadOf(each(r.crd, opsPerSecond)).format("%.0f"),
+			spreadOf(r.ratios()).format("%.2f"),
+			spreadOf(each(r.vessel, latencyMS(0.50))).format("%.1f"),
+			spreadOf(each(r.crd, latencyMS(0.50))).format("%.1f"),
+			spreadOf(each(r.vessel, latencyMS(0.99))).format("%.1f"),
+			spreadOf(each(r.crd, latencyMS(0.99))).format("%.1f"))
 	}
 	return tw.Flush()
-}
-
-func ms(d time.Duration) string {
-	return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000)
 }

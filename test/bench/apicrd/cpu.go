@@ -95,12 +95,14 @@ func since(before, after map[string]time.Duration) cpuUse {
 }
 
 // printCPU writes, per operation and path, the CPU milliseconds each
-// process spent per operation.
+// process spent per operation: the median over the rounds.
 func printCPU(w io.Writer, rows []row) error {
 	names := map[string]bool{}
 	for _, r := range rows {
-		for name := range r.vessel.cpu {
-			names[name] = true
+		for _, res := range r.vessel {
+			for name := range res.cpu {
+				names[name] = true
+			}
 		}
 	}
 	if len(names) == 0 {
@@ -115,12 +117,15 @@ func printCPU(w io.Writer, rows []row) error {
 	fmt.Fprintf(tw, "CPU ms per operation\tpath\t%s\t\n", strings.Join(cols, "\t"))
 	for _, r := range rows {
 		for _, p := range []struct {
-			name string
-			res  result
+			name    string
+			results []result
 		}{{"vessel", r.vessel}, {"CRD", r.crd}} {
 			fmt.Fprintf(tw, "%s\t%s", r.name, p.name)
 			for _, c := range cols {
-				fmt.Fprintf(tw, "\t%.2f", float64(p.res.cpu[c].Microseconds())/1000/float64(p.res.ops))
+				perOp := each(p.results, func(res result) float64 {
+					return float64(res.cpu[c].Microseconds()) / 1000 / float64(res.ops)
+				})
+				fmt.Fprintf(tw, "\t%.2f", spreadOf(perOp).median)
 			}
 			fmt.Fprint(tw, "\t\n")
 		}

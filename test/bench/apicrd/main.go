@@ -19,7 +19,10 @@ limitations under the License.
 // through the APIService (kube-apiserver -> vessel-apiserver -> its etcd)
 // and N objects of a CustomResourceDefinition with the same schema (taken
 // from the server's own OpenAPI) served by kube-apiserver itself, and
-// prints throughput and latency percentiles side by side.
+// prints throughput and latency percentiles side by side. It does so in
+// several rounds, alternating which path goes first (vessel, CRD; CRD,
+// vessel; ...), and prints each number's median over the rounds with its
+// range: one run, or one order, says little on a shared machine.
 //
 //	go run ./test/bench/apicrd                  # starts its own control plane
 //	go run ./test/bench/apicrd --kubeconfig=... # uses a running one
@@ -57,6 +60,7 @@ type options struct {
 	workers    int
 	lists      int
 	warmup     int
+	rounds     int
 	kubeconfig string
 	stateDir   string
 	verbose    bool
@@ -68,6 +72,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 4, "concurrent requests")
 	flag.IntVar(&o.lists, "lists", 50, "lists of all N objects through each path")
 	flag.IntVar(&o.warmup, "warmup", 20, "unmeasured create/get/delete rounds first, through each path")
+	flag.IntVar(&o.rounds, "rounds", 4, "measured rounds (even: each path goes first in half of them)")
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "a running control plane with Vessel installed (admin rights: it creates a namespace and a CRD); default: start one")
 	flag.StringVar(&o.stateDir, "state-dir", "", "with --kubeconfig: the state directory of a local control plane (make up: .vessel), to account CPU per process")
 	flag.BoolVar(&o.verbose, "v", false, "log the control plane's start")
@@ -83,6 +88,9 @@ func main() {
 func run(ctx context.Context, o options) error {
 	if o.n < 1 || o.workers < 1 || o.lists < 1 {
 		return errors.New("-n, -workers and -lists must be positive")
+	}
+	if o.rounds < 2 || o.rounds%2 != 0 {
+		return errors.New("-rounds must be even and at least 2, so that each path goes first as often as the other")
 	}
 	cfg, stateDir, stopCluster, err := controlPlane(ctx, o)
 	if err != nil {
@@ -153,7 +161,10 @@ func run(ctx context.Context, o options) error {
 	}
 
 	// Each operation runs through one path, then the other, so that both
-	// see the same machine state (etcd sizes, caches, compactions).
+	// see nearly the same machine state (etcd sizes, caches, compactions);
+	// which goes first alternates by round (vessel, CRD; CRD, vessel; ...),
+	// so that neither always inherits what the other left (garbage, warm
+	// caches, a compaction due).
 	ops := []struct {
 		name  string
 		count int
@@ -164,44 +175,54 @@ func run(ctx context.Context, o options) error {
 		{fmt.Sprintf("list (%d items)", o.n), o.lists, func(p *path) func(context.Context, int) error { return p.list(o.n) }},
 		{"delete", o.n, func(p *path) func(context.Context, int) error { return p.delete }},
 	}
-	var rows []row
-	for _, op := range ops {
-		r := row{name: op.name}
-		for i, p := range paths {
-			var before map[string]time.Duration
-			if cpu != nil {
-				before = cpu.sample()
-			}
-			res, err := measure(ctx, op.count, o.workers, op.op(p))
-			if err != nil {
-				return fmt.Errorf("%s through %s: %w", op.name, p.apiVersion, err)
-			}
-			if cpu != nil {
-				// What the operations set off (watch fan-out,
-				// controllers) counts too.
-				time.Sleep(cpuSettle)
-				res.cpu = since(before, cpu.sample())
-			}
-			if i == 0 {
-				r.vessel = res
-			} else {
-				r.crd = res
+	rows := make([]row, len(ops))
+	for i, op := range ops {
+		rows[i].name = op.name
+	}
+	for round := range o.rounds {
+		order := []int{0, 1}
+		if round%2 == 1 {
+			order = []int{1, 0}
+		}
+		for i, op := range ops {
+			for _, which := range order {
+				p := paths[which]
+				var before map[string]time.Duration
+				if cpu != nil {
+					before = cpu.sample()
+				}
+				res, err := measure(ctx, op.count, o.workers, op.op(p))
+				if err != nil {
+					return fmt.Errorf("round %d: %s through %s: %w", round+1, op.name, p.apiVersion, err)
+				}
+				if cpu != nil {
+					// What the operations set off (watch fan-out,
+					// controllers) counts too.
+					time.Sleep(cpuSettle)
+					res.cpu = since(before, cpu.sample())
+				}
+				if which == 0 {
+					rows[i].vessel = append(rows[i].vessel, res)
+				} else {
+					rows[i].crd = append(rows[i].crd, res)
+				}
 			}
 		}
-		rows = append(rows, r)
+		log.Printf("round %d of %d done (%s first)", round+1, o.rounds, paths[order[0]].apiVersion)
 	}
 
-	fmt.Printf("vessel-bench-api: N=%d, %d workers, %d lists, kube-apiserver %s, GOMAXPROCS=%d, %d CPUs\n",
-		o.n, o.workers, o.lists, version.GitVersion, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Printf("vessel-bench-api: N=%d, %d workers, %d lists, %d rounds, kube-apiserver %s, GOMAXPROCS=%d, %d CPUs\n",
+		o.n, o.workers, o.lists, o.rounds, version.GitVersion, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("vessel: %s (aggregated: kube-apiserver -> vessel-apiserver -> embedded etcd)\n", vesselGVR.GroupVersion())
-	fmt.Printf("CRD:    %s/%s (kube-apiserver -> its etcd), same schema\n\n", crdGroup, crdVersion)
+	fmt.Printf("CRD:    %s/%s (kube-apiserver -> its etcd), same schema\n", crdGroup, crdVersion)
+	fmt.Printf("Each cell: median over the rounds [lowest-highest]; the paths alternate which goes first. vessel/CRD is the median of each round's ratio.\n\n")
 	if err := printTable(os.Stdout, rows); err != nil {
 		return err
 	}
 	if cpu == nil {
 		return nil
 	}
-	fmt.Printf("\n(CPU sampled from /proc, including %v after each run for what it set off)\n", cpuSettle)
+	fmt.Printf("\n(CPU sampled from /proc, including %v after each run for what it set off; median over the rounds)\n", cpuSettle)
 	return printCPU(os.Stdout, rows)
 }
 
