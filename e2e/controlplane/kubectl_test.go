@@ -145,15 +145,15 @@ spec:
 `, ns), "create", "-f", "-")
 
 	assertTable(t, k.ok("get", "vm", "-n", ns),
-		[]string{"NAME", "STATUS", "NODE", "IP", "AGE"},
-		[]string{"web", "Pending", "<none>", "<none>"})
+		[]string{"NAME", "STATUS", "READY", "NODE", "IP", "AGE"},
+		[]string{"web", "Pending", "False", "<none>", "<none>"})
 
 	// What the agent would report shows in the columns.
 	k.ok("patch", "vm", "web", "-n", ns, "--subresource=status", "--type=merge",
-		"-p", `{"status":{"phase":"Running","interfaces":[{"name":"default","ipAddress":"10.0.2.15"}]}}`)
+		"-p", `{"status":{"phase":"Running","interfaces":[{"name":"default","ipAddress":"10.0.2.15"}],"conditions":[{"type":"Ready","status":"True","reason":"GuestRunning","message":"the guest is running","lastTransitionTime":"2026-11-30T10:00:00Z"}]}}`)
 	assertTable(t, k.ok("get", "vm", "-n", ns, "-o", "wide"),
-		[]string{"NAME", "STATUS", "NODE", "IP", "CPU", "MEMORY", "RUNSTRATEGY", "AGE"},
-		[]string{"web", "Running", "<none>", "10.0.2.15", "2", "256Mi", "Manual"})
+		[]string{"NAME", "STATUS", "READY", "NODE", "IP", "CPU", "MEMORY", "RUNSTRATEGY", "AGE"},
+		[]string{"web", "Running", "True", "<none>", "10.0.2.15", "2", "256Mi", "Manual"})
 }
 
 // assertTable checks a one-row `kubectl get` table: the header exactly, the
