@@ -49,8 +49,10 @@ type TestServer struct {
 
 // Options tune a test server.
 type Options struct {
-	// AllowedHostPathRoots overrides the server's default roots.
+	// AllowedHostPathRoots overrides the server's default (shared) roots.
 	AllowedHostPathRoots []string
+	// WritableHostPathRoots are the per-namespace roots (default none).
+	WritableHostPathRoots []string
 	// DisableControllers serves the API alone: no scheduler binds VMs and
 	// no heartbeat monitor writes hypervisor conditions behind the test's
 	// back.
@@ -82,6 +84,7 @@ func start(opts Options, dir string) (*TestServer, func(), error) {
 	if opts.AllowedHostPathRoots != nil {
 		o.AllowedHostPathRoots = opts.AllowedHostPathRoots
 	}
+	o.WritableHostPathRoots = opts.WritableHostPathRoots
 	o.DisableControllers = opts.DisableControllers
 	o.AgentClient = opts.AgentClient
 	ro := o.RecommendedOptions
