@@ -72,9 +72,6 @@ type CacheConfig struct {
 	// in one of them names as its backing file is in use too, whatever
 	// the VMs' specs say now.
 	OverlayDir string
-
-	// client replaces Egress.NewClient() (tests).
-	client *http.Client
 }
 
 // Cache is a directory of downloaded images named by their sha256, shared by
@@ -111,11 +108,7 @@ func NewCache(ctx context.Context, cfg CacheConfig) *Cache {
 	if cfg.MaxCacheSize <= 0 {
 		cfg.MaxCacheSize = DefaultMaxCacheSize
 	}
-	client := cfg.client
-	if client == nil {
-		client = cfg.Egress.NewClient()
-	}
-	return &Cache{cfg: cfg, client: client, ctx: ctx, inflight: map[string]*download{}}
+	return &Cache{cfg: cfg, client: cfg.Egress.NewClient(), ctx: ctx, inflight: map[string]*download{}}
 }
 
 // Path is where the image with the sha256 lives once fetched.
