@@ -148,6 +148,11 @@ func (c *Cache) Fetch(ctx context.Context, url, sum string, progress Progress) (
 		go func() {
 			err := c.download(dctx, url, sum, path, d)
 			cancel()
+			if err == nil {
+				// Before the fetches return: the cache has grown, and
+				// the new image is protected as just used.
+				c.collect()
+			}
 			c.mu.Lock()
 			d.err = err
 			if c.inflight[sum] == d {
@@ -155,9 +160,6 @@ func (c *Cache) Fetch(ctx context.Context, url, sum string, progress Progress) (
 			}
 			c.mu.Unlock()
 			close(d.done)
-			if err == nil {
-				c.collect()
-			}
 		}()
 	}
 	d.waiters++

@@ -206,7 +206,7 @@ func TestCacheSizeLimit(t *testing.T) {
 	var streamed atomic.Int64
 	chunked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// No length, and more than the limit: the download stops after it.
-		for range 1 << 12 {
+		for range 1 << 14 { // 64 MiB
 			if _, err := w.Write([]byte(big)); err != nil {
 				return
 			}
@@ -225,7 +225,8 @@ func TestCacheSizeLimit(t *testing.T) {
 			t.Errorf("%s: reason %q, %v", name, reason, permanent)
 		}
 	}
-	if n := streamed.Load(); n > 1<<20 {
+	// Socket buffers take a few MiB the client never reads.
+	if n := streamed.Load(); n > 24<<20 {
 		t.Errorf("the server sent %d bytes before the download stopped", n)
 	}
 	if entries, _ := os.ReadDir(c.cfg.Dir); len(entries) != 0 {
