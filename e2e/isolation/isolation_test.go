@@ -249,6 +249,7 @@ func expectRefused(t *testing.T, e *framework.Env, name, reason, message string)
 		return vm.Status.Phase == v1alpha1.VirtualMachineFailed && c != nil && c.Reason == reason
 	})
 	out := e.MustKubectl(t, "alice", "-n", ns, "describe", "vm", name)
+	t.Logf("alice's kubectl describe vm %s:\n%s", name, out)
 	for _, want := range []string{"Failed", reason, message} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kubectl describe vm %s lacks %q:\n%s", name, want, out)
@@ -319,8 +320,12 @@ func TestImageWithBackingFileIsRefused(t *testing.T) {
 		expectRefused(t, e, "evil-raw", "ImageFormatMismatch", "declared raw, but it is a qcow2 image: set format: qcow2")
 	})
 	t.Run("external data file", func(t *testing.T) {
+		// qemu-img create writes the data file it names, so the header
+		// names a host file of its own, then checked untouched.
+		victim := filepath.Join(suite.dir, "victim-data.raw")
 		dataFile := filepath.Join(t.TempDir(), "datafile.qcow2")
-		qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+suite.secret, dataFile, "1M")
+		qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+victim, dataFile, "1M")
+		untouched(t, victim)
 		content, err := os.ReadFile(dataFile)
 		if err != nil {
 			t.Fatal(err)
@@ -394,6 +399,7 @@ func TestWritableDiskUnderSharedRootIsRefused(t *testing.T) {
 		_, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", "overwrite-kernel", "--wait=false")
 		t.Fatalf("alice made the shared guest kernel a writable disk:\n%s", out)
 	}
+	t.Logf("alice's kubectl apply:\n%s", out)
 	for _, want := range []string{"spec.disks[0].readOnly", "shared host path root", "which VMs may only read"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kubectl apply's refusal lacks %q:\n%s", want, out)

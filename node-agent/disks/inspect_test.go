@@ -54,7 +54,8 @@ func TestInspectImage(t *testing.T) {
 
 	qemuImg(t, "create", "-q", "-f", "qcow2", "-b", secret, "-F", "raw", p("backing.qcow2"), "1M")
 	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", secret, "-F", "raw", p("backing-v2.qcow2"), "1M")
-	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+secret, p("datafile.qcow2"), "1M")
+	// qemu-img create writes the data file it names: not the secret.
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "data_file="+p("data.raw"), p("datafile.qcow2"), "1M")
 	qemuImg(t, "create", "-q", "-f", "qcow2", "--object", "secret,id=sec0,data=123456",
 		"-o", "encrypt.format=luks,encrypt.key-secret=sec0", p("encrypted.qcow2"), "1M")
 	qemuImg(t, "create", "-q", "-f", "qcow2", p("clean.qcow2"), "1M")
