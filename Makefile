@@ -55,8 +55,9 @@ test-unit: ## Unit and integration tests (real embedded etcd, in-process apiserv
 	go test -short $(GO_TEST_FLAGS) $(UNIT_PKGS)
 
 .PHONY: fuzz
-fuzz: ## Fuzz decoding + validation for a few seconds.
+fuzz: ## Fuzz decoding + validation, and the qcow2 header parser, for a few seconds.
 	go test -run '^$$' -fuzz FuzzDecodeAndValidate -fuzztime 10s ./apis/vessel/validation/
+	go test -run '^$$' -fuzz FuzzReadQCOW2Header -fuzztime 10s ./node-agent/disks/
 
 .PHONY: test-e2e
 test-e2e: deps build ## End-to-end tests: real kube-apiserver, kubectl, libvirt and guests.

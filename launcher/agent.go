@@ -65,6 +65,7 @@ func (c *Cluster) startAgent(ctx context.Context) error {
 		"--stream-key-file=" + c.PKI.AgentServer.KeyFile,
 		"--stream-client-ca-file=" + c.PKI.AgentCA.CertFile,
 	}
+	args = append(args, c.opts.AgentArgs...)
 	p, err := startProcess(c.layout, agentName, c.opts.AgentBinary, args)
 	if err != nil {
 		return err

@@ -71,6 +71,12 @@ type Options struct {
 	// KubeAPIServerArgs are appended to the kube-apiserver command line,
 	// for instance --v=4 while debugging.
 	KubeAPIServerArgs []string
+	// VesselAPIServerArgs and AgentArgs are appended to the
+	// vessel-apiserver's and the agent's command lines, for instance
+	// --writable-host-path-roots (which both need) or the agent's
+	// --image-allowed-cidrs.
+	VesselAPIServerArgs []string
+	AgentArgs           []string
 	// ReadyTimeout bounds the wait for each component. Default: 2 minutes,
 	// generous for a loaded 2-core machine.
 	ReadyTimeout time.Duration

@@ -154,7 +154,7 @@ func (c *Cluster) runVesselAPIServer(ctx context.Context) (*process, error) {
 
 func (c *Cluster) vesselAPIServerArgs() []string {
 	kubeconfig := c.Kubeconfig(VesselAPIServerKubeconfig)
-	return []string{
+	args := []string{
 		"--bind-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", c.Ports.VesselAPIServer),
 		"--tls-cert-file=" + c.PKI.VesselAPIServer.CertFile,
@@ -170,6 +170,7 @@ func (c *Cluster) vesselAPIServerArgs() []string {
 		"--agent-client-cert-file=" + c.PKI.AgentClient.CertFile,
 		"--agent-client-key-file=" + c.PKI.AgentClient.KeyFile,
 	}
+	return append(args, c.opts.VesselAPIServerArgs...)
 }
 
 // verifyingHTTPClient trusts only the given CA: readiness is probed over a

@@ -198,19 +198,50 @@ type FileSource struct {
 
 // ImageSource is an image downloaded over HTTP(S) into the node's image cache.
 type ImageSource struct {
-	// URL to download from (http or https).
+	// URL to download from (http or https). It must reach a public address:
+	// loopback, link-local (169.254.169.254), private and other non-public
+	// addresses are refused, at connect time and after every redirect,
+	// unless the node's operator allows them (--image-allowed-cidrs).
 	URL string `json:"url"`
 	// SHA256 is the hex sha256 of the file; the download is refused when it
 	// does not match.
 	SHA256 string `json:"sha256"`
+	// Format of a disk image: raw (the default for disks) or qcow2. It is
+	// declared, never detected: an image in another format, a raw image
+	// that starts like another format's image, and a qcow2 image with a
+	// backing file or an external data file are refused. Not allowed for a
+	// kernel or initrd, which are files, not disks.
+	// +optional
+	Format DiskFormat `json:"format,omitempty"`
 }
 
 // HostPathSource is a file on the hypervisor host.
 type HostPathSource struct {
-	// Path is an absolute, clean path under one of the agent's allowed roots.
-	// Symbolic links leading out of the roots are refused.
+	// Path is an absolute, clean path. A kernel, an initrd or a readOnly disk
+	// may lie under a shared root (--allowed-host-path-roots, read-only to
+	// VMs) or under <writable root>/<namespace>/ (--writable-host-path-roots);
+	// a writable disk only under the latter. Symbolic links leading out of
+	// these directories are refused.
 	Path string `json:"path"`
+	// Format of a disk: raw (the default for disks) or qcow2. It is
+	// declared, never detected: QEMU reads a raw disk as raw whatever its
+	// guest wrote into it, and a qcow2 disk with a backing file or an
+	// external data file is refused. Not allowed for a kernel or initrd.
+	// +optional
+	Format DiskFormat `json:"format,omitempty"`
 }
+
+// DiskFormat is how QEMU reads a disk file.
+// +enum
+type DiskFormat string
+
+const (
+	// DiskFormatRaw is a plain disk image (default).
+	DiskFormatRaw DiskFormat = "raw"
+	// DiskFormatQCOW2 is a self-contained qcow2 image: no backing file, no
+	// external data file.
+	DiskFormatQCOW2 DiskFormat = "qcow2"
+)
 
 // BlankSource is an empty disk.
 type BlankSource struct {

@@ -57,8 +57,10 @@ type TestServer struct {
 
 // Options tune a test server.
 type Options struct {
-	// AllowedHostPathRoots overrides the server's default roots.
+	// AllowedHostPathRoots overrides the server's default (shared) roots.
 	AllowedHostPathRoots []string
+	// WritableHostPathRoots are the per-namespace roots (default none).
+	WritableHostPathRoots []string
 	// DisableControllers serves the API alone: no scheduler binds VMs and
 	// no heartbeat monitor writes hypervisor conditions behind the test's
 	// back.
@@ -153,7 +155,7 @@ func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapi
 		return nil, err
 	}
 	config, err := apiserver.NewConfig(ro, apiserver.ExtraConfig{
-		Validation:         validation.Options{AllowedHostPathRoots: roots},
+		Validation:         validation.Options{AllowedHostPathRoots: roots, WritableHostPathRoots: opts.WritableHostPathRoots},
 		DisableControllers: opts.DisableControllers,
 		AgentTransport:     agentTransport,
 	})

@@ -62,8 +62,9 @@ var (
 )
 
 // Main runs a package's tests and stops the shared control plane after
-// them. Call it from TestMain.
-func Main(m *testing.M) {
+// them, then runs cleanups (for what the package set up before its tests).
+// Call it from TestMain.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
 	if shared != nil {
 		created := shared.deleteAllVMs()
@@ -73,13 +74,32 @@ func Main(m *testing.M) {
 		os.RemoveAll(shared.BinDir)
 		os.RemoveAll(shared.kubeDir)
 	}
+	for _, c := range cleanups {
+		c()
+	}
 	os.Exit(code)
+}
+
+// Config adds flags to the control plane of a package's suite.
+type Config struct {
+	// VesselAPIServerArgs and AgentArgs are appended to the
+	// vessel-apiserver's and the agent's command lines.
+	VesselAPIServerArgs []string
+	AgentArgs           []string
 }
 
 // Require returns the package's control plane, starting it on first use.
 // It skips without libvirtd, the built binaries or the guest, unless
 // VESSEL_E2E=1 says they must be there.
 func Require(tb testing.TB) *Env {
+	tb.Helper()
+	return RequireWith(tb, Config{})
+}
+
+// RequireWith is Require with extra flags. The control plane is shared by
+// the package's tests: the first call starts it, so a package passes the
+// same Config every time.
+func RequireWith(tb testing.TB, cfg Config) *Env {
 	tb.Helper()
 	skip := func(format string, args ...any) {
 		tb.Helper()
@@ -111,14 +131,14 @@ func Require(tb testing.TB) *Env {
 	if testing.Short() {
 		tb.Skip("starts a control plane and boots guests; skipped in -short mode")
 	}
-	sharedOnce.Do(func() { shared, sharedErr = start(tb) })
+	sharedOnce.Do(func() { shared, sharedErr = start(tb, cfg) })
 	if sharedErr != nil {
 		tb.Fatal(sharedErr)
 	}
 	return shared
 }
 
-func start(tb testing.TB) (*Env, error) {
+func start(tb testing.TB, cfg Config) (*Env, error) {
 	root, err := launcher.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -150,16 +170,18 @@ func start(tb testing.TB) (*Env, error) {
 		AgentBinary:           filepath.Join(binDir, "vessel-agent"),
 		// Unique, so that suites sharing this host's libvirtd never take
 		// each other's domains for orphans.
-		HypervisorName: "e2e-" + filepath.Base(stateDir)[len("vessel-e2e-state-"):],
-		Logf:           tb.Logf,
+		HypervisorName:      "e2e-" + filepath.Base(stateDir)[len("vessel-e2e-state-"):],
+		VesselAPIServerArgs: cfg.VesselAPIServerArgs,
+		AgentArgs:           cfg.AgentArgs,
+		Logf:                tb.Logf,
 	})
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := c.AdminConfig()
+	restCfg, err := c.AdminConfig()
 	if err == nil {
 		var admin versioned.Interface
-		if admin, err = versioned.NewForConfig(cfg); err == nil {
+		if admin, err = versioned.NewForConfig(restCfg); err == nil {
 			return &Env{Cluster: c, BinDir: binDir, Admin: admin, StateDir: stateDir, kubeDir: kubeDir}, nil
 		}
 	}

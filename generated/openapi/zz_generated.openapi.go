@@ -314,10 +314,18 @@ func schema_vessel_apis_vessel_v1alpha1_HostPathSource(ref common.ReferenceCallb
 				Properties: map[string]spec.Schema{
 					"path": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Path is an absolute, clean path under one of the agent's allowed roots. Symbolic links leading out of the roots are refused.",
+							Description: "Path is an absolute, clean path. A kernel, an initrd or a readOnly disk may lie under a shared root (--allowed-host-path-roots, read-only to VMs) or under <writable root>/<namespace>/ (--writable-host-path-roots); a writable disk only under the latter. Symbolic links leading out of these directories are refused.",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
+						},
+					},
+					"format": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Format of a disk: raw (the default for disks) or qcow2. It is declared, never detected: QEMU reads a raw disk as raw whatever its guest wrote into it, and a qcow2 disk with a backing file or an external data file is refused. Not allowed for a kernel or initrd.\n\nPossible enum values:\n - `\"qcow2\"` is a self-contained qcow2 image: no backing file, no external data file.\n - `\"raw\"` is a plain disk image (default).",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"qcow2", "raw"},
 						},
 					},
 				},
@@ -591,7 +599,7 @@ func schema_vessel_apis_vessel_v1alpha1_ImageSource(ref common.ReferenceCallback
 				Properties: map[string]spec.Schema{
 					"url": {
 						SchemaProps: spec.SchemaProps{
-							Description: "URL to download from (http or https).",
+							Description: "URL to download from (http or https). It must reach a public address: loopback, link-local (169.254.169.254), private and other non-public addresses are refused, at connect time and after every redirect, unless the node's operator allows them (--image-allowed-cidrs).",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
@@ -603,6 +611,14 @@ func schema_vessel_apis_vessel_v1alpha1_ImageSource(ref common.ReferenceCallback
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
+						},
+					},
+					"format": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Format of a disk image: raw (the default for disks) or qcow2. It is declared, never detected: an image in another format, a raw image that starts like another format's image, and a qcow2 image with a backing file or an external data file are refused. Not allowed for a kernel or initrd, which are files, not disks.\n\nPossible enum values:\n - `\"qcow2\"` is a self-contained qcow2 image: no backing file, no external data file.\n - `\"raw\"` is a plain disk image (default).",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"qcow2", "raw"},
 						},
 					},
 				},

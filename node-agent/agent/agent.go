@@ -24,7 +24,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
@@ -69,8 +68,12 @@ type Config struct {
 	Labels map[string]string
 	// StateDir holds the image cache (images/) and per-VM files (vms/<uid>/).
 	StateDir string
-	// AllowedHostPathRoots confine hostPath disk sources.
+	// AllowedHostPathRoots are the shared hostPath roots: VMs may read
+	// files under them, never write.
 	AllowedHostPathRoots []string
+	// WritableHostPathRoots are hostPath roots divided per namespace: a VM
+	// may use files under <root>/<its namespace>/ only.
+	WritableHostPathRoots []string
 	// Capacity of the host; zero fields are read from /proc.
 	Capacity v1alpha1.HypervisorResources
 	// Reserved is subtracted from capacity to get allocatable.
@@ -93,8 +96,9 @@ type Config struct {
 	// ACPIInterval is how often a shutdown request is repeated while a
 	// guest ignores it.
 	ACPIInterval time.Duration
-	// HTTPClient downloads images.
-	HTTPClient *http.Client
+	// Images bounds image downloads (egress, size, time) and the image
+	// cache's size; the agent sets its Dir, OverlayDir and InUse.
+	Images disks.CacheConfig
 }
 
 // Defaults for Config's zero values.
@@ -218,7 +222,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.queue.ShutDown()
 
 	a.baseCtx = ctx
-	a.images = disks.NewCache(ctx, filepath.Join(a.cfg.StateDir, "images"), a.cfg.HTTPClient)
+	a.images = disks.NewCache(ctx, a.imageCacheConfig())
 	if a.cfg.Events != nil {
 		b := record.NewBroadcaster(record.WithContext(ctx))
 		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.cfg.Events.CoreV1().Events("")})

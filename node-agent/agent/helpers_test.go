@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,6 +45,7 @@ import (
 	apiservertesting "github.com/vessel-vm/vessel/apiserver/testing"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	"github.com/vessel-vm/vessel/node-agent/agent"
+	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
@@ -181,11 +183,13 @@ func (e *env) destroyDomains() {
 func (e *env) startAgent() {
 	e.t.Helper()
 	a, err := agent.New(agent.Config{
-		Client:            e.client,
-		Hypervisor:        e.lv,
-		HypervisorName:    e.hvName,
-		Labels:            map[string]string{"vessel.dev/test": "true"},
-		StateDir:          e.stateDir,
+		Client:         e.client,
+		Hypervisor:     e.lv,
+		HypervisorName: e.hvName,
+		Labels:         map[string]string{"vessel.dev/test": "true"},
+		StateDir:       e.stateDir,
+		// The test's image server listens on loopback.
+		Images:            disks.CacheConfig{Egress: disks.Egress{AllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
 		HeartbeatInterval: 2 * time.Second,
 		ResyncPeriod:      5 * time.Second,
 		ACPIInterval:      2 * time.Second,

@@ -23,12 +23,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
@@ -145,18 +146,11 @@ func (a *Agent) startProvisioning(ctx context.Context, key string, vm *v1alpha1.
 
 // failureReason names a provisioning failure for the Provisioned condition.
 func failureReason(err error) (reason string, permanent bool) {
-	switch {
-	case errors.Is(err, disks.ErrChecksum):
-		return "ImageChecksumMismatch", true
-	case errors.Is(err, disks.ErrOutsideRoots):
-		return "HostPathNotAllowed", true
-	case errors.Is(err, errDownload):
-		return "ImageDownloadFailed", false
+	if reason, permanent := disks.Reason(err); reason != "" {
+		return reason, permanent
 	}
 	return "ProvisioningFailed", false
 }
-
-var errDownload = errors.New("image download failed")
 
 // provision prepares every file of vm's domain under its VM directory and
 // returns the domain config. It is idempotent: existing overlays and blank
@@ -164,8 +158,8 @@ var errDownload = errors.New("image download failed")
 func (a *Agent) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run *provisionRun) (*hypervisor.DomainConfig, error) {
 	uid := string(vm.UID)
 	dir := a.vmDir(uid)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create VM directory %s: %w", dir, err)
+	if err := disks.PrivateDir(dir); err != nil {
+		return nil, fmt.Errorf("create VM directory: %w", err)
 	}
 	memory := vm.Spec.Memory
 	if memory.IsZero() {
@@ -181,13 +175,13 @@ func (a *Agent) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run 
 		ConsoleLog: filepath.Join(dir, "console.log"),
 	}
 	if k := vm.Spec.Kernel; k != nil {
-		path, err := a.file(ctx, k.Kernel, nil)
+		path, err := a.file(ctx, vm.Namespace, k.Kernel)
 		if err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
 		}
 		cfg.Kernel, cfg.Cmdline = path, k.Cmdline
 		if k.Initrd != nil {
-			if cfg.Initrd, err = a.file(ctx, *k.Initrd, nil); err != nil {
+			if cfg.Initrd, err = a.file(ctx, vm.Namespace, *k.Initrd); err != nil {
 				return nil, fmt.Errorf("initrd: %w", err)
 			}
 		}
@@ -219,26 +213,25 @@ func (a *Agent) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMachine, 
 	dc := hypervisor.DiskConfig{Name: d.Name, Bus: string(d.Bus), ReadOnly: d.ReadOnly}
 	switch {
 	case d.Image != nil:
-		base, err := a.fetch(ctx, *d.Image, func(done, total int64) {
+		format := disks.Format(d.Image.Format)
+		base, err := a.images.FetchImage(ctx, d.Image.URL, d.Image.SHA256, format, func(done, total int64) {
 			a.reportProgress(vm, run, d.Name, done, total)
 		})
 		if err != nil {
 			return dc, err
 		}
-		dc.Path, dc.Format = filepath.Join(dir, "disk-"+d.Name+".qcow2"), "qcow2"
-		if err := disks.Overlay(ctx, base, dc.Path); err != nil {
+		dc.Path, dc.Format = filepath.Join(dir, "disk-"+d.Name+".qcow2"), string(disks.QCOW2)
+		dc.BackingPath, dc.BackingFormat = base, string(format)
+		if err := disks.Overlay(ctx, base, format, dc.Path); err != nil {
 			return dc, err
 		}
 	case d.HostPath != nil:
-		path, err := disks.ConfineHostPath(d.HostPath.Path, a.cfg.AllowedHostPathRoots)
+		format := disks.Format(d.HostPath.Format)
+		path, err := a.hostPaths().Disk(ctx, d.HostPath.Path, vm.Namespace, format, !d.ReadOnly)
 		if err != nil {
 			return dc, err
 		}
-		format, err := disks.ImageFormat(ctx, path)
-		if err != nil {
-			return dc, err
-		}
-		dc.Path, dc.Format = path, format
+		dc.Path, dc.Format = path, string(format)
 	case d.Blank != nil:
 		dc.Path, dc.Format = filepath.Join(dir, "disk-"+d.Name+".qcow2"), "qcow2"
 		if err := disks.Blank(ctx, dc.Path, d.Blank.Size.Value()); err != nil {
@@ -280,23 +273,61 @@ func (a *Agent) reportProgress(vm *v1alpha1.VirtualMachine, run *provisionRun, d
 	}
 }
 
-// file resolves a kernel or initrd source to a file on this host.
-func (a *Agent) file(ctx context.Context, src v1alpha1.FileSource, progress disks.Progress) (string, error) {
+// file resolves a kernel or initrd source to a file on this host. QEMU
+// only reads it, so it may lie under a shared root.
+func (a *Agent) file(ctx context.Context, namespace string, src v1alpha1.FileSource) (string, error) {
 	switch {
 	case src.Image != nil:
-		return a.fetch(ctx, *src.Image, progress)
+		return a.images.Fetch(ctx, src.Image.URL, src.Image.SHA256, nil)
 	case src.HostPath != nil:
-		return disks.ConfineHostPath(src.HostPath.Path, a.cfg.AllowedHostPathRoots)
+		return a.hostPaths().Confine(src.HostPath.Path, namespace, false)
 	}
 	return "", fmt.Errorf("no source")
 }
 
-func (a *Agent) fetch(ctx context.Context, img v1alpha1.ImageSource, progress disks.Progress) (string, error) {
-	path, err := a.images.Fetch(ctx, img.URL, img.SHA256, progress)
-	if err != nil && !errors.Is(err, disks.ErrChecksum) && ctx.Err() == nil {
-		return "", fmt.Errorf("%w: %w", errDownload, err)
+// hostPaths are the host directories VMs' hostPath sources may name.
+func (a *Agent) hostPaths() disks.HostPaths {
+	return disks.HostPaths{Shared: a.cfg.AllowedHostPathRoots, Writable: a.cfg.WritableHostPathRoots}
+}
+
+// imageCacheConfig places the image cache in the state directory; images
+// that VMs on this node name, or that their overlays are backed by, are
+// never collected.
+func (a *Agent) imageCacheConfig() disks.CacheConfig {
+	c := a.cfg.Images
+	c.Dir = filepath.Join(a.cfg.StateDir, "images")
+	c.OverlayDir = filepath.Join(a.cfg.StateDir, "vms")
+	c.InUse = a.imagesInUse
+	return c
+}
+
+// imagesInUse is the sha256 of every image a VM bound to this node names.
+func (a *Agent) imagesInUse() (map[string]bool, error) {
+	if !a.synced() {
+		return nil, errors.New("the VM cache has not synced yet")
 	}
-	return path, err
+	vms, err := a.lister.List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	sums := map[string]bool{}
+	add := func(img *v1alpha1.ImageSource) {
+		if img != nil {
+			sums[strings.ToLower(img.SHA256)] = true
+		}
+	}
+	for _, vm := range vms {
+		if k := vm.Spec.Kernel; k != nil {
+			add(k.Kernel.Image)
+			if k.Initrd != nil {
+				add(k.Initrd.Image)
+			}
+		}
+		for _, d := range vm.Spec.Disks {
+			add(d.Image)
+		}
+	}
+	return sums, nil
 }
 
 // machineSpecHash identifies the parts of a spec that shape the domain

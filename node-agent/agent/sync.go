@@ -34,6 +34,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
@@ -228,7 +229,7 @@ func (a *Agent) sync(ctx context.Context, key string) (time.Duration, error) {
 	case needDefinition && !shouldDefine:
 		acted = false // provisioning runs; it enqueues the VM when done
 	case shouldDefine:
-		if err := os.MkdirAll(a.vmDir(uid), 0o755); err != nil {
+		if err := disks.PrivateDir(a.vmDir(uid)); err != nil {
 			return 0, fmt.Errorf("create VM directory: %w", err)
 		}
 		if err := a.hv.Define(ctx, provCfg); err != nil {

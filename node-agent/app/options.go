@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -35,9 +36,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	vesselvalidation "github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	"github.com/vessel-vm/vessel/node-agent/agent"
 	"github.com/vessel-vm/vessel/node-agent/console"
+	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
@@ -52,6 +55,15 @@ type Options struct {
 	StateDir             string
 	LibvirtSocket        string
 	AllowedHostPathRoots []string
+	// WritableHostPathRoots are divided per namespace.
+	WritableHostPathRoots []string
+	// Image downloads: reachable non-public addresses, proxy, limits, and
+	// the cache's size bound.
+	ImageAllowedCIDRs    []string
+	ImageProxy           string
+	ImageMaxSize         string
+	ImageDownloadTimeout time.Duration
+	ImageCacheSize       string
 	MaxVMs               int32
 	ReservedCPUs         int32
 	CPUAllocationRatio   int32
@@ -84,6 +96,9 @@ func NewOptions() *Options {
 		StateDir:             "/var/lib/vessel/agent",
 		LibvirtSocket:        hypervisor.DefaultSocket,
 		AllowedHostPathRoots: []string{"/var/lib/vessel/images"},
+		ImageMaxSize:         resource.NewQuantity(disks.DefaultMaxImageSize, resource.BinarySI).String(),
+		ImageDownloadTimeout: disks.DefaultDownloadTimeout,
+		ImageCacheSize:       resource.NewQuantity(disks.DefaultMaxCacheSize, resource.BinarySI).String(),
 		MaxVMs:               agent.DefaultMaxVMs,
 		ReservedMemory:       "0",
 		CPUAllocationRatio:   agent.DefaultCPUAllocationRatio,
@@ -103,7 +118,13 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels put on the Hypervisor, matched by VM nodeSelectors (key=value,...)")
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "directory for the image cache (images/) and per-VM files (vms/<uid>/)")
 	fs.StringVar(&o.LibvirtSocket, "libvirt-socket", o.LibvirtSocket, "libvirtd's read-write UNIX socket")
-	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots, "directories hostPath disk sources must resolve into (symlinks are followed, escapes refused)")
+	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots, "shared directories hostPath sources may resolve into (symlinks are followed, escapes refused): VMs may read files there (kernels, initrds, readOnly disks), never write them")
+	fs.StringSliceVar(&o.WritableHostPathRoots, "writable-host-path-roots", o.WritableHostPathRoots, "directories divided per namespace: a VM may use files under <root>/<its namespace>/, writable or not (default: none)")
+	fs.StringSliceVar(&o.ImageAllowedCIDRs, "image-allowed-cidrs", o.ImageAllowedCIDRs, "loopback, link-local, private or other non-public networks image URLs may reach anyway (an operator's own image server), e.g. 10.0.5.0/24")
+	fs.StringVar(&o.ImageProxy, "image-proxy", o.ImageProxy, "HTTP proxy for image downloads, which then decides which hosts are reachable by name (HTTP_PROXY and friends are ignored)")
+	fs.StringVar(&o.ImageMaxSize, "image-max-size", o.ImageMaxSize, "largest image a download may bring, e.g. 20Gi")
+	fs.DurationVar(&o.ImageDownloadTimeout, "image-download-timeout", o.ImageDownloadTimeout, "longest an image download may take")
+	fs.StringVar(&o.ImageCacheSize, "image-cache-size", o.ImageCacheSize, "size the image cache is kept to, least recently used images removed first (images VMs on this node use are kept)")
 	fs.Int32Var(&o.MaxVMs, "max-vms", o.MaxVMs, "number of VMs this node accepts")
 	fs.Int32Var(&o.ReservedCPUs, "reserved-cpus", o.ReservedCPUs, "CPUs kept back from VMs")
 	fs.Int32Var(&o.CPUAllocationRatio, "cpu-allocation-ratio", o.CPUAllocationRatio, "vCPUs each unreserved host CPU may back (CPU overcommit)")
@@ -141,10 +162,9 @@ func (o *Options) Validate() error {
 	if o.StateDir == "" || !strings.HasPrefix(o.StateDir, "/") {
 		errs = append(errs, fmt.Errorf("--state-dir must be an absolute path, got %q", o.StateDir))
 	}
-	for _, r := range o.AllowedHostPathRoots {
-		if !strings.HasPrefix(r, "/") {
-			errs = append(errs, fmt.Errorf("--allowed-host-path-roots: %q is not absolute", r))
-		}
+	errs = append(errs, vesselvalidation.ValidateHostPathRoots(o.AllowedHostPathRoots, o.WritableHostPathRoots)...)
+	if _, err := o.images(); err != nil {
+		errs = append(errs, err)
 	}
 	if o.MaxVMs < 1 {
 		errs = append(errs, fmt.Errorf("--max-vms must be at least 1, got %d", o.MaxVMs))
@@ -183,6 +203,41 @@ func (o *Options) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// images is the image cache configuration the flags describe.
+func (o *Options) images() (disks.CacheConfig, error) {
+	var errs []error
+	cidrs, err := disks.ParseCIDRs(o.ImageAllowedCIDRs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--image-allowed-cidrs: %w", err))
+	}
+	egress := disks.Egress{AllowedCIDRs: cidrs}
+	if o.ImageProxy != "" {
+		u, err := url.Parse(o.ImageProxy)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--image-proxy %q must be an http, https or socks5 URL", o.ImageProxy))
+		}
+		egress.Proxy = u
+	}
+	size := func(flag, v string) int64 {
+		q, err := resource.ParseQuantity(v)
+		if err != nil || q.Sign() <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a positive quantity such as 20Gi, got %q", flag, v))
+			return 0
+		}
+		return q.Value()
+	}
+	cfg := disks.CacheConfig{
+		Egress:          egress,
+		MaxImageSize:    size("--image-max-size", o.ImageMaxSize),
+		MaxCacheSize:    size("--image-cache-size", o.ImageCacheSize),
+		DownloadTimeout: o.ImageDownloadTimeout,
+	}
+	if o.ImageDownloadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--image-download-timeout must be positive"))
+	}
+	return cfg, errors.Join(errs...)
 }
 
 // restConfig loads the kubeconfig, or the in-cluster config without one.
@@ -225,6 +280,11 @@ func (o *Options) Run(ctx context.Context) error {
 		logger.Info("KVM probe", "kvm", kvm, "result", why)
 	}
 
+	images, err := o.images()
+	if err != nil {
+		return err
+	}
+
 	lv := hypervisor.NewLibvirt(o.LibvirtSocket)
 	go lv.Run(ctx)
 	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -251,23 +311,25 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 
 	a, err := agent.New(agent.Config{
-		Client:               client,
-		Events:               events,
-		Hypervisor:           lv,
-		KVM:                  kvm,
-		HypervisorName:       o.HypervisorName,
-		Labels:               o.NodeLabels,
-		StateDir:             o.StateDir,
-		AllowedHostPathRoots: o.AllowedHostPathRoots,
-		ReservedCPUs:         o.ReservedCPUs,
-		CPUAllocationRatio:   o.CPUAllocationRatio,
-		ReservedMemory:       resource.MustParse(o.ReservedMemory),
-		MaxVMs:               o.MaxVMs,
-		DaemonEndpoint:       o.DaemonEndpoint,
-		AgentVersion:         Version,
-		HeartbeatInterval:    o.HeartbeatInterval,
-		ResyncPeriod:         o.ResyncPeriod,
-		Workers:              o.Workers,
+		Client:                client,
+		Events:                events,
+		Hypervisor:            lv,
+		KVM:                   kvm,
+		HypervisorName:        o.HypervisorName,
+		Labels:                o.NodeLabels,
+		StateDir:              o.StateDir,
+		AllowedHostPathRoots:  o.AllowedHostPathRoots,
+		WritableHostPathRoots: o.WritableHostPathRoots,
+		Images:                images,
+		ReservedCPUs:          o.ReservedCPUs,
+		CPUAllocationRatio:    o.CPUAllocationRatio,
+		ReservedMemory:        resource.MustParse(o.ReservedMemory),
+		MaxVMs:                o.MaxVMs,
+		DaemonEndpoint:        o.DaemonEndpoint,
+		AgentVersion:          Version,
+		HeartbeatInterval:     o.HeartbeatInterval,
+		ResyncPeriod:          o.ResyncPeriod,
+		Workers:               o.Workers,
 	})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ limitations under the License.
 package app
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,12 @@ func TestFlags(t *testing.T) {
 		"--state-dir=/srv/vessel",
 		"--libvirt-socket=/tmp/libvirt-sock",
 		"--allowed-host-path-roots=/srv/images,/data",
+		"--writable-host-path-roots=/srv/vm",
+		"--image-allowed-cidrs=10.0.5.0/24,127.0.0.2",
+		"--image-proxy=http://proxy.example.com:3128",
+		"--image-max-size=4Gi",
+		"--image-download-timeout=10m",
+		"--image-cache-size=100Gi",
 		"--max-vms=20",
 		"--reserved-cpus=1",
 		"--reserved-memory=2Gi",
@@ -60,8 +67,16 @@ func TestFlags(t *testing.T) {
 	if len(o.NodeLabels) != 2 || o.NodeLabels["zone"] != "a" || o.NodeLabels["vessel.dev/gpu"] != "none" {
 		t.Errorf("labels = %v", o.NodeLabels)
 	}
-	if strings.Join(o.AllowedHostPathRoots, ",") != "/srv/images,/data" {
-		t.Errorf("roots = %v", o.AllowedHostPathRoots)
+	if strings.Join(o.AllowedHostPathRoots, ",") != "/srv/images,/data" || strings.Join(o.WritableHostPathRoots, ",") != "/srv/vm" {
+		t.Errorf("roots = %v, writable %v", o.AllowedHostPathRoots, o.WritableHostPathRoots)
+	}
+	images, err := o.images()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(images.Egress.AllowedCIDRs) != "[10.0.5.0/24 127.0.0.2/32]" || images.Egress.Proxy.Host != "proxy.example.com:3128" ||
+		images.MaxImageSize != 4<<30 || images.DownloadTimeout != 10*time.Minute || images.MaxCacheSize != 100<<30 {
+		t.Errorf("image cache config = %+v", images)
 	}
 }
 
@@ -74,6 +89,13 @@ func TestDefaults(t *testing.T) {
 	o.HypervisorName = "hv"
 	if err := o.Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
+	}
+	// Safe by default: no writable host paths, no internal addresses, no
+	// proxy from the environment, bounded downloads and cache.
+	images, err := o.images()
+	if err != nil || len(o.WritableHostPathRoots) != 0 || len(images.Egress.AllowedCIDRs) != 0 || images.Egress.Proxy != nil ||
+		images.MaxImageSize != 20<<30 || images.DownloadTimeout != 30*time.Minute || images.MaxCacheSize != 50<<30 {
+		t.Errorf("image defaults = %+v, %v", images, err)
 	}
 }
 
@@ -89,6 +111,13 @@ func TestValidate(t *testing.T) {
 		{"bad label value", func(o *Options) { o.NodeLabels = map[string]string{"k": "bad value!"} }, "--node-labels value"},
 		{"relative state dir", func(o *Options) { o.StateDir = "state" }, "--state-dir"},
 		{"relative root", func(o *Options) { o.AllowedHostPathRoots = []string{"images"} }, "--allowed-host-path-roots"},
+		{"relative writable root", func(o *Options) { o.WritableHostPathRoots = []string{"vm"} }, "--writable-host-path-roots"},
+		{"writable root inside the shared root", func(o *Options) { o.WritableHostPathRoots = []string{"/var/lib/vessel/images/rw"} }, "overlap"},
+		{"bad CIDR", func(o *Options) { o.ImageAllowedCIDRs = []string{"localhost"} }, "--image-allowed-cidrs"},
+		{"bad proxy", func(o *Options) { o.ImageProxy = "proxy:3128" }, "--image-proxy"},
+		{"bad image size", func(o *Options) { o.ImageMaxSize = "big" }, "--image-max-size"},
+		{"zero cache size", func(o *Options) { o.ImageCacheSize = "0" }, "--image-cache-size"},
+		{"no download time", func(o *Options) { o.ImageDownloadTimeout = 0 }, "--image-download-timeout"},
 		{"no VMs", func(o *Options) { o.MaxVMs = 0 }, "--max-vms"},
 		{"negative cpus", func(o *Options) { o.ReservedCPUs = -1 }, "--reserved-cpus"},
 		{"bad memory", func(o *Options) { o.ReservedMemory = "lots" }, "--reserved-memory"},

@@ -100,7 +100,8 @@ func BenchmarkBoot(b *testing.B) {
 	stateDir := filepath.Join(work, "state")
 	agent := exec.CommandContext(ctx, agentBin,
 		"--kubeconfig="+kubeconfig, "--hypervisor-name="+hvName, "--state-dir="+stateDir,
-		"--kvm=auto", "--kvm-probe-kernel="+filepath.Join(guest, "vmlinuz"), "--events=auto", "-v=1")
+		"--kvm=auto", "--kvm-probe-kernel="+filepath.Join(guest, "vmlinuz"), "--events=auto", "-v=1",
+		"--image-allowed-cidrs=127.0.0.1/32") // the image server listens on loopback
 	logFile, _ := os.Create(filepath.Join(work, "agent.log"))
 	agent.Stdout, agent.Stderr = logFile, logFile
 	if err := agent.Start(); err != nil {

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,7 @@ import (
 	apiservertesting "github.com/vessel-vm/vessel/apiserver/testing"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	"github.com/vessel-vm/vessel/node-agent/agent"
+	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
@@ -103,7 +105,9 @@ func BenchmarkSnapshot(b *testing.B) {
 	hvName := "bench-snap-" + rand.String(5)
 	defer cleanupDomains(lv, hvName)
 	stateDir := filepath.Join(work, "state")
-	a, err := agent.New(agent.Config{Client: client, Hypervisor: lv, HypervisorName: hvName, StateDir: stateDir})
+	a, err := agent.New(agent.Config{Client: client, Hypervisor: lv, HypervisorName: hvName, StateDir: stateDir,
+		// The image server listens on loopback.
+		Images: disks.CacheConfig{Egress: disks.Egress{AllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}})
 	if err != nil {
 		b.Fatal(err)
 	}

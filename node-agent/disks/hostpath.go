@@ -17,42 +17,95 @@ limitations under the License.
 package disks
 
 import (
-	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 )
 
-// ErrOutsideRoots says a host path is not under any allowed root.
-var ErrOutsideRoots = errors.New("outside the allowed host path roots")
+// HostPaths are the host directories a VM's hostPath sources may name.
+// QEMU runs as root: whatever a tenant may name here, the guest can read,
+// and, for a writable disk, overwrite.
+type HostPaths struct {
+	// Shared roots hold files any tenant may read, never write: kernels,
+	// initrds, read-only disks.
+	Shared []string
+	// Writable roots are divided per namespace: a VM may only use files
+	// under <root>/<its namespace>/, read-only or writable.
+	Writable []string
+}
 
-// ConfineHostPath resolves path (following every symlink) and returns it
-// only if the result lies under one of roots, themselves resolved. A
-// symlink inside a root that leads out of it is refused.
-func ConfineHostPath(path string, roots []string) (string, error) {
+// Confine resolves path on the host (following every symlink) and returns
+// the resolved path if a VM in namespace may use it, writable or not. The
+// resolved file must lie under a shared root (and then not be writable) or
+// under <writable root>/<namespace>/, and be a regular file or a block
+// device. A symlink that leads out of those directories is refused, also one
+// from a namespace's directory into another's or into a shared root.
+func (h HostPaths) Confine(path, namespace string, writable bool) (string, error) {
 	if !filepath.IsAbs(path) {
 		return "", fmt.Errorf("host path %q is not absolute", path)
 	}
-	if len(roots) == 0 {
+	if namespace == "" || strings.ContainsRune(namespace, '/') || namespace == "." || namespace == ".." {
+		return "", fmt.Errorf("host path %q: invalid namespace %q", path, namespace)
+	}
+	if len(h.Shared) == 0 && len(h.Writable) == 0 {
 		return "", fmt.Errorf("host path %q: %w (no roots are allowed on this node)", path, ErrOutsideRoots)
 	}
 	resolved, err := filepath.EvalSymlinks(filepath.Clean(path))
 	if err != nil {
 		return "", fmt.Errorf("host path %q: %w", path, err)
 	}
+	shown := fmt.Sprintf("host path %q", path)
+	if resolved != filepath.Clean(path) {
+		shown = fmt.Sprintf("host path %q (resolving to %q)", path, resolved)
+	}
+
+	for _, root := range resolveRoots(h.Writable) {
+		if within(resolved, filepath.Join(root, namespace)) {
+			return resolved, checkFileType(resolved, shown)
+		}
+	}
+	for _, root := range resolveRoots(h.Shared) {
+		if within(resolved, root) {
+			if writable {
+				return "", fmt.Errorf("%s is under the shared root %s: %w to VMs; attach it readOnly, or use a file under a writable root's %s/ directory", shown, root, ErrReadOnlyRoot, namespace)
+			}
+			return resolved, checkFileType(resolved, shown)
+		}
+	}
+	var allowed []string
+	allowed = append(allowed, h.Shared...)
+	for _, w := range h.Writable {
+		allowed = append(allowed, filepath.Join(w, namespace))
+	}
+	return "", fmt.Errorf("%s is %w for namespace %s: %s", shown, ErrOutsideRoots, namespace, strings.Join(allowed, ", "))
+}
+
+// resolveRoots resolves each root's symlinks; a root that does not exist
+// holds nothing and is left out.
+func resolveRoots(roots []string) []string {
+	var out []string
 	for _, root := range roots {
 		r, err := filepath.EvalSymlinks(filepath.Clean(root))
-		if err != nil {
-			continue // a root that does not exist holds nothing
-		}
-		if within(resolved, r) {
-			return resolved, nil
+		if err == nil {
+			out = append(out, r)
 		}
 	}
-	if resolved != filepath.Clean(path) {
-		return "", fmt.Errorf("host path %q resolves to %q, %w %s", path, resolved, ErrOutsideRoots, strings.Join(roots, ", "))
+	return out
+}
+
+// checkFileType refuses what QEMU should never open as a disk or kernel:
+// directories, character devices (/dev/mem), pipes and sockets.
+func checkFileType(resolved, shown string) error {
+	st, err := os.Stat(resolved)
+	if err != nil {
+		return fmt.Errorf("%s: %w", shown, err)
 	}
-	return "", fmt.Errorf("host path %q is %w %s", path, ErrOutsideRoots, strings.Join(roots, ", "))
+	mode := st.Mode()
+	if mode.IsRegular() || (mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0) {
+		return nil
+	}
+	return fmt.Errorf("%s is %w (mode %v)", shown, ErrNotAFile, mode.Type())
 }
 
 func within(path, root string) bool {

@@ -62,7 +62,7 @@ func Seed(ctx context.Context, path string, cfg SeedConfig) error {
 	args := []string{"-quiet", "-output", "", "-volid", "cidata", "-joliet", "-rock"}
 	for _, f := range files {
 		p := filepath.Join(dir, f)
-		if err := os.WriteFile(p, []byte(contents[f]), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(contents[f]), 0o600); err != nil {
 			return fmt.Errorf("seed %s: %w", path, err)
 		}
 		args = append(args, p)

@@ -54,7 +54,9 @@ type DomainConfig struct {
 	ConsoleLog string
 }
 
-// DiskConfig is one disk file attached to the guest.
+// DiskConfig is one disk file attached to the guest. Formats are always
+// declared: the domain XML spells out the whole backing chain, so libvirt
+// and QEMU never read a format or a backing file from a file's header.
 type DiskConfig struct {
 	Name     string
 	Path     string
@@ -62,6 +64,10 @@ type DiskConfig struct {
 	Bus      string // virtio, sata, scsi, ide
 	ReadOnly bool
 	CDROM    bool
+	// BackingPath and BackingFormat are the backing file of a qcow2
+	// overlay, itself without a backing file.
+	BackingPath   string
+	BackingFormat string
 }
 
 // NICConfig is one network interface.
@@ -251,16 +257,31 @@ func domainDisks(in []DiskConfig) ([]libvirtxml.DomainDisk, bool, error) {
 			return nil, false, fmt.Errorf("disk %s: no IDE slot left", d.Name)
 		}
 		next[prefix] = idx + 1
-		format := d.Format
-		if format == "" {
-			format = "raw"
+		if d.Format == "" {
+			return nil, false, fmt.Errorf("disk %s: no format: formats are declared, never probed", d.Name)
+		}
+		// An empty <backingStore/> ends the chain: libvirt then gives
+		// QEMU "backing": null and never follows a backing file named
+		// in the image.
+		chainEnd := &libvirtxml.DomainDiskBackingStore{}
+		backing := chainEnd
+		if d.BackingPath != "" {
+			if d.BackingFormat == "" {
+				return nil, false, fmt.Errorf("disk %s: backing file without a format", d.Name)
+			}
+			backing = &libvirtxml.DomainDiskBackingStore{
+				Format:       &libvirtxml.DomainDiskFormat{Type: d.BackingFormat},
+				Source:       &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: d.BackingPath}},
+				BackingStore: chainEnd,
+			}
 		}
 		disk := libvirtxml.DomainDisk{
-			Device: "disk",
-			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: format},
-			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: d.Path}},
-			Target: &libvirtxml.DomainDiskTarget{Dev: prefix + diskLetters(idx), Bus: bus},
-			Alias:  &libvirtxml.DomainAlias{Name: "ua-disk-" + d.Name},
+			Device:       "disk",
+			Driver:       &libvirtxml.DomainDiskDriver{Name: "qemu", Type: d.Format},
+			Source:       &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: d.Path}},
+			BackingStore: backing,
+			Target:       &libvirtxml.DomainDiskTarget{Dev: prefix + diskLetters(idx), Bus: bus},
+			Alias:        &libvirtxml.DomainAlias{Name: "ua-disk-" + d.Name},
 		}
 		if d.CDROM {
 			disk.Device = "cdrom"

@@ -33,7 +33,7 @@ func testConfig() *DomainConfig {
 		Cmdline:    "console=ttyS0 quiet",
 		ConsoleLog: "/state/vms/uid/console.log",
 		Disks: []DiskConfig{
-			{Name: "root", Path: "/state/vms/uid/disk-root.qcow2", Format: "qcow2", Bus: "virtio"},
+			{Name: "root", Path: "/state/vms/uid/disk-root.qcow2", Format: "qcow2", Bus: "virtio", BackingPath: "/cache/sha256-0a1b", BackingFormat: "raw"},
 			{Name: "data", Path: "/images/data.raw", Format: "raw", Bus: "virtio", ReadOnly: true},
 			{Name: "seed", Path: "/state/vms/uid/seed-seed.iso", Format: "raw", Bus: "virtio", CDROM: true},
 			{Name: "scratch", Path: "/state/vms/uid/disk-scratch.qcow2", Format: "qcow2", Bus: "scsi"},
@@ -97,6 +97,28 @@ func TestDomainXML(t *testing.T) {
 			t.Errorf("disk %d = %+v, want %+v", i, disks[i], want[i])
 		}
 	}
+	// The whole chain is declared: the overlay's backing file with its
+	// format, then an end marker; every other disk ends at once. libvirt
+	// then never reads a backing file or format from an image header.
+	isEnd := func(b *libvirtxml.DomainDiskBackingStore) bool {
+		return b != nil && b.Format == nil && (b.Source == nil || b.Source.File == nil)
+	}
+	for i, dd := range d.Devices.Disks {
+		b := dd.BackingStore
+		if i == 0 {
+			if b == nil || b.Format == nil || b.Format.Type != "raw" || b.Source == nil || b.Source.File == nil ||
+				b.Source.File.File != "/cache/sha256-0a1b" || !isEnd(b.BackingStore) {
+				t.Errorf("overlay backing chain = %+v", b)
+			}
+			continue
+		}
+		if !isEnd(b) {
+			t.Errorf("disk %s: backingStore %+v, want an empty end marker", dd.Target.Dev, b)
+		}
+	}
+	if !strings.Contains(x, "<backingStore></backingStore>") && !strings.Contains(x, "<backingStore/>") {
+		t.Errorf("no empty <backingStore/> in\n%s", x)
+	}
 	if len(d.Devices.Controllers) != 1 || d.Devices.Controllers[0].Model != "virtio-scsi" {
 		t.Errorf("scsi disk without a virtio-scsi controller: %+v", d.Devices.Controllers)
 	}
@@ -154,9 +176,12 @@ func TestDomainXMLVariants(t *testing.T) {
 		"no uid":    func(c *DomainConfig) { c.Owner.UID = "" },
 		"no memory": func(c *DomainConfig) { c.MemoryKiB = 0 },
 		"bad bus":   func(c *DomainConfig) { c.Disks[0].Bus = "floppy" },
+		// QEMU would probe the format: whoever wrote the file picks it.
+		"no format":                func(c *DomainConfig) { c.Disks[1].Format = "" },
+		"backing without a format": func(c *DomainConfig) { c.Disks[0].BackingFormat = "" },
 		"ide is full": func(c *DomainConfig) {
 			for i := 0; i < 3; i++ {
-				c.Disks = append(c.Disks, DiskConfig{Name: "cd", Path: "/x.iso", CDROM: true})
+				c.Disks = append(c.Disks, DiskConfig{Name: "cd", Path: "/x.iso", Format: "raw", CDROM: true})
 			}
 		},
 	} {

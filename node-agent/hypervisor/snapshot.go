@@ -229,11 +229,12 @@ func (l *Libvirt) LookupSnapshot(ctx context.Context, uid, name string) (*Snapsh
 
 // vmStateSize is the size of the memory saved in the named internal
 // snapshot of the qcow2 files, from `qemu-img info` (which may read an
-// image QEMU has open with -U).
+// image QEMU has open with -U). The files are the domain's qcow2 disks:
+// the format is given, never probed.
 func vmStateSize(ctx context.Context, files []string, name string) int64 {
 	var total int64
 	for _, f := range files {
-		out, err := exec.CommandContext(ctx, "qemu-img", "info", "-U", "--output=json", f).Output()
+		out, err := exec.CommandContext(ctx, "qemu-img", "info", "-f", "qcow2", "-U", "--output=json", f).Output()
 		if err != nil {
 			continue
 		}

@@ -30,7 +30,10 @@ import (
 
 // imageRoot is the only directory the validation test server allows
 // hostPath disks under.
-const imageRoot = "/srv/vessel/images"
+const (
+	imageRoot    = "/srv/vessel/images" // shared: read-only to VMs
+	writableRoot = "/srv/vessel/vm"     // divided per namespace
+)
 
 // wantInvalid fails t unless err is a 422 Invalid whose causes and message
 // name every field in fields.
@@ -50,7 +53,7 @@ func wantInvalid(t *testing.T, err error, fields ...string) metav1.Status {
 }
 
 func TestValidation(t *testing.T) {
-	s := apiservertesting.Start(t, apiservertesting.Options{AllowedHostPathRoots: []string{imageRoot}, DisableControllers: true})
+	s := apiservertesting.Start(t, apiservertesting.Options{AllowedHostPathRoots: []string{imageRoot}, WritableHostPathRoots: []string{writableRoot}, DisableControllers: true})
 	blank := func(name string) v1alpha1.Disk {
 		return v1alpha1.Disk{Name: name, Blank: &v1alpha1.BlankSource{Size: resource.MustParse("1Gi")}}
 	}
@@ -76,6 +79,15 @@ func TestValidation(t *testing.T) {
 			vm.Spec.Disks = []v1alpha1.Disk{hostPath(imageRoot + "/../../../etc/shadow")}
 		}, []string{"spec.disks[0].hostPath.path"}},
 		{"hostPath that is the root itself", func(vm *v1alpha1.VirtualMachine) { vm.Spec.Disks = []v1alpha1.Disk{hostPath(imageRoot)} }, []string{"spec.disks[0].hostPath.path"}},
+		{"writable hostPath under the shared root", func(vm *v1alpha1.VirtualMachine) {
+			vm.Spec.Disks = []v1alpha1.Disk{hostPath(imageRoot + "/vessel-guest/vmlinuz")}
+		}, []string{"spec.disks[0].readOnly"}},
+		{"hostPath in another namespace's directory", func(vm *v1alpha1.VirtualMachine) {
+			vm.Spec.Disks = []v1alpha1.Disk{hostPath(writableRoot + "/someone-else/data.img")}
+		}, []string{"spec.disks[0].hostPath.path"}},
+		{"disk format that is neither raw nor qcow2", func(vm *v1alpha1.VirtualMachine) {
+			vm.Spec.Disks = []v1alpha1.Disk{{Name: "root", Image: &v1alpha1.ImageSource{URL: "https://images.example.com/a.vmdk", SHA256: strings.Repeat("a", 64), Format: "vmdk"}}}
+		}, []string{"spec.disks[0].image.format"}},
 		{"bridge interface without a bridge", func(vm *v1alpha1.VirtualMachine) {
 			vm.Spec.Interfaces = []v1alpha1.Interface{{Name: "eth0", Type: v1alpha1.InterfaceTypeBridge}}
 		}, []string{"spec.interfaces[0].bridge"}},
@@ -115,10 +127,23 @@ func TestValidation(t *testing.T) {
 		}
 	})
 
-	t.Run("hostPath under a root is accepted", func(t *testing.T) {
+	t.Run("read-only hostPath under the shared root is accepted, declared raw", func(t *testing.T) {
 		vm := newVM("a")
-		vm.Spec.Disks = []v1alpha1.Disk{hostPath(imageRoot + "/debian.qcow2")}
-		createVM(t, s, unique(t), vm)
+		vm.Spec.Disks = []v1alpha1.Disk{hostPath(imageRoot + "/debian.img")}
+		vm.Spec.Disks[0].ReadOnly = true
+		created := createVM(t, s, unique(t), vm)
+		// The default format is stored: the object shows what QEMU is told.
+		if f := created.Spec.Disks[0].HostPath.Format; f != v1alpha1.DiskFormatRaw {
+			t.Errorf("stored format %q, want raw", f)
+		}
+	})
+
+	t.Run("writable hostPath in the namespace's own directory is accepted", func(t *testing.T) {
+		ns := unique(t)
+		vm := newVM("a")
+		vm.Spec.Disks = []v1alpha1.Disk{hostPath(writableRoot + "/" + ns + "/data.qcow2")}
+		vm.Spec.Disks[0].HostPath.Format = v1alpha1.DiskFormatQCOW2
+		createVM(t, s, ns, vm)
 	})
 
 	t.Run("an update that makes the VM invalid changes nothing", func(t *testing.T) {

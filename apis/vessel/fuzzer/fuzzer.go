@@ -61,11 +61,15 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 				Bus:      oneOf(c, vessel.DiskBusVirtio, vessel.DiskBusSATA, vessel.DiskBusSCSI),
 				ReadOnly: c.Bool(),
 			}
+			// Disks always have a declared format (defaulted); kernels and
+			// initrds never do.
+			format := oneOf(c, vessel.DiskFormatRaw, vessel.DiskFormatQCOW2)
 			switch c.Intn(4) {
 			case 0:
 				d.Image = imageSource(c)
+				d.Image.Format = format
 			case 1:
-				d.HostPath = &vessel.HostPathSource{Path: "/var/lib/vessel/disks/" + name(c) + ".img"}
+				d.HostPath = &vessel.HostPathSource{Path: "/var/lib/vessel/disks/" + name(c) + ".img", Format: format}
 			case 2:
 				d.Blank = &vessel.BlankSource{Size: *resource.NewQuantity((1+c.Int63n(1024))<<30, resource.BinarySI)}
 			default:

@@ -58,10 +58,19 @@ func SetDefaults_VirtualMachineSpec(obj *VirtualMachineSpec) {
 	}
 }
 
-// SetDefaults_Disk attaches disks to virtio unless told otherwise.
+// SetDefaults_Disk attaches disks to virtio, and declares image and host
+// path disks raw, unless told otherwise. Raw is the format QEMU never reads
+// anything but data from; the default is stored, so the format QEMU is
+// told is always the one the object shows.
 func SetDefaults_Disk(obj *Disk) {
 	if obj.Bus == "" {
 		obj.Bus = DiskBusVirtio
+	}
+	if obj.Image != nil && obj.Image.Format == "" {
+		obj.Image.Format = DiskFormatRaw
+	}
+	if obj.HostPath != nil && obj.HostPath.Format == "" {
+		obj.HostPath.Format = DiskFormatRaw
 	}
 }
 

@@ -30,27 +30,57 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel"
 )
 
-// hostPathPolicy decides which host paths a VM may use.
+// hostPathPolicy decides which host paths a VM may use, and how.
 type hostPathPolicy struct {
-	// roots are the clean, absolute allowed roots.
-	roots []string
-	// unchanged are host paths the stored object already uses. They are not
-	// checked against roots again, so narrowing the server's roots does not
-	// make existing VMs impossible to update (or to stop, which is an
+	// shared are the clean, absolute roots VMs may read from.
+	shared []string
+	// writable are the clean, absolute roots divided per namespace: a VM
+	// may read and write under <root>/<its namespace>/ only.
+	writable []string
+	// namespace is the VM's namespace.
+	namespace string
+	// unchanged are host path uses the stored object already has. They are
+	// not checked against roots again, so narrowing the server's roots does
+	// not make existing VMs impossible to update (or to stop, which is an
 	// update); the agent re-checks every path on the host anyway.
-	unchanged map[string]bool
+	unchanged map[hostPathUse]bool
 }
 
-func newHostPathPolicy(opts Options) hostPathPolicy {
-	return hostPathPolicy{roots: cleanRoots(opts.AllowedHostPathRoots)}
+// hostPathUse is one host path of a spec, and whether the VM may write it.
+type hostPathUse struct {
+	path     string
+	writable bool
+}
+
+func newHostPathPolicy(opts Options, namespace string) hostPathPolicy {
+	return hostPathPolicy{
+		shared:    cleanRoots(opts.AllowedHostPathRoots),
+		writable:  cleanRoots(opts.WritableHostPathRoots),
+		namespace: namespace,
+	}
 }
 
 var sha256Regexp = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// validateImageSource checks an image to download.
-func validateImageSource(src *vessel.ImageSource, fldPath *field.Path) field.ErrorList {
+var supportedDiskFormats = []vessel.DiskFormat{vessel.DiskFormatRaw, vessel.DiskFormatQCOW2}
+
+// validateFormat checks a disk's declared format (defaulted, so required),
+// and refuses one on a kernel or initrd.
+func validateFormat(format vessel.DiskFormat, isDisk bool, fldPath *field.Path) field.ErrorList {
+	if isDisk {
+		return validateEnum(format, supportedDiskFormats, fldPath)
+	}
+	if format != "" {
+		return field.ErrorList{field.Forbidden(fldPath, "a kernel or initrd is a file QEMU loads, not a disk: it has no format")}
+	}
+	return nil
+}
+
+// validateImageSource checks an image to download, for a disk or a file.
+func validateImageSource(src *vessel.ImageSource, isDisk bool, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
 	allErrs = append(allErrs, validateImageURL(src.URL, fldPath.Child("url"))...)
+	allErrs = append(allErrs, validateFormat(src.Format, isDisk, fldPath.Child("format"))...)
 
 	sumPath := fldPath.Child("sha256")
 	switch {
@@ -92,35 +122,83 @@ func validateImageURL(raw string, fldPath *field.Path) field.ErrorList {
 	return allErrs
 }
 
-// validateHostPathSource checks a host path lexically. The node agent resolves
+// validateHostPathSource checks a host path lexically against the roots: a
+// shared root's files may only be read, a writable root's only by VMs of
+// the namespace whose directory holds them. isDisk says it is a disk (with
+// a format) rather than a kernel or initrd, which QEMU only ever reads;
+// readOnlyPath is the disk's readOnly field. The node agent resolves
 // symbolic links on the host and refuses any that lead out of the roots.
-func validateHostPathSource(src *vessel.HostPathSource, policy hostPathPolicy, fldPath *field.Path) field.ErrorList {
+func validateHostPathSource(src *vessel.HostPathSource, policy hostPathPolicy, isDisk, readOnly bool, fldPath, readOnlyPath *field.Path) field.ErrorList {
+	allErrs := validateFormat(src.Format, isDisk, fldPath.Child("format"))
 	pathPath := fldPath.Child("path")
 	p := src.Path
 	switch {
 	case p == "":
-		return field.ErrorList{field.Required(pathPath, "")}
+		return append(allErrs, field.Required(pathPath, ""))
 	case strings.ContainsRune(p, 0):
-		return field.ErrorList{field.Invalid(pathPath, p, "must not contain NUL bytes")}
+		return append(allErrs, field.Invalid(pathPath, p, "must not contain NUL bytes"))
 	case !filepath.IsAbs(p):
-		return field.ErrorList{field.Invalid(pathPath, p, "must be an absolute path")}
+		return append(allErrs, field.Invalid(pathPath, p, "must be an absolute path"))
 	case hasBacksteps(p):
-		return field.ErrorList{field.Invalid(pathPath, p, "must not contain '..'")}
+		return append(allErrs, field.Invalid(pathPath, p, "must not contain '..'"))
 	case filepath.Clean(p) != p:
-		return field.ErrorList{field.Invalid(pathPath, p, fmt.Sprintf("must be a clean path (%q)", filepath.Clean(p)))}
+		return append(allErrs, field.Invalid(pathPath, p, fmt.Sprintf("must be a clean path (%q)", filepath.Clean(p))))
 	}
-	if policy.unchanged[p] {
-		return nil
+	writable := isDisk && !readOnly
+	if policy.unchanged[hostPathUse{p, writable}] {
+		return allErrs
 	}
-	if len(policy.roots) == 0 {
-		return field.ErrorList{field.Forbidden(fldPath, "this server allows no host paths: it is configured without allowed host path roots")}
+	if policy.namespace == "" {
+		return allErrs // metadata.namespace is required; nothing to confine to
 	}
-	for _, root := range policy.roots {
-		if isStrictlyUnder(p, root) {
-			return nil
+	if len(policy.shared) == 0 && len(policy.writable) == 0 {
+		return append(allErrs, field.Forbidden(fldPath, "this server allows no host paths: it is configured without host path roots"))
+	}
+	for _, root := range policy.writable {
+		if !isStrictlyUnder(p, root) {
+			continue
 		}
+		if isStrictlyUnder(p, filepath.Join(root, policy.namespace)) {
+			return allErrs
+		}
+		return append(allErrs, field.Forbidden(pathPath, fmt.Sprintf("%s is a writable host path root, divided per namespace: this VM's files must be under %s/",
+			root, filepath.Join(root, policy.namespace))))
 	}
-	return field.ErrorList{field.Forbidden(pathPath, fmt.Sprintf("must be under one of the allowed host path roots: %s", strings.Join(policy.roots, ", ")))}
+	for _, root := range policy.shared {
+		if !isStrictlyUnder(p, root) {
+			continue
+		}
+		if writable {
+			return append(allErrs, field.Invalid(readOnlyPath, false, fmt.Sprintf("must be true: %s is under the shared host path root %s, which VMs may only read%s",
+				p, root, policy.writableHint())))
+		}
+		return allErrs
+	}
+	return append(allErrs, field.Forbidden(pathPath, "must be under "+policy.allowedRoots()))
+}
+
+// allowedRoots lists where this VM's host paths may lie.
+func (p hostPathPolicy) allowedRoots() string {
+	var parts []string
+	if len(p.shared) > 0 {
+		parts = append(parts, "a shared host path root (read-only): "+strings.Join(p.shared, ", "))
+	}
+	if len(p.writable) > 0 {
+		dirs := make([]string, len(p.writable))
+		for i, root := range p.writable {
+			dirs[i] = filepath.Join(root, p.namespace) + "/"
+		}
+		parts = append(parts, "this namespace's directory of a writable root: "+strings.Join(dirs, ", "))
+	}
+	return strings.Join(parts, ", or ")
+}
+
+// writableHint says where writable disks may go, when anywhere.
+func (p hostPathPolicy) writableHint() string {
+	if len(p.writable) == 0 {
+		return ""
+	}
+	return "; writable disks go under " + filepath.Join(p.writable[0], p.namespace) + "/"
 }
 
 // hasBacksteps reports whether a path has a ".." element.
@@ -148,14 +226,14 @@ func validateFileSource(src *vessel.FileSource, policy hostPathPolicy, fldPath *
 	numSources := 0
 	if src.Image != nil {
 		numSources++
-		allErrs = append(allErrs, validateImageSource(src.Image, fldPath.Child("image"))...)
+		allErrs = append(allErrs, validateImageSource(src.Image, false, fldPath.Child("image"))...)
 	}
 	if src.HostPath != nil {
 		if numSources > 0 {
 			allErrs = append(allErrs, field.Forbidden(fldPath.Child("hostPath"), "may not specify more than one source"))
 		} else {
 			numSources++
-			allErrs = append(allErrs, validateHostPathSource(src.HostPath, policy, fldPath.Child("hostPath"))...)
+			allErrs = append(allErrs, validateHostPathSource(src.HostPath, policy, false, true, fldPath.Child("hostPath"), nil)...)
 		}
 	}
 	if numSources == 0 {

@@ -37,12 +37,18 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// Options carries server configuration that validation depends on.
+// Options carries server configuration that validation depends on. Host
+// paths are checked lexically; the agent re-checks them on the host,
+// following symlinks.
 type Options struct {
-	// AllowedHostPathRoots are absolute, clean directories; a hostPath must
-	// lie under one of them (lexically; the agent re-checks symlinks on the
-	// host).
+	// AllowedHostPathRoots are the shared roots: absolute, clean
+	// directories whose files VMs may read (kernels, initrds, readOnly
+	// disks) but never write.
 	AllowedHostPathRoots []string
+	// WritableHostPathRoots are absolute, clean directories divided per
+	// namespace: a VM may use files under <root>/<its namespace>/ only,
+	// read-only or writable.
+	WritableHostPathRoots []string
 }
 
 // Bounds of the API. They are part of the contract users rely on: raising one
@@ -229,4 +235,27 @@ func cleanRoots(roots []string) []string {
 		out = append(out, filepath.Clean(r))
 	}
 	return out
+}
+
+// ValidateHostPathRoots checks the host path roots a server or an agent is
+// configured with: absolute, and no shared root inside a writable one or
+// the other way round, so that a path is never both read-only to every
+// namespace and writable by one.
+func ValidateHostPathRoots(shared, writable []string) []error {
+	var errs []error
+	for flag, roots := range map[string][]string{"--allowed-host-path-roots": shared, "--writable-host-path-roots": writable} {
+		for _, r := range roots {
+			if !filepath.IsAbs(r) {
+				errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", flag, r))
+			}
+		}
+	}
+	for _, s := range cleanRoots(shared) {
+		for _, w := range cleanRoots(writable) {
+			if s == w || isStrictlyUnder(s, w) || isStrictlyUnder(w, s) {
+				errs = append(errs, fmt.Errorf("shared host path root %s and writable root %s overlap: a file under both would be read-only to every namespace and writable by one", s, w))
+			}
+		}
+	}
+	return errs
 }

@@ -32,7 +32,9 @@ import (
 
 const testSHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
-var testOpts = Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images", "/srv/vm"}}
+// testOpts: one shared root (read-only to VMs) and one writable root,
+// divided per namespace.
+var testOpts = Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images"}, WritableHostPathRoots: []string{"/srv/vm"}}
 
 var testTime = metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 
@@ -60,10 +62,10 @@ func validVM() *vessel.VirtualMachine {
 				Cmdline: "console=ttyS0 root=/dev/vda rw",
 			},
 			Disks: []vessel.Disk{
-				{Name: "root", Bus: vessel.DiskBusVirtio, Image: &vessel.ImageSource{URL: "https://images.example.com:8443/debian-13.qcow2?v=1", SHA256: testSHA256}},
+				{Name: "root", Bus: vessel.DiskBusVirtio, Image: &vessel.ImageSource{URL: "https://images.example.com:8443/debian-13.qcow2?v=1", SHA256: testSHA256, Format: vessel.DiskFormatQCOW2}},
 				{Name: "data", Bus: vessel.DiskBusSCSI, Blank: &vessel.BlankSource{Size: resource.MustParse("10Gi")}},
 				{Name: "seed", Bus: vessel.DiskBusSATA, CloudInit: &vessel.CloudInitSource{UserData: "#cloud-config\nhostname: web-1\n", NetworkData: "version: 2\n"}},
-				{Name: "scratch", Bus: vessel.DiskBusSATA, ReadOnly: true, HostPath: &vessel.HostPathSource{Path: "/srv/vm/scratch.img"}},
+				{Name: "scratch", Bus: vessel.DiskBusSATA, HostPath: &vessel.HostPathSource{Path: "/srv/vm/default/scratch.img", Format: vessel.DiskFormatRaw}},
 			},
 			Interfaces: []vessel.Interface{
 				{Name: "default", Type: vessel.InterfaceTypeUser},
@@ -216,7 +218,22 @@ func TestValidateVirtualMachineAcceptsValid(t *testing.T) {
 
 	rootDir := validVM()
 	rootDir.Spec.Disks[3].HostPath.Path = "/dev/vg0/web-1"
+	rootDir.Spec.Disks[3].ReadOnly = true
 	expectErrors(t, ValidateVirtualMachine(rootDir, Options{AllowedHostPathRoots: []string{"/"}}))
+
+	// Read-only disks may come from a shared root, and from the VM's own
+	// namespace directory of a writable root.
+	sharedDisk := validVM()
+	sharedDisk.Spec.Disks[3].HostPath = &vessel.HostPathSource{Path: "/var/lib/vessel/images/base.qcow2", Format: vessel.DiskFormatQCOW2}
+	sharedDisk.Spec.Disks[3].ReadOnly = true
+	expectErrors(t, ValidateVirtualMachine(sharedDisk, testOpts))
+	ownReadOnly := validVM()
+	ownReadOnly.Spec.Disks[3].ReadOnly = true
+	expectErrors(t, ValidateVirtualMachine(ownReadOnly, testOpts))
+	// A kernel in the VM's namespace directory: QEMU only reads it.
+	ownKernel := validVM()
+	ownKernel.Spec.Kernel.Kernel.HostPath.Path = "/srv/vm/default/vmlinuz"
+	expectErrors(t, ValidateVirtualMachine(ownKernel, testOpts))
 
 	maxed := validVM()
 	maxed.Spec.Kernel.Cmdline = strings.Repeat("a", MaxCmdlineBytes)
@@ -262,6 +279,9 @@ func TestValidateVirtualMachineRejectsInvalid(t *testing.T) {
 		{"initrd without a source", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Initrd = &vessel.FileSource{} }, []want{required("spec.kernel.initrd")}},
 		{"initrd with a bad checksum", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Initrd.Image.SHA256 = "abc" }, []want{invalid("spec.kernel.initrd.image.sha256")}},
 		{"kernel hostPath outside the roots", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Kernel.HostPath.Path = "/boot/vmlinuz" }, []want{forbidden("spec.kernel.kernel.hostPath.path")}},
+		{"kernel in another namespace's directory", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Kernel.HostPath.Path = "/srv/vm/team-b/vmlinuz" }, []want{forbidden("spec.kernel.kernel.hostPath.path")}},
+		{"kernel hostPath with a format", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Kernel.HostPath.Format = vessel.DiskFormatRaw }, []want{forbidden("spec.kernel.kernel.hostPath.format")}},
+		{"initrd image with a format", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Initrd.Image.Format = vessel.DiskFormatQCOW2 }, []want{forbidden("spec.kernel.initrd.image.format")}},
 		{"cmdline too long", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Cmdline = strings.Repeat("a", MaxCmdlineBytes+1) }, []want{tooLong("spec.kernel.cmdline")}},
 		{"cmdline with a newline", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Cmdline = "console=ttyS0\ninit=/bin/sh" }, []want{invalid("spec.kernel.cmdline")}},
 		{"cmdline with NUL", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel.Cmdline = "console=ttyS0\x00quiet" }, []want{invalid("spec.kernel.cmdline")}},
@@ -307,10 +327,31 @@ func TestValidateVirtualMachineRejectsInvalid(t *testing.T) {
 		{"uppercase sha256", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[0].Image.SHA256 = strings.ToUpper(testSHA256) }, []want{invalid("spec.disks[0].image.sha256")}},
 		{"sha256 not hex", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[0].Image.SHA256 = strings.Repeat("g", 64) }, []want{invalid("spec.disks[0].image.sha256")}},
 		{"sha256 too short", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[0].Image.SHA256 = testSHA256[:63] }, []want{invalid("spec.disks[0].image.sha256")}},
+		// Formats are declared, never probed (defaulted to raw).
+		{"image without a format after defaulting", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[0].Image.Format = "" }, []want{required("spec.disks[0].image.format")}},
+		{"image format vmdk", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[0].Image.Format = "vmdk" }, []want{notSupported("spec.disks[0].image.format")}},
+		{"image format auto", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[0].Image.Format = "auto" }, []want{notSupported("spec.disks[0].image.format")}},
+		{"hostPath without a format after defaulting", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Format = "" }, []want{required("spec.disks[3].hostPath.format")}},
+		{"hostPath format QCOW2 (case matters)", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Format = "QCOW2" }, []want{notSupported("spec.disks[3].hostPath.format")}},
 
 		// host paths
 		{"hostPath outside the allowed roots", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/etc/shadow" }, []want{forbidden("spec.disks[3].hostPath.path")}},
-		{"hostPath escaping a root with ..", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm/../../etc/shadow" }, []want{invalid("spec.disks[3].hostPath.path")}},
+		// Shared roots are read-only: today's quick-start kernel must not
+		// be a disk any tenant can overwrite.
+		{"writable hostPath under a shared root", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[3].HostPath.Path = "/var/lib/vessel/images/vessel-guest/vmlinuz"
+		}, []want{invalid("spec.disks[3].readOnly")}},
+		{"writable hostPath in another namespace's directory", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm/team-b/data.img" }, []want{forbidden("spec.disks[3].hostPath.path")}},
+		{"read-only hostPath in another namespace's directory", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[3].HostPath.Path = "/srv/vm/team-b/data.img"
+			vm.Spec.Disks[3].ReadOnly = true
+		}, []want{forbidden("spec.disks[3].hostPath.path")}},
+		{"hostPath directly in a writable root", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm/data.img" }, []want{forbidden("spec.disks[3].hostPath.path")}},
+		{"hostPath that is the namespace's directory", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm/default" }, []want{forbidden("spec.disks[3].hostPath.path")}},
+		{"hostPath in a namespace directory with the same prefix", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm/default-2/a.img" }, []want{forbidden("spec.disks[3].hostPath.path")}},
+		{"hostPath escaping a root with ..", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[3].HostPath.Path = "/srv/vm/default/../../../etc/shadow"
+		}, []want{invalid("spec.disks[3].hostPath.path")}},
 		{"relative hostPath", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "srv/vm/scratch.img" }, []want{invalid("spec.disks[3].hostPath.path")}},
 		{"hostPath not clean", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm//./scratch.img" }, []want{invalid("spec.disks[3].hostPath.path")}},
 		{"hostPath that is a root itself", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm" }, []want{forbidden("spec.disks[3].hostPath.path")}},
@@ -436,6 +477,9 @@ func TestValidateVirtualMachineUpdate(t *testing.T) {
 		{"host path stored before the roots were narrowed", boundVM, &Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images"}}, func(vm *vessel.VirtualMachine) {
 			vm.Spec.RunStrategy = vessel.RunStrategyHalted
 		}, nil},
+		{"stored disk made read-only", boundVM, &Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images"}}, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[3].ReadOnly = true
+		}, []want{forbidden("spec.disks[3].hostPath.path")}},
 
 		// rejected
 		{"nodeName changed", boundVM, nil, func(vm *vessel.VirtualMachine) { vm.Spec.NodeName = "hv-2" }, []want{forbidden("spec.nodeName")}},
@@ -450,10 +494,18 @@ func TestValidateVirtualMachineUpdate(t *testing.T) {
 		{"no resourceVersion", boundVM, nil, func(vm *vessel.VirtualMachine) { vm.ResourceVersion = "" }, []want{invalid("metadata.resourceVersion")}},
 		{"spec made invalid", boundVM, nil, func(vm *vessel.VirtualMachine) { vm.Spec.CPUs = 0 }, []want{invalid("spec.cpus")}},
 		{"new host path outside the roots", boundVM, nil, func(vm *vessel.VirtualMachine) {
-			vm.Spec.Disks = append(vm.Spec.Disks, vessel.Disk{Name: "etc", Bus: vessel.DiskBusVirtio, HostPath: &vessel.HostPathSource{Path: "/etc/passwd"}})
+			vm.Spec.Disks = append(vm.Spec.Disks, vessel.Disk{Name: "etc", Bus: vessel.DiskBusVirtio, HostPath: &vessel.HostPathSource{Path: "/etc/passwd", Format: vessel.DiskFormatRaw}})
 		}, []want{forbidden("spec.disks[4].hostPath.path")}},
+		// A read-only disk of a shared root made writable is checked again:
+		// only the very use stored before is exempt.
+		{"stored read-only shared disk made writable", func() *vessel.VirtualMachine {
+			vm := boundVM()
+			vm.Spec.Disks[3].HostPath.Path = "/var/lib/vessel/images/base.img"
+			vm.Spec.Disks[3].ReadOnly = true
+			return vm
+		}, nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].ReadOnly = false }, []want{invalid("spec.disks[3].readOnly")}},
 		{"stored host path still must be clean", boundVM, &Options{}, func(vm *vessel.VirtualMachine) {
-			vm.Spec.Disks[3].HostPath.Path = "/srv/vm/./scratch.img"
+			vm.Spec.Disks[3].HostPath.Path = "/srv/vm/default/./scratch.img"
 		}, []want{invalid("spec.disks[3].hostPath.path")}},
 	}
 	for _, tc := range cases {
@@ -750,6 +802,27 @@ func TestCmpQuantities(t *testing.T) {
 		}
 		if got := cmpQuantities(b, a); got != -tc.want {
 			t.Errorf("cmpQuantities(%s, %s) = %d, want %d", tc.b, tc.a, got, -tc.want)
+		}
+	}
+}
+
+func TestValidateHostPathRoots(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		shared, writable []string
+		wantErrs         int
+	}{
+		{"defaults", []string{"/var/lib/vessel/images"}, nil, 0},
+		{"separate roots", []string{"/var/lib/vessel/images"}, []string{"/var/lib/vessel/vm", "/srv/vm"}, 0},
+		{"common prefix is not nesting", []string{"/srv/vm"}, []string{"/srv/vm-rw"}, 0},
+		{"relative roots", []string{"images"}, []string{"vm"}, 2},
+		{"same root", []string{"/srv/vm"}, []string{"/srv/vm/"}, 1},
+		{"writable inside shared", []string{"/var/lib/vessel"}, []string{"/var/lib/vessel/vm"}, 1},
+		// Namespace "images" could write the shared root's files.
+		{"shared inside writable", []string{"/srv/vm/images"}, []string{"/srv/vm"}, 1},
+	} {
+		if errs := ValidateHostPathRoots(tc.shared, tc.writable); len(errs) != tc.wantErrs {
+			t.Errorf("%s: %v, want %d errors", tc.name, errs, tc.wantErrs)
 		}
 	}
 }

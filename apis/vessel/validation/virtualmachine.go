@@ -47,7 +47,7 @@ func ValidateVirtualMachine(vm *vessel.VirtualMachine, opts Options) field.Error
 	allErrs := apimachineryvalidation.ValidateObjectMeta(&vm.ObjectMeta, true, apimachineryvalidation.NameIsDNSLabel, field.NewPath("metadata"))
 
 	specPath := field.NewPath("spec")
-	allErrs = append(allErrs, validateVirtualMachineSpec(&vm.Spec, newHostPathPolicy(opts), specPath)...)
+	allErrs = append(allErrs, validateVirtualMachineSpec(&vm.Spec, newHostPathPolicy(opts, vm.Namespace), specPath)...)
 	if vm.Spec.NodeName != "" {
 		allErrs = append(allErrs, field.Forbidden(specPath.Child("nodeName"), "may not be set on create: it is set through the binding subresource"))
 	}
@@ -62,7 +62,7 @@ func ValidateVirtualMachineUpdate(newVM, oldVM *vessel.VirtualMachine, opts Opti
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&newVM.ObjectMeta, &oldVM.ObjectMeta, field.NewPath("metadata"))
 
 	specPath := field.NewPath("spec")
-	policy := newHostPathPolicy(opts)
+	policy := newHostPathPolicy(opts, newVM.Namespace)
 	policy.unchanged = hostPathsOf(&oldVM.Spec)
 	allErrs = append(allErrs, validateVirtualMachineSpec(&newVM.Spec, policy, specPath)...)
 
@@ -156,14 +156,14 @@ func validateDisks(disks []vessel.Disk, policy hostPathPolicy, fldPath *field.Pa
 		numSources := 0
 		if disk.Image != nil {
 			numSources++
-			allErrs = append(allErrs, validateImageSource(disk.Image, idxPath.Child("image"))...)
+			allErrs = append(allErrs, validateImageSource(disk.Image, true, idxPath.Child("image"))...)
 		}
 		if disk.HostPath != nil {
 			if numSources > 0 {
 				allErrs = append(allErrs, field.Forbidden(idxPath.Child("hostPath"), "may not specify more than one source"))
 			} else {
 				numSources++
-				allErrs = append(allErrs, validateHostPathSource(disk.HostPath, policy, idxPath.Child("hostPath"))...)
+				allErrs = append(allErrs, validateHostPathSource(disk.HostPath, policy, true, disk.ReadOnly, idxPath.Child("hostPath"), idxPath.Child("readOnly"))...)
 			}
 		}
 		if disk.Blank != nil {
@@ -231,21 +231,21 @@ func validatePowerActionUpdate(newPA, oldPA *vessel.PowerAction, fldPath *field.
 	return nil
 }
 
-// hostPathsOf returns every host path a spec uses.
-func hostPathsOf(spec *vessel.VirtualMachineSpec) map[string]bool {
-	paths := map[string]bool{}
+// hostPathsOf returns every host path a spec uses, and how.
+func hostPathsOf(spec *vessel.VirtualMachineSpec) map[hostPathUse]bool {
+	uses := map[hostPathUse]bool{}
 	if k := spec.Kernel; k != nil {
 		if k.Kernel.HostPath != nil {
-			paths[k.Kernel.HostPath.Path] = true
+			uses[hostPathUse{k.Kernel.HostPath.Path, false}] = true
 		}
 		if k.Initrd != nil && k.Initrd.HostPath != nil {
-			paths[k.Initrd.HostPath.Path] = true
+			uses[hostPathUse{k.Initrd.HostPath.Path, false}] = true
 		}
 	}
 	for i := range spec.Disks {
 		if hp := spec.Disks[i].HostPath; hp != nil {
-			paths[hp.Path] = true
+			uses[hostPathUse{hp.Path, !spec.Disks[i].ReadOnly}] = true
 		}
 	}
-	return paths
+	return uses
 }

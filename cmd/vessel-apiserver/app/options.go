@@ -40,8 +40,10 @@ type Options struct {
 	EtcdDataDir string
 	// EtcdListen is the embedded etcd's client URL.
 	EtcdListen string
-	// AllowedHostPathRoots confine hostPath disk sources.
+	// AllowedHostPathRoots are the shared hostPath roots, read-only to VMs.
 	AllowedHostPathRoots []string
+	// WritableHostPathRoots are hostPath roots divided per namespace.
+	WritableHostPathRoots []string
 	// AgentClient reaches node agents' stream servers for console and log.
 	AgentClient apiserver.AgentClientOptions
 }
@@ -64,7 +66,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.EtcdListen, "embedded-etcd-listen", o.EtcdListen,
 		"Client URL of the embedded etcd (port 0 picks a free port).")
 	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots,
-		"Directories under which hostPath disk sources may lie. Empty forbids hostPath disks.")
+		"Shared directories under which hostPath sources may lie: VMs may read files there (kernels, initrds, readOnly disks), never write them. Keep in line with the agents' flag.")
+	fs.StringSliceVar(&o.WritableHostPathRoots, "writable-host-path-roots", o.WritableHostPathRoots,
+		"Directories divided per namespace: a VM may use files under <root>/<its namespace>/, writable or not. Keep in line with the agents' flag.")
 	fs.StringVar(&o.AgentClient.CAFile, "agent-ca-file", o.AgentClient.CAFile,
 		"CA bundle that verifies node agents' stream server certificates (console, log). Without the three --agent-* files, console and log answer 503.")
 	fs.StringVar(&o.AgentClient.CertFile, "agent-client-cert-file", o.AgentClient.CertFile,
@@ -80,8 +84,10 @@ func (o *Options) embeddedEtcd() bool {
 
 // Complete fills in derived values and registers Vessel's admission plugins.
 func (o *Options) Complete() error {
-	for i, root := range o.AllowedHostPathRoots {
-		o.AllowedHostPathRoots[i] = filepath.Clean(root)
+	for _, roots := range [][]string{o.AllowedHostPathRoots, o.WritableHostPathRoots} {
+		for i, root := range roots {
+			roots[i] = filepath.Clean(root)
+		}
 	}
 	if admission := o.RecommendedOptions.Admission; admission != nil {
 		apiserver.RegisterAdmissionPlugins(admission)
@@ -98,11 +104,7 @@ func (o *Options) Validate() error {
 		recommended.Etcd = &etcd
 	}
 	errs := recommended.Validate()
-	for _, root := range o.AllowedHostPathRoots {
-		if !filepath.IsAbs(root) {
-			errs = append(errs, fmt.Errorf("--allowed-host-path-roots: %q is not an absolute path", root))
-		}
-	}
+	errs = append(errs, validation.ValidateHostPathRoots(o.AllowedHostPathRoots, o.WritableHostPathRoots)...)
 	errs = append(errs, validateAgentClient(o.AgentClient)...)
 	if o.embeddedEtcd() && o.EtcdDataDir == "" {
 		errs = append(errs, fmt.Errorf("--etcd-data-dir is required when --etcd-servers is empty"))
@@ -132,7 +134,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 	return apiserver.NewConfig(o.RecommendedOptions, apiserver.ExtraConfig{
-		Validation:     validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots},
+		Validation:     validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots, WritableHostPathRoots: o.WritableHostPathRoots},
 		AgentTransport: agentTransport,
 	})
 }

@@ -18,14 +18,26 @@ limitations under the License.
 
 package v1alpha1
 
+import (
+	vesselv1alpha1 "github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+)
+
 // HostPathSourceApplyConfiguration represents a declarative configuration of the HostPathSource type for use
 // with apply.
 //
 // HostPathSource is a file on the hypervisor host.
 type HostPathSourceApplyConfiguration struct {
-	// Path is an absolute, clean path under one of the agent's allowed roots.
-	// Symbolic links leading out of the roots are refused.
+	// Path is an absolute, clean path. A kernel, an initrd or a readOnly disk
+	// may lie under a shared root (--allowed-host-path-roots, read-only to
+	// VMs) or under <writable root>/<namespace>/ (--writable-host-path-roots);
+	// a writable disk only under the latter. Symbolic links leading out of
+	// these directories are refused.
 	Path *string `json:"path,omitempty"`
+	// Format of a disk: raw (the default for disks) or qcow2. It is
+	// declared, never detected: QEMU reads a raw disk as raw whatever its
+	// guest wrote into it, and a qcow2 disk with a backing file or an
+	// external data file is refused. Not allowed for a kernel or initrd.
+	Format *vesselv1alpha1.DiskFormat `json:"format,omitempty"`
 }
 
 // HostPathSourceApplyConfiguration constructs a declarative configuration of the HostPathSource type for use with
@@ -39,5 +51,13 @@ func HostPathSource() *HostPathSourceApplyConfiguration {
 // If called multiple times, the Path field is set to the value of the last call.
 func (b *HostPathSourceApplyConfiguration) WithPath(value string) *HostPathSourceApplyConfiguration {
 	b.Path = &value
+	return b
+}
+
+// WithFormat sets the Format field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Format field is set to the value of the last call.
+func (b *HostPathSourceApplyConfiguration) WithFormat(value vesselv1alpha1.DiskFormat) *HostPathSourceApplyConfiguration {
+	b.Format = &value
 	return b
 }

@@ -18,16 +18,29 @@ limitations under the License.
 
 package v1alpha1
 
+import (
+	vesselv1alpha1 "github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+)
+
 // ImageSourceApplyConfiguration represents a declarative configuration of the ImageSource type for use
 // with apply.
 //
 // ImageSource is an image downloaded over HTTP(S) into the node's image cache.
 type ImageSourceApplyConfiguration struct {
-	// URL to download from (http or https).
+	// URL to download from (http or https). It must reach a public address:
+	// loopback, link-local (169.254.169.254), private and other non-public
+	// addresses are refused, at connect time and after every redirect,
+	// unless the node's operator allows them (--image-allowed-cidrs).
 	URL *string `json:"url,omitempty"`
 	// SHA256 is the hex sha256 of the file; the download is refused when it
 	// does not match.
 	SHA256 *string `json:"sha256,omitempty"`
+	// Format of a disk image: raw (the default for disks) or qcow2. It is
+	// declared, never detected: an image in another format, a raw image
+	// that starts like another format's image, and a qcow2 image with a
+	// backing file or an external data file are refused. Not allowed for a
+	// kernel or initrd, which are files, not disks.
+	Format *vesselv1alpha1.DiskFormat `json:"format,omitempty"`
 }
 
 // ImageSourceApplyConfiguration constructs a declarative configuration of the ImageSource type for use with
@@ -49,5 +62,13 @@ func (b *ImageSourceApplyConfiguration) WithURL(value string) *ImageSourceApplyC
 // If called multiple times, the SHA256 field is set to the value of the last call.
 func (b *ImageSourceApplyConfiguration) WithSHA256(value string) *ImageSourceApplyConfiguration {
 	b.SHA256 = &value
+	return b
+}
+
+// WithFormat sets the Format field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Format field is set to the value of the last call.
+func (b *ImageSourceApplyConfiguration) WithFormat(value vesselv1alpha1.DiskFormat) *ImageSourceApplyConfiguration {
+	b.Format = &value
 	return b
 }
