@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -351,4 +352,36 @@ func (e *Env) RunningVM(tb testing.TB, namespace, name string) *v1alpha1.Virtual
 	vm := e.WaitPhase(tb, namespace, name, v1alpha1.VirtualMachineRunning)
 	e.WaitLog(tb, vm, "VESSEL-BOOT done")
 	return vm
+}
+
+// QEMUPID is the pid of the QEMU process running the domain whose UUID is
+// uid (the VM's UID), found by its command line, so it does not depend on
+// how the domain is named. It fails the test when no such process runs.
+func QEMUPID(tb testing.TB, uid string) int {
+	tb.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "qemu-system") {
+			continue
+		}
+		for i, a := range args[:len(args)-1] {
+			if a == "-uuid" && args[i+1] == uid {
+				pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+				if err != nil {
+					tb.Fatal(err)
+				}
+				return pid
+			}
+		}
+	}
+	tb.Fatalf("no QEMU process runs the domain with UUID %s", uid)
+	return 0
 }
