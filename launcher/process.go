@@ -161,7 +161,7 @@ func adoptProcess(l layout, name, binary string) *process {
 		for ownedBy(pid, l.root) {
 			time.Sleep(adoptedPollInterval)
 		}
-		p.exitReason = "exited (status unknown: started by an earlier supervisor)"
+		p.exitReason = "status unknown: started by an earlier supervisor"
 		close(p.exited)
 	}()
 	return p

@@ -19,6 +19,7 @@ package launcher
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -68,9 +69,13 @@ func (s *supervisor) keepStatus() {
 	var earlier Status
 	if data, err := os.ReadFile(s.statusFile); err == nil && json.Unmarshal(data, &earlier) == nil {
 		for i := range s.status.Components {
-			if old := earlier.Component(s.status.Components[i].Name); old != nil {
-				c := &s.status.Components[i]
+			c := &s.status.Components[i]
+			if old := earlier.Component(c.Name); old != nil {
 				c.Restarts, c.LastExit, c.StartedAt = old.Restarts, old.LastExit, old.StartedAt
+				if old.PID != 0 && !ownedBy(old.PID, s.layout.root) {
+					// It ended while no supervisor watched it.
+					c.LastExit = &Exit{At: time.Now().UTC(), Reason: fmt.Sprintf("pid %d ended while no supervisor ran", old.PID)}
+				}
 			}
 		}
 	}
@@ -279,7 +284,11 @@ func (s *supervisor) awaitReady(ctx context.Context, comp *component, p *process
 		err := comp.ready(ctx, p)
 		if err == nil {
 			s.markReady(comp, p)
-			s.logf("%s: pid %d ready %v after it started", comp.name, p.pid, time.Since(p.startedAt).Round(time.Millisecond))
+			how := "started"
+			if p.adopted {
+				how = "adopted"
+			}
+			s.logf("%s: pid %d ready %v after it was %s", comp.name, p.pid, time.Since(p.startedAt).Round(time.Millisecond), how)
 			return
 		}
 		if ctx.Err() != nil || !p.running() {

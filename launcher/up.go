@@ -98,11 +98,12 @@ func Up(ctx context.Context, opts Options, supervisorCommand []string) (*UpResul
 
 	res, err := waitHealthy(ctx, l, opts, child)
 	if err != nil {
-		if fresh {
-			// As if never started: nothing keeps retrying in the background.
-			if downErr := Down(l.root); downErr != nil {
-				err = errors.Join(err, fmt.Errorf("stop what started: %w", downErr))
-			}
+		if !fresh {
+			return nil, fmt.Errorf("%w\n(the supervisor keeps at it: vessel-up --status shows how it goes)", err)
+		}
+		// As if never started: nothing keeps retrying in the background.
+		if downErr := Down(l.root); downErr != nil {
+			err = errors.Join(err, fmt.Errorf("stop what started: %w", downErr))
 		}
 		return nil, err
 	}
@@ -119,8 +120,27 @@ func waitHealthy(ctx context.Context, l layout, opts Options, child *process) (*
 		if err != nil {
 			return nil, err
 		}
+		if first && st.Healthy() {
+			return &UpResult{AlreadyRunning: true, Status: st, opts: opts, layout: l}, nil
+		}
+		for _, c := range st.Components {
+			if first {
+				switch {
+				case c.State == StateRunning:
+				case c.PID != 0:
+					opts.Logf("%s is starting (pid %d)", c.Name, c.PID)
+				case c.LastExit != nil:
+					opts.Logf("%s is not running (%s); waiting for the supervisor to start it", c.Name, c.LastExit.Reason)
+				default:
+					opts.Logf("%s is not running; waiting for the supervisor to start it", c.Name)
+				}
+			} else {
+				report(opts.Logf, seen[c.Name], c)
+			}
+			seen[c.Name] = c
+		}
 		if st.Healthy() {
-			return &UpResult{AlreadyRunning: first, Status: st, opts: opts, layout: l}, nil
+			return &UpResult{Status: st, opts: opts, layout: l}, nil
 		}
 		if !st.Supervisor.Running {
 			switch {
@@ -134,10 +154,8 @@ func waitHealthy(ctx context.Context, l layout, opts Options, child *process) (*
 			child = nil
 		}
 		for _, c := range st.Components {
-			report(opts.Logf, seen[c.Name], c)
-			seen[c.Name] = c
 			if c.Failures >= giveUpAfterFailures {
-				return nil, fmt.Errorf("%s failed to start %d times in a row (last: %s); the supervisor keeps trying (vessel-up --status); end of %s:\n%s",
+				return nil, fmt.Errorf("%s failed to start %d times in a row (last: %s); end of %s:\n%s",
 					c.Name, c.Failures, c.LastExit.Reason, c.LogFile, tail(c.LogFile, 20))
 			}
 		}
@@ -168,14 +186,22 @@ func notReadySummary(st *Status) string {
 	var parts []string
 	for _, c := range st.Components {
 		if c.State != StateRunning {
-			part := c.Name + " " + string(c.State)
-			if c.Message != "" {
-				part += " (" + c.Message + ")"
-			}
-			parts = append(parts, part)
+			parts = append(parts, c.Name+" "+describe(c))
 		}
 	}
 	return "not ready: " + strings.Join(parts, "; ")
+}
+
+// describe is a component's state and why, in a few words.
+func describe(c ComponentStatus) string {
+	s := string(c.State)
+	switch {
+	case c.Message != "":
+		s += " (" + c.Message + ")"
+	case c.State == StateBackoff && c.LastExit != nil:
+		s += " (" + c.LastExit.Reason + ")"
+	}
+	return s
 }
 
 // checkSameControlPlane refuses to take over a running control plane that
