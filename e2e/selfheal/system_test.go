@@ -126,7 +126,8 @@ func newSystem(t *testing.T) *system {
 // repository root) and returns what it printed on stdout and stderr.
 func (s *system) vesselUp(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	// Not t.Context(): --down runs in a cleanup, after it is canceled.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	args = append([]string{"--state-dir=" + s.stateDir}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(s.binDir, "vessel-up"), args...)
