@@ -129,7 +129,7 @@ func waitHealthy(ctx context.Context, l layout, opts Options, child *process) (*
 				case c.State == StateRunning:
 				case c.PID != 0:
 					opts.Logf("%s is starting (pid %d)", c.Name, c.PID)
-				case c.LastExit != nil:
+				case st.Supervisor.Running && c.LastExit != nil:
 					opts.Logf("%s is not running (%s); waiting for the supervisor to start it", c.Name, c.LastExit.Reason)
 				default:
 					opts.Logf("%s is not running; waiting for the supervisor to start it", c.Name)
