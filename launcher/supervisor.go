@@ -212,6 +212,7 @@ func (s *supervisor) supervise(ctx context.Context, comp *component) {
 				}
 				delay = nextBackoff(delay, 0)
 				s.failed(comp, nil, firstLine(err.Error()), delay)
+				s.logf("%s: could not start: %v; trying again in %v", comp.name, err, delay)
 				if !sleep(ctx, delay) {
 					return
 				}
