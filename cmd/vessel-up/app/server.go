@@ -70,6 +70,8 @@ keep running through all of it. make up, make status and make down run it.`,
 	}
 	o.AddFlags(cmd.Flags())
 	cmd.AddCommand(newSuperviseCommand())
+	// supervise is the one subcommand; it needs no completion script.
+	cmd.CompletionOptions.DisableDefaultCmd = true
 	return cmd
 }
 
