@@ -26,12 +26,16 @@ deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest 
 	install -D -m 0644 -t /var/lib/vessel/images/vessel-guest _output/guest/vmlinuz _output/guest/initrd.img _output/guest/disk.img
 
 .PHONY: up
-up: deps build ## Set everything up and start the local control plane and an agent.
+up: deps build ## Set everything up and start the local control plane and an agent, supervised (again: starts only what is missing).
 	$(BIN)/vessel-up
 
 .PHONY: down
-down: ## Stop what `make up` started.
+down: ## Stop what `make up` started: the supervisor first, then the components (guests keep running).
 	@if [ -x $(BIN)/vessel-up ]; then $(BIN)/vessel-up --down; else echo "nothing to stop"; fi
+
+.PHONY: status
+status: ## Show the supervisor and each component of `make up`: state, pid, restarts, last exit.
+	@if [ -x $(BIN)/vessel-up ]; then $(BIN)/vessel-up --status; else echo "not built: run make up"; exit 1; fi
 
 .PHONY: generate
 generate: ## Regenerate clients, listers, informers, apply configurations, OpenAPI, deepcopy.

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
@@ -39,19 +38,19 @@ const (
 	ImagesDir = "/var/lib/vessel/images"
 )
 
-// startAgent runs one node agent on this host, authenticated to
+// agentComponent runs one node agent on this host, authenticated to
 // kube-apiserver as system:vessel-agent:<host> in system:vessel-agents,
-// the identity the VesselAgentRestriction admission confines, and waits
-// until its Hypervisor is Ready.
-func (c *Cluster) startAgent(ctx context.Context) error {
+// the identity the VesselAgentRestriction admission confines. It is ready
+// once it has reported its Hypervisor Ready after it started.
+func (c *Cluster) agentComponent() (*component, error) {
 	name := c.opts.HypervisorName
 	cert, err := c.PKI.EnsureClientCert("agent-"+name, "system:vessel-agent:"+name, []string{"system:vessel-agents"})
 	if err != nil {
-		return fmt.Errorf("agent client certificate: %w", err)
+		return nil, fmt.Errorf("agent client certificate: %w", err)
 	}
 	kubeconfig := c.layout.kubeconfig(agentName)
 	if err := c.WriteKubeconfig(kubeconfig, "system:vessel-agent:"+name, cert); err != nil {
-		return err
+		return nil, err
 	}
 	args := []string{
 		"--kubeconfig=" + kubeconfig,
@@ -66,23 +65,25 @@ func (c *Cluster) startAgent(ctx context.Context) error {
 		"--stream-client-ca-file=" + c.PKI.AgentCA.CertFile,
 	}
 	args = append(args, c.opts.AgentArgs...)
-	p, err := startProcess(c.layout, agentName, c.opts.AgentBinary, args)
-	if err != nil {
-		return err
-	}
-	c.agentArgs = args
-	c.procs = append(c.procs, p)
-	return c.waitHypervisorReady(ctx, p, name)
+	return &component{
+		name:   agentName,
+		binary: c.opts.AgentBinary,
+		args:   args,
+		after:  []string{vesselAPIServerName},
+		ready: func(ctx context.Context, p *process) error {
+			return c.waitHypervisorReady(ctx, p, name)
+		},
+	}, nil
 }
 
 // KillAgent kills the node agent with SIGKILL, as a crash or an OOM kill
 // would, and waits until it is gone. Its guests keep running.
 func (c *Cluster) KillAgent() error {
-	i := slices.IndexFunc(c.procs, func(p *process) bool { return p.name == agentName })
-	if i < 0 {
+	comp, err := c.component(agentName)
+	if err != nil || comp.proc == nil {
 		return errors.New("kill vessel-agent: this Cluster did not start one")
 	}
-	p := c.procs[i]
+	p := comp.proc
 	if err := syscall.Kill(p.pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill vessel-agent (pid %d): %w", p.pid, err)
 	}
@@ -97,21 +98,22 @@ func (c *Cluster) KillAgent() error {
 // RestartAgent starts the agent again, with the same flags and state, after
 // it died, and waits until its Hypervisor is Ready.
 func (c *Cluster) RestartAgent(ctx context.Context) error {
-	i := slices.IndexFunc(c.procs, func(p *process) bool { return p.name == agentName })
-	if i < 0 || c.agentArgs == nil {
+	comp, err := c.component(agentName)
+	if err != nil || comp.proc == nil {
 		return errors.New("restart vessel-agent: this Cluster did not start one")
 	}
-	if c.procs[i].running() {
-		return fmt.Errorf("restart vessel-agent: pid %d still runs; kill it first", c.procs[i].pid)
+	if comp.proc.running() {
+		return fmt.Errorf("restart vessel-agent: pid %d still runs; kill it first", comp.proc.pid)
 	}
-	p, err := startProcess(c.layout, agentName, c.opts.AgentBinary, c.agentArgs)
-	if err != nil {
+	if _, err := c.sup.start(ctx, comp); err != nil {
 		return fmt.Errorf("restart vessel-agent: %w", err)
 	}
-	c.procs[i] = p
-	return c.waitHypervisorReady(ctx, p, c.opts.HypervisorName)
+	return nil
 }
 
+// waitHypervisorReady waits until the Hypervisor is Ready with a heartbeat
+// from p: after a restart, the condition the previous agent left is still
+// True for a while.
 func (c *Cluster) waitHypervisorReady(ctx context.Context, p *process, name string) error {
 	cfg, err := c.AdminConfig()
 	if err != nil {
@@ -123,6 +125,13 @@ func (c *Cluster) waitHypervisorReady(ctx context.Context, p *process, name stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
 	defer cancel()
+	// Heartbeat times have whole seconds. An adopted agent has been
+	// running for a while: a recent heartbeat (it sends one every 10 s)
+	// will do.
+	since := metav1.NewTime(p.startedAt.Truncate(time.Second))
+	if p.adopted {
+		since = metav1.NewTime(p.startedAt.Add(-30 * time.Second))
+	}
 	last := "not registered yet"
 	for {
 		if !p.running() {
@@ -132,10 +141,12 @@ func (c *Cluster) waitHypervisorReady(ctx context.Context, p *process, name stri
 		switch {
 		case err != nil:
 			last = err.Error()
-		case meta.IsStatusConditionTrue(hv.Status.Conditions, v1alpha1.HypervisorConditionReady):
-			return nil
-		default:
+		case !meta.IsStatusConditionTrue(hv.Status.Conditions, v1alpha1.HypervisorConditionReady):
 			last = "registered, not Ready"
+		case hv.Status.LastHeartbeatTime == nil || hv.Status.LastHeartbeatTime.Before(&since):
+			last = "Ready, but no heartbeat from this agent process yet"
+		default:
+			return nil
 		}
 		select {
 		case <-ctx.Done():

@@ -30,10 +30,6 @@ import (
 	"github.com/vessel-vm/vessel/launcher/pki"
 )
 
-// startOrder lists the processes in the order they start; they stop in
-// reverse.
-var startOrder = []string{etcdName, kubeAPIServerName, kubeControllerManagerName, vesselAPIServerName, agentName}
-
 // Options configure Start. StateDir is required, and so is HypervisorName
 // unless NoAgent; every other field has a working default.
 type Options struct {
@@ -63,6 +59,9 @@ type Options struct {
 	// KubectlBinary renders manifests (kubectl kustomize). Default: kubectl
 	// on PATH.
 	KubectlBinary string
+	// ManifestsDir is the kustomization applied before the vessel-apiserver
+	// starts. Default: manifests/local at the repository root.
+	ManifestsDir string
 	// Users get a client certificate and a kubeconfig each, and no
 	// permissions. Default: alice and bob.
 	Users []string
@@ -81,7 +80,7 @@ type Options struct {
 	// generous for a loaded 2-core machine.
 	ReadyTimeout time.Duration
 	// Logf reports progress; nil is silent.
-	Logf func(format string, args ...any)
+	Logf func(format string, args ...any) `json:"-"`
 }
 
 // DefaultUsers are the tenant users Start creates when Options.Users is
@@ -89,21 +88,28 @@ type Options struct {
 var DefaultUsers = []string{"alice", "bob"}
 
 func (o *Options) complete() error {
-	bin, err := DefaultBinDir()
-	if err != nil {
-		return err
-	}
 	for name, path := range map[string]*string{
 		"etcd": &o.EtcdBinary, "kube-apiserver": &o.KubeAPIServerBinary,
 		"kube-controller-manager": &o.KubeControllerManagerBinary, "vessel-apiserver": &o.VesselAPIServerBinary,
 		"vessel-agent": &o.AgentBinary,
 	} {
 		if *path == "" {
+			bin, err := DefaultBinDir()
+			if err != nil {
+				return err
+			}
 			*path = filepath.Join(bin, name)
 		}
 	}
 	if !o.NoAgent && o.HypervisorName == "" {
 		return errors.New("no hypervisor name given for the agent (Options.HypervisorName)")
+	}
+	if o.ManifestsDir == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return err
+		}
+		o.ManifestsDir = filepath.Join(root, "manifests", "local")
 	}
 	if o.KubectlBinary == "" {
 		kubectl, err := exec.LookPath("kubectl")
@@ -148,13 +154,15 @@ type Cluster struct {
 
 	opts   Options
 	layout layout
-	procs  []*process // in start order
-	// agentArgs are the agent's flags, kept to restart it.
-	agentArgs []string
+	comps  []*component // in start order
+	sup    *supervisor
 }
 
 // Start brings up the control plane (see the package documentation) as
-// detached processes and waits until each is ready.
+// detached processes and waits until each is ready. Nothing restarts a
+// process that exits: tests that crash components on purpose restart them
+// with RestartAgent and RestartVesselAPIServer. (`vessel-up` runs the same
+// components under Supervise instead, which does.)
 // ctx bounds the start only: the processes outlive it, and the launcher,
 // until Stop or Down. On failure, whatever was started is stopped again.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
@@ -171,66 +179,71 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := checkNotRunning(l); err != nil {
 		return nil, err
 	}
+	c, err := newCluster(l, opts, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, comp := range c.comps {
+		begin := time.Now()
+		if _, err := c.sup.start(ctx, comp); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("start %s: %w", comp.name, err)
+		}
+		opts.Logf("%s ready in %v", comp.name, time.Since(begin).Round(time.Millisecond))
+	}
+	return c, nil
+}
 
+// newCluster prepares what the components need (PKI, ports, kubeconfigs)
+// and defines them. keepPorts takes the saved ports as they are, for when
+// components already run on them.
+func newCluster(l layout, opts Options, keepPorts bool) (*Cluster, error) {
 	c := &Cluster{StateDir: l.root, opts: opts, layout: l}
+	var err error
 	if c.PKI, err = pki.Ensure(l.pkiDir(), pki.Options{Users: opts.Users, AgentHosts: opts.AgentHosts}); err != nil {
 		return nil, fmt.Errorf("prepare PKI: %w", err)
 	}
-	if c.Ports, err = ensurePorts(l.portsFile()); err != nil {
+	if keepPorts {
+		c.Ports, err = loadPorts(l.portsFile())
+	} else {
+		c.Ports, err = ensurePorts(l.portsFile())
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := c.writeKubeconfigs(); err != nil {
 		return nil, err
 	}
-
-	steps := []struct {
-		name  string
-		start func(context.Context) error
-	}{
-		{etcdName, c.startEtcd},
-		{kubeAPIServerName, c.startKubeAPIServer},
-		{kubeControllerManagerName, c.startKubeControllerManager},
+	if c.comps, err = c.components(); err != nil {
+		return nil, err
 	}
-	for _, step := range steps {
-		begin := time.Now()
-		if err := step.start(ctx); err != nil {
-			c.Stop()
-			return nil, fmt.Errorf("start %s: %w", step.name, err)
-		}
-		opts.Logf("%s ready in %v", step.name, time.Since(begin).Round(time.Millisecond))
-	}
-	if err := c.startVesselAPIServer(ctx); err != nil {
-		c.Stop()
-		return nil, fmt.Errorf("start %s: %w", vesselAPIServerName, err)
-	}
-	if !opts.NoAgent {
-		begin := time.Now()
-		if err := c.startAgent(ctx); err != nil {
-			c.Stop()
-			return nil, fmt.Errorf("start %s: %w", agentName, err)
-		}
-		opts.Logf("%s ready (Hypervisor registered) in %v", agentName, time.Since(begin).Round(time.Millisecond))
-	}
+	c.sup = newSupervisor(l, c.comps, opts.Logf)
 	return c, nil
 }
 
 // Stop terminates the processes this Cluster started, in reverse order,
 // and waits for them. The state directory is kept: Start reuses it.
 func (c *Cluster) Stop() {
-	for _, p := range slices.Backward(c.procs) {
-		p.stop()
+	for _, comp := range slices.Backward(c.comps) {
+		if comp.proc != nil {
+			comp.proc.stop()
+		}
 	}
-	c.procs = nil
 }
 
 // Down stops a control plane started from stateDir by any process (the
 // `make down` path, after `make up` has long returned), using the PID
-// files. Processes that are gone, or whose PID now belongs to something
-// else, are skipped. The state directory is kept.
+// files: first the supervisor, so that it restarts nothing, then the
+// components in reverse start order. Processes that are gone, or whose PID
+// now belongs to something else, are skipped. The state directory is kept,
+// but for the supervisor's status.
 func Down(stateDir string) error {
 	l, err := newLayout(stateDir)
 	if err != nil {
 		return err
+	}
+	if err := stopByPIDFile(l.pidFile(supervisorName), l.root); err != nil {
+		return fmt.Errorf("stop the supervisor: %w", err)
 	}
 	var errs []error
 	for _, pidFile := range pidFilesInStopOrder(l) {
@@ -238,19 +251,23 @@ func Down(stateDir string) error {
 			errs = append(errs, fmt.Errorf("stop %s: %w", strings.TrimSuffix(filepath.Base(pidFile), ".pid"), err))
 		}
 	}
+	if err := os.Remove(l.statusFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove the supervisor's status: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
 // pidFilesInStopOrder lists the PID files of the state directory: first
-// those of processes not in startOrder (added later, such as agents, and
-// depending on the API), then the known ones in reverse start order.
+// the supervisor's, then those of processes not in startOrder (added
+// later, such as agents, and depending on the API), then the known ones in
+// reverse start order.
 func pidFilesInStopOrder(l layout) []string {
-	known := map[string]bool{}
+	known := map[string]bool{l.pidFile(supervisorName): true}
 	for _, name := range startOrder {
 		known[l.pidFile(name)] = true
 	}
 	found, _ := filepath.Glob(filepath.Join(l.runDir(), "*.pid"))
-	var files []string
+	files := []string{l.pidFile(supervisorName)}
 	for _, f := range found {
 		if !known[f] {
 			files = append(files, f)
@@ -276,6 +293,16 @@ func checkNotRunning(l layout) error {
 		}
 	}
 	return nil
+}
+
+// anyRunning reports whether a component of the state directory runs.
+func anyRunning(l layout) bool {
+	for _, name := range startOrder {
+		if _, ok := ownedPID(l.pidFile(name), l.root); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Options returns the completed options the cluster was started with.

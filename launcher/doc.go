@@ -15,8 +15,9 @@ limitations under the License.
 */
 
 // Package launcher runs Vessel's one-machine control plane, the product
-// behind `make up` (cmd/vessel-up) that the e2e framework starts too. It
-// starts, each as a detached child process from the binaries in _output/bin:
+// behind `make up` (cmd/vessel-up) that the e2e framework starts too. Its
+// components run, each as a detached process in its own session, from the
+// binaries in _output/bin:
 //
 //   - etcd, for kube-apiserver;
 //   - kube-apiserver, with aggregation and the front-proxy set up;
@@ -29,17 +30,35 @@ limitations under the License.
 //   - unless Options.NoAgent, one vessel-agent on this host's libvirtd,
 //     registered as the Hypervisor Options.HypervisorName.
 //
+// Two ways to run them share one start path (component, supervisor):
+//
+//   - Supervise is the supervisor process `vessel-up` leaves in the
+//     background: it starts the components in dependency order, adopts
+//     those that already run (after it was itself restarted), restarts any
+//     that exits with a backoff (1 s doubling to 30 s), and records their
+//     state for `vessel-up --status`. Up is the foreground half: it starts
+//     a supervisor if none runs and waits until everything is ready. Down
+//     stops the supervisor first, then the components.
+//   - Start, for tests, starts each component once from the calling
+//     process and restarts nothing by itself: tests that crash a component
+//     on purpose restart it with RestartAgent or RestartVesselAPIServer,
+//     and Stop ends them.
+//
 // Everything it needs and makes is kept in one state directory (`make up`
 // uses .vessel/ at the repository root):
 //
 //	.vessel/
 //	  pki/              CAs, serving and client certificates, service-account keys (package pki)
-//	  etcd/             kube-apiserver's etcd data; kept across Down and Start
+//	  etcd/             kube-apiserver's etcd data; kept across restarts, Down and Start
 //	  vessel-etcd/      the vessel-apiserver's embedded etcd data
 //	  agent/            the agent's state: VM disks, console logs
-//	  run/              one PID file per running process
-//	  logs/             one log file per process
+//	  run/              one PID file per running process (supervisor.pid too),
+//	                    status.json (the supervisor's record of each component),
+//	                    supervisor.lock (held by the one supervisor)
+//	  logs/             one log file per process, appended to at every start;
+//	                    supervisor.log says what was started, adopted, and restarted why
 //	  ports.json        loopback ports chosen on first start, reused afterwards
+//	  supervisor.json   the options the supervisor runs the components with
 //	  admin.kubeconfig  system:masters
 //	  alice.kubeconfig  tenant users (manifests/local/tenants.yaml grants their roles)
 //	  bob.kubeconfig

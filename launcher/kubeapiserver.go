@@ -84,17 +84,20 @@ func (c *Cluster) kubeAPIServerArgs() []string {
 	return append(args, c.opts.KubeAPIServerArgs...)
 }
 
-func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
+func (c *Cluster) kubeAPIServerComponent() (*component, error) {
 	client, err := c.adminHTTPClient()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, err := startProcess(c.layout, kubeAPIServerName, c.opts.KubeAPIServerBinary, c.kubeAPIServerArgs())
-	if err != nil {
-		return err
-	}
-	c.procs = append(c.procs, p)
-	return waitReady(ctx, p, client, c.KubeAPIServerURL()+"/readyz", c.opts.ReadyTimeout)
+	return &component{
+		name:   kubeAPIServerName,
+		binary: c.opts.KubeAPIServerBinary,
+		args:   c.kubeAPIServerArgs(),
+		after:  []string{etcdName},
+		ready: func(ctx context.Context, p *process) error {
+			return waitReady(ctx, p, client, c.KubeAPIServerURL()+"/readyz", c.opts.ReadyTimeout)
+		},
+	}, nil
 }
 
 // adminHTTPClient talks to kube-apiserver as the admin, verifying its

@@ -56,20 +56,23 @@ func (c *Cluster) kubeControllerManagerArgs(serving pki.CertKey) []string {
 	}
 }
 
-func (c *Cluster) startKubeControllerManager(ctx context.Context) error {
+func (c *Cluster) kubeControllerManagerComponent() (*component, error) {
 	serving, err := c.PKI.EnsureServingCert(kubeControllerManagerName, []string{"127.0.0.1", "localhost"})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	client, err := c.verifyingHTTPClient(c.PKI.ClusterCA.CertFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, err := startProcess(c.layout, kubeControllerManagerName, c.opts.KubeControllerManagerBinary, c.kubeControllerManagerArgs(serving))
-	if err != nil {
-		return err
-	}
-	c.procs = append(c.procs, p)
-	// /healthz is always allowed, without authentication.
-	return waitReady(ctx, p, client, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.Ports.ControllerMgr), c.opts.ReadyTimeout)
+	return &component{
+		name:   kubeControllerManagerName,
+		binary: c.opts.KubeControllerManagerBinary,
+		args:   c.kubeControllerManagerArgs(serving),
+		after:  []string{kubeAPIServerName},
+		ready: func(ctx context.Context, p *process) error {
+			// /healthz is always allowed, without authentication.
+			return waitReady(ctx, p, client, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.Ports.ControllerMgr), c.opts.ReadyTimeout)
+		},
+	}, nil
 }

@@ -93,3 +93,22 @@ func ensurePorts(path string) (Ports, error) {
 func listenLoopback(port int) (net.Listener, error) {
 	return net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
 }
+
+// loadPorts reads the saved ports as they are, for a supervisor that
+// adopts components already listening on them.
+func loadPorts(path string) (Ports, error) {
+	var ports Ports
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Ports{}, fmt.Errorf("read saved ports: %w", err)
+	}
+	if err := json.Unmarshal(data, &ports); err != nil {
+		return Ports{}, fmt.Errorf("read saved ports %s: %w", path, err)
+	}
+	for _, port := range ports.all() {
+		if *port == 0 {
+			return Ports{}, fmt.Errorf("saved ports %s lack one: %+v", path, ports)
+		}
+	}
+	return ports, nil
+}

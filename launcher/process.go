@@ -32,31 +32,58 @@ import (
 	"github.com/vessel-vm/vessel/launcher/internal/atomicfile"
 )
 
-// stopGracePeriod is how long a process gets between SIGTERM and SIGKILL.
-// kube-apiserver drains for a few seconds on SIGTERM; etcd exits at once.
-const stopGracePeriod = 20 * time.Second
+const (
+	// stopGracePeriod is how long a process gets between SIGTERM and
+	// SIGKILL. kube-apiserver drains for a few seconds on SIGTERM; etcd
+	// exits at once.
+	stopGracePeriod = 20 * time.Second
+	// adoptedPollInterval is how often a process this launcher did not
+	// start (it cannot wait for it) is checked for being gone.
+	adoptedPollInterval = 250 * time.Millisecond
+	// maxLogSize is the size past which a log is moved to <name>.log.1 at
+	// the next start rather than appended to.
+	maxLogSize = 32 << 20
+)
 
-// process is one detached child: it runs in its own session, so that it
-// survives the launcher (`make up` returns while the control plane keeps
-// running) and is not hit by a Ctrl-C meant for the launcher's terminal.
-// It is found again later through its PID file.
+// process is one detached component: it runs in its own session, so that
+// it survives the launcher (`make up` returns while the control plane keeps
+// running) and the supervisor, and is not hit by a Ctrl-C meant for the
+// launcher's terminal. It is found again later through its PID file.
 type process struct {
-	name    string
-	pid     int
-	pidFile string
-	logFile string
-	// exited is closed once the launcher has reaped the child. Only the
-	// process that started a child can wait for it; Down, in another
-	// process, polls /proc instead.
-	exited chan struct{}
+	name      string
+	pid       int
+	pidFile   string
+	logFile   string
+	startedAt time.Time
+	// adopted is true for a process found running from its PID file
+	// rather than started by this launcher.
+	adopted bool
+	// exited is closed once the process is gone: reaped by this launcher
+	// when it is its child, seen gone in /proc when it was adopted (only
+	// the parent can wait for a process). exitReason is set before.
+	exited     chan struct{}
+	exitReason string
 }
 
-// startProcess starts binary with args, its output going to the process's
-// log file (truncated at each start, so that the log covers this run only),
-// and records its PID.
+// startProcess starts binary with args (see spawn) and records its PID.
 func startProcess(l layout, name, binary string, args []string) (*process, error) {
+	p, err := spawn(l, name, binary, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(p.pidFile, []byte(strconv.Itoa(p.pid)+"\n"), 0o644); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("write PID file for %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// spawn starts binary with args in its own session, its output appended to
+// the process's log file after a line that marks the start (so that the
+// log keeps why an earlier run ended).
+func spawn(l layout, name, binary string, args []string) (*process, error) {
 	logFile := l.logFile(name)
-	out, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	out, err := openLog(logFile, fmt.Sprintf("%s: starting %s", time.Now().Format(time.RFC3339), binary))
 	if err != nil {
 		return nil, fmt.Errorf("open log for %s: %w", name, err)
 	}
@@ -71,26 +98,76 @@ func startProcess(l layout, name, binary string, args []string) (*process, error
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &process{
-		name:    name,
-		pid:     cmd.Process.Pid,
-		pidFile: l.pidFile(name),
-		logFile: logFile,
-		exited:  make(chan struct{}),
+		name:      name,
+		pid:       cmd.Process.Pid,
+		pidFile:   l.pidFile(name),
+		logFile:   logFile,
+		startedAt: time.Now(),
+		exited:    make(chan struct{}),
 	}
 	go func() {
-		// Reaps the child if it dies while the launcher still runs; the
-		// exit status is in the log.
-		_ = cmd.Wait()
+		// Reaps the child if it dies while the launcher still runs.
+		err := cmd.Wait()
+		if cmd.ProcessState != nil {
+			p.exitReason = cmd.ProcessState.String() // "signal: killed", "exit status 1"
+		} else {
+			p.exitReason = err.Error()
+		}
 		close(p.exited)
 	}()
-	if err := atomicfile.Write(p.pidFile, []byte(strconv.Itoa(p.pid)+"\n"), 0o644); err != nil {
-		p.stop()
-		return nil, fmt.Errorf("write PID file for %s: %w", name, err)
-	}
 	return p, nil
 }
 
-// running reports whether the child has not exited yet.
+// openLog opens path for appending, after writing a marker line; a log
+// that has grown past maxLogSize is moved aside to path.1 first.
+func openLog(path, marker string) (*os.File, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > maxLogSize {
+		if err := os.Rename(path, path+".1"); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := fmt.Fprintf(f, "==== %s ====\n", marker); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// adoptProcess returns the running process of component name when its PID
+// file names a live process of binary that belongs to the state directory
+// (see ownedPID), and nil when there is none. A launcher that
+// did not start the process cannot wait for it, so a goroutine polls
+// /proc until it is gone.
+func adoptProcess(l layout, name, binary string) *process {
+	pidFile := l.pidFile(name)
+	pid, ok := ownedPID(pidFile, l.root)
+	if !ok || !runsBinary(pid, binary) {
+		return nil
+	}
+	p := &process{
+		name:      name,
+		pid:       pid,
+		pidFile:   pidFile,
+		logFile:   l.logFile(name),
+		startedAt: time.Now(),
+		adopted:   true,
+		exited:    make(chan struct{}),
+	}
+	go func() {
+		for ownedBy(pid, l.root) {
+			time.Sleep(adoptedPollInterval)
+		}
+		p.exitReason = "status unknown: started by an earlier supervisor"
+		close(p.exited)
+	}()
+	return p
+}
+
+// running reports whether the process has not exited yet.
 func (p *process) running() bool {
 	select {
 	case <-p.exited:
@@ -100,8 +177,8 @@ func (p *process) running() bool {
 	}
 }
 
-// stop terminates the child gracefully, then forcibly, and removes its PID
-// file.
+// stop terminates the process gracefully, then forcibly, and removes its
+// PID file.
 func (p *process) stop() {
 	if p.running() {
 		_ = signalGroup(p.pid, syscall.SIGTERM)
@@ -158,11 +235,20 @@ func ownedPID(pidFile, stateDir string) (int, bool) {
 }
 
 func ownedBy(pid int, stateDir string) bool {
-	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if err != nil {
-		return false
-	}
-	return bytes.Contains(cmdline, []byte(stateDir+string(filepath.Separator)))
+	return bytes.Contains(cmdline(pid), []byte(stateDir+string(filepath.Separator)))
+}
+
+// runsBinary reports whether pid's program has binary's file name. A PID
+// file that after a PID reuse names another component of the same state
+// directory must not be taken for this one.
+func runsBinary(pid int, binary string) bool {
+	argv0, _, _ := bytes.Cut(cmdline(pid), []byte{0})
+	return filepath.Base(string(argv0)) == filepath.Base(binary)
+}
+
+func cmdline(pid int) []byte {
+	data, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return data
 }
 
 // stopByPIDFile terminates the process recorded in pidFile, when it is
@@ -186,8 +272,8 @@ func stopByPIDFile(pidFile, stateDir string) error {
 	return nil
 }
 
-// signalGroup signals the process group a child leads (it is a session
-// leader, see startProcess), so that helpers it spawned go with it.
+// signalGroup signals the process group a component leads (it is a
+// session leader, see startProcess), so that helpers it spawned go with it.
 func signalGroup(pid int, sig syscall.Signal) error {
 	return syscall.Kill(-pid, sig)
 }

@@ -119,7 +119,8 @@ func TestPIDFilesStopOrder(t *testing.T) {
 	for _, f := range pidFilesInStopOrder(l) {
 		got = append(got, strings.TrimSuffix(filepath.Base(f), ".pid"))
 	}
-	want := "vessel-agent vessel-apiserver kube-controller-manager kube-apiserver etcd"
+	// The supervisor first, or it would restart what Down stops next.
+	want := "supervisor vessel-agent vessel-apiserver kube-controller-manager kube-apiserver etcd"
 	if strings.Join(got, " ") != want {
 		t.Errorf("stop order = %v, want %s", got, want)
 	}

@@ -115,6 +115,17 @@ func (l layout) logDir() string      { return filepath.Join(l.root, "logs") }
 func (l layout) etcdDataDir() string { return filepath.Join(l.root, "etcd") }
 func (l layout) portsFile() string   { return filepath.Join(l.root, "ports.json") }
 
+// optionsFile holds the options the supervisor runs the control plane
+// with, written by vessel-up before it starts the supervisor.
+func (l layout) optionsFile() string { return filepath.Join(l.root, "supervisor.json") }
+
+// statusFile is where the supervisor records each component's state.
+func (l layout) statusFile() string { return filepath.Join(l.runDir(), "status.json") }
+
+// lockFile is held (flock) by the one supervisor of the state directory.
+func (l layout) lockFile() string { return filepath.Join(l.runDir(), "supervisor.lock") }
+
+// pidFile and logFile take a component's name or supervisorName.
 func (l layout) pidFile(process string) string {
 	return filepath.Join(l.runDir(), process+".pid")
 }

@@ -29,7 +29,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -59,23 +58,33 @@ func (c *Cluster) VesselAPIServerURL() string {
 	return fmt.Sprintf("https://127.0.0.1:%d", c.Ports.VesselAPIServer)
 }
 
-// startVesselAPIServer applies manifests/local (RBAC, roles, Service,
-// EndpointSlice, APIService: what a real cluster gets, pointed at loopback),
-// starts the vessel-apiserver with its embedded etcd under the state
-// directory, and waits until kube-apiserver reports the APIService Available.
-func (c *Cluster) startVesselAPIServer(ctx context.Context) error {
-	// RBAC first: the server's /readyz needs its reads allowed.
-	if err := c.applyLocalManifests(ctx); err != nil {
-		return err
-	}
-	p, err := c.runVesselAPIServer(ctx)
-	if p != nil {
-		c.procs = append(c.procs, p)
-	}
+// vesselAPIServerComponent is the vessel-apiserver with its embedded etcd
+// under the state directory. Before its first start the launcher applies
+// manifests/local (RBAC, roles, Service, EndpointSlice, APIService: what a
+// real cluster gets, pointed at loopback); RBAC has to come first, since the
+// server's /readyz needs its reads allowed. It is ready once kube-apiserver
+// reports the APIService Available and serves vessel.dev's OpenAPI.
+func (c *Cluster) vesselAPIServerComponent() (*component, error) {
+	client, err := c.verifyingHTTPClient(c.PKI.ClusterCA.CertFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return c.waitOpenAPIPublished(ctx)
+	return &component{
+		name:    vesselAPIServerName,
+		binary:  c.opts.VesselAPIServerBinary,
+		args:    c.vesselAPIServerArgs(),
+		after:   []string{kubeAPIServerName},
+		prepare: c.applyLocalManifests,
+		ready: func(ctx context.Context, p *process) error {
+			if err := waitReady(ctx, p, client, c.VesselAPIServerURL()+"/readyz", c.opts.ReadyTimeout); err != nil {
+				return err
+			}
+			if err := c.WaitAPIServiceAvailable(ctx, c.opts.ReadyTimeout); err != nil {
+				return err
+			}
+			return c.waitOpenAPIPublished(ctx)
+		},
+	}, nil
 }
 
 // waitOpenAPIPublished waits until kube-apiserver serves vessel.dev's
@@ -114,42 +123,19 @@ func (c *Cluster) waitOpenAPIPublished(ctx context.Context) error {
 // server next to one that still runs: two embedded etcds on one data
 // directory would corrupt it.
 func (c *Cluster) RestartVesselAPIServer(ctx context.Context) error {
-	i := slices.IndexFunc(c.procs, func(p *process) bool { return p.name == vesselAPIServerName })
-	if i < 0 {
+	comp, err := c.component(vesselAPIServerName)
+	if err != nil || comp.proc == nil {
 		return errors.New("restart vessel-apiserver: this Cluster did not start one")
 	}
-	old := c.procs[i]
 	select {
-	case <-old.exited:
+	case <-comp.proc.exited:
 	case <-time.After(5 * time.Second):
-		return fmt.Errorf("restart vessel-apiserver: pid %d still runs; stop it first", old.pid)
+		return fmt.Errorf("restart vessel-apiserver: pid %d still runs; stop it first", comp.proc.pid)
 	}
-	p, err := c.runVesselAPIServer(ctx)
-	if p != nil {
-		c.procs[i] = p
-	}
-	if err != nil {
+	if _, err := c.sup.start(ctx, comp); err != nil {
 		return fmt.Errorf("restart vessel-apiserver: %w", err)
 	}
 	return nil
-}
-
-// runVesselAPIServer starts the process and waits until it serves and its
-// APIService is Available. The process is returned whenever it started,
-// even when it never got ready, so that Stop ends it.
-func (c *Cluster) runVesselAPIServer(ctx context.Context) (*process, error) {
-	client, err := c.verifyingHTTPClient(c.PKI.ClusterCA.CertFile)
-	if err != nil {
-		return nil, err
-	}
-	p, err := startProcess(c.layout, vesselAPIServerName, c.opts.VesselAPIServerBinary, c.vesselAPIServerArgs())
-	if err != nil {
-		return nil, err
-	}
-	if err := waitReady(ctx, p, client, c.VesselAPIServerURL()+"/readyz", c.opts.ReadyTimeout); err != nil {
-		return p, err
-	}
-	return p, c.WaitAPIServiceAvailable(ctx, c.opts.ReadyTimeout)
 }
 
 func (c *Cluster) vesselAPIServerArgs() []string {
@@ -203,13 +189,9 @@ func (c *Cluster) AdminConfig() (*rest.Config, error) {
 // (tenants.yaml), so the YAML exists once and `kubectl apply -k
 // manifests/local` gives the same result.
 func (c *Cluster) applyLocalManifests(ctx context.Context) error {
-	root, err := RepoRoot()
+	rendered, err := exec.CommandContext(ctx, c.opts.KubectlBinary, "kustomize", c.opts.ManifestsDir).Output()
 	if err != nil {
-		return err
-	}
-	rendered, err := exec.CommandContext(ctx, c.opts.KubectlBinary, "kustomize", filepath.Join(root, "manifests", "local")).Output()
-	if err != nil {
-		return fmt.Errorf("render manifests/local with kubectl kustomize: %w", exitDetail(err))
+		return fmt.Errorf("render %s with kubectl kustomize: %w", c.opts.ManifestsDir, exitDetail(err))
 	}
 	caPEM, err := os.ReadFile(c.PKI.ClusterCA.CertFile)
 	if err != nil {

@@ -16,9 +16,11 @@ limitations under the License.
 
 // Command vessel-up starts the one-machine Vessel control plane (etcd,
 // kube-apiserver, kube-controller-manager, vessel-apiserver and a node
-// agent) as background processes and writes kubeconfigs; `vessel-up
-// --down` stops it. `make up` and `make down` run it. The launcher itself is
-// package launcher; the command is in app.
+// agent) as background processes under a supervisor that restarts any that
+// exits (`vessel-up supervise`, left running in the background), and writes
+// kubeconfigs; `vessel-up --status` shows their state and `vessel-up
+// --down` stops them. `make up`, `make status` and `make down` run it. The
+// launcher itself is package launcher; the commands are in app.
 package main
 
 import (

@@ -84,6 +84,9 @@ func TestValidate(t *testing.T) {
 		{"host-like name", []string{"--hypervisor-name=node-1.example"}, ""},
 		{"upper case", []string{"--hypervisor-name=Node_1"}, "--hypervisor-name"},
 		{"down needs no name", []string{"--down", "--state-dir=/tmp/x"}, ""},
+		{"status needs no name", []string{"--status", "--state-dir=/tmp/x"}, ""},
+		{"down or status", []string{"--down", "--status"}, "--down and --status"},
+		{"no timeout", []string{"--timeout=0s"}, "--timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,5 +102,23 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate: err = %v, want one mentioning %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// --bin-dir takes every component's binary from one directory: the e2e
+// suite runs the binaries it built from the tree.
+func TestBinDir(t *testing.T) {
+	o := parse(t, "--bin-dir=/opt/vessel/bin", "--hypervisor-name=hv-1")
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := o.Config(log.New(io.Discard, "", 0))
+	for _, bin := range []string{cfg.EtcdBinary, cfg.KubeAPIServerBinary, cfg.KubeControllerManagerBinary, cfg.VesselAPIServerBinary, cfg.AgentBinary} {
+		if filepath.Dir(bin) != "/opt/vessel/bin" {
+			t.Errorf("binary %s is not from --bin-dir", bin)
+		}
+	}
+	if o := parse(t, "--hypervisor-name=hv-1"); o.Complete() == nil && o.Config(log.New(io.Discard, "", 0)).EtcdBinary != "" {
+		t.Error("without --bin-dir the binaries should be left to the launcher's default")
 	}
 }

@@ -1,0 +1,262 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package selfheal
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/e2e/framework"
+	"github.com/vessel-vm/vessel/launcher"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+)
+
+// backWithin bounds how long a killed component may take to be running and
+// ready again: a backoff of 1 s, then the start itself (kube-apiserver takes
+// several seconds on a loaded 2-core machine).
+const backWithin = 2 * time.Minute
+
+func TestSupervisedSystemHealsItself(t *testing.T) {
+	sys := newSystem(t)
+	out := sys.up(t)
+	if !strings.Contains(out, "Vessel is running") {
+		t.Errorf("vessel-up printed no next steps:\n%s", out)
+	}
+	t.Cleanup(func() { sys.down(t) })
+
+	// A namespace of its own: domains are named <namespace>_<name> on the
+	// libvirtd it shares with a user's system.
+	ns := "selfheal-" + rand.String(5)
+	if _, err := sys.kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vm := sys.runningGuest(t, ns, "guest")
+	t.Cleanup(func() { sys.deleteGuest(t, vm) })
+	qemu := qemuPID(string(vm.UID))
+	if qemu == 0 {
+		t.Fatalf("no QEMU process runs the guest (domain %s)", vm.UID)
+	}
+	t.Logf("guest %s/%s runs in QEMU pid %d", ns, vm.Name, qemu)
+	guestKeepsRunning := func(t *testing.T) {
+		t.Helper()
+		if got := qemuPID(string(vm.UID)); got != qemu {
+			t.Errorf("the guest's QEMU pid is %d, was %d", got, qemu)
+		}
+		sys.waitPhase(t, ns, vm.Name, v1alpha1.VirtualMachineRunning)
+	}
+
+	t.Run("vessel-up on a running system changes nothing", func(t *testing.T) {
+		before := sys.pids(t)
+		out := sys.up(t)
+		if !strings.Contains(out, "Vessel already runs from "+sys.stateDir) {
+			t.Errorf("vessel-up did not say it already runs:\n%s", out)
+		}
+		if after := sys.pids(t); !maps.Equal(before, after) {
+			t.Errorf("processes changed: %v, then %v", before, after)
+		}
+	})
+
+	for _, name := range components {
+		t.Run("SIGKILL "+name, func(t *testing.T) {
+			before := sys.status(t).Component(name)
+			w := startWriter(t, sys, ns, vm.Name, name)
+			w.waitAcked(t, 0, 0, 3, time.Minute)
+
+			kill(t, name, before.PID)
+			killedAt := time.Now()
+			back := sys.waitBack(t, name, before.PID, backWithin)
+			t.Logf("%s back as pid %d, ready %v after SIGKILL", name, back.PID, time.Since(killedAt).Round(time.Millisecond))
+			if back.Restarts != before.Restarts+1 || back.LastExit == nil || back.LastExit.Reason != "signal: killed" {
+				t.Errorf("status of %s: %d restarts (was %d), last exit %+v; want one more, after signal: killed", name, back.Restarts, before.Restarts, back.LastExit)
+			}
+
+			cm, an := w.acked()
+			w.waitAcked(t, cm, an, 3, backWithin)
+			w.verify(t)
+			if out, err := sys.kubectl(t, "get", "vm", "-n", ns); err != nil {
+				t.Errorf("kubectl get vm after %s came back: %v\n%s", name, err, out)
+			}
+			guestKeepsRunning(t)
+		})
+	}
+
+	// `make up` right after a crash waits for the supervisor to bring the
+	// component back, rather than refusing or starting a second one.
+	t.Run("vessel-up right after a component was killed", func(t *testing.T) {
+		before := sys.pids(t)
+		kill(t, "vessel-apiserver", before["vessel-apiserver"])
+		sys.up(t)
+		after := sys.pids(t)
+		if after["vessel-apiserver"] == before["vessel-apiserver"] {
+			t.Errorf("vessel-apiserver still has pid %d", before["vessel-apiserver"])
+		}
+		if after["supervisor"] != before["supervisor"] {
+			t.Errorf("the supervisor changed (%d -> %d); it should have restarted the component itself", before["supervisor"], after["supervisor"])
+		}
+		guestKeepsRunning(t)
+	})
+
+	// The supervisor itself can die too: vessel-up starts a new one,
+	// which adopts what runs and starts what is missing.
+	t.Run("vessel-up after the supervisor and a component were killed", func(t *testing.T) {
+		before := sys.pids(t)
+		kill(t, "supervisor", before["supervisor"])
+		kill(t, "kube-apiserver", before["kube-apiserver"])
+		w := startWriter(t, sys, ns, vm.Name, "supervisor")
+		time.Sleep(2 * time.Second) // nothing restarts it meanwhile
+		if c := sys.status(t).Component("kube-apiserver"); c.State == launcher.StateRunning {
+			t.Fatalf("kube-apiserver is back with no supervisor: %+v", c)
+		}
+		sys.up(t)
+		after := sys.pids(t)
+		for name, pid := range before {
+			switch name {
+			case "supervisor", "kube-apiserver":
+				if after[name] == pid {
+					t.Errorf("%s still has the killed pid %d", name, pid)
+				}
+			default:
+				if after[name] != pid {
+					t.Errorf("%s changed pid (%d -> %d); the new supervisor should adopt it", name, pid, after[name])
+				}
+			}
+		}
+		cm, an := w.acked()
+		w.waitAcked(t, cm, an, 3, backWithin)
+		w.verify(t)
+		guestKeepsRunning(t)
+	})
+
+	t.Run("vessel-up --status", func(t *testing.T) {
+		stdout, stderr, err := sys.vesselUp(t, "--status")
+		if err != nil {
+			t.Fatalf("vessel-up --status: %v\n%s%s", err, stdout, stderr)
+		}
+		t.Logf("vessel-up --status:\n%s", indent(stdout))
+		lines := strings.Split(stdout, "\n")
+		if !strings.HasPrefix(lines[0], "supervisor: running") {
+			t.Errorf("first line %q, want the running supervisor", lines[0])
+		}
+		for _, name := range components {
+			var row []string
+			for _, line := range lines {
+				if f := strings.Fields(line); len(f) > 4 && f[0] == name {
+					row = f
+				}
+			}
+			// COMPONENT STATE PID SINCE(2 words) RESTARTS ...
+			if len(row) < 6 || row[1] != "running" || row[5] == "0" {
+				t.Errorf("%s: row %q, want running with restarts counted", name, row)
+			}
+		}
+	})
+}
+
+// down is `make down`, after which nothing of this system may run; the
+// guest's domain must be gone too (the test deletes its VM first).
+func (s *system) down(t *testing.T) {
+	stdout, stderr, err := s.vesselUp(t, "--down")
+	if err != nil {
+		t.Errorf("vessel-up --down: %v\n%s%s", err, stdout, stderr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for left := s.leftovers(); len(left) > 0; left = s.leftovers() {
+		if time.Now().After(deadline) {
+			t.Errorf("still running after vessel-up --down:\n%s", strings.Join(left, "\n"))
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// runningGuest creates the test guest and waits until it has booted.
+func (s *system) runningGuest(t *testing.T, namespace, name string) *v1alpha1.VirtualMachine {
+	t.Helper()
+	if _, err := s.vessel.VesselV1alpha1().VirtualMachines(namespace).Create(t.Context(), framework.GuestVM(namespace, name), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create VM: %v", err)
+	}
+	vm := s.waitPhase(t, namespace, name, v1alpha1.VirtualMachineRunning)
+	consoleLog := filepath.Join(s.stateDir, "agent", "vms", string(vm.UID), "console.log")
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		log, _ := os.ReadFile(consoleLog)
+		return strings.Contains(string(log), "VESSEL-BOOT done"), nil
+	})
+	if err != nil {
+		log, _ := os.ReadFile(consoleLog)
+		t.Fatalf("the guest did not boot: %v; console:\n%s", err, log)
+	}
+	return vm
+}
+
+func (s *system) waitPhase(t *testing.T, namespace, name string, phase v1alpha1.VirtualMachinePhase) *v1alpha1.VirtualMachine {
+	t.Helper()
+	var vm *v1alpha1.VirtualMachine
+	var lastErr error
+	err := wait.PollUntilContextTimeout(t.Context(), 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		vm, lastErr = s.vessel.VesselV1alpha1().VirtualMachines(namespace).Get(ctx, name, metav1.GetOptions{})
+		return lastErr == nil && vm.Status.Phase == phase, nil
+	})
+	if err != nil {
+		t.Fatalf("VM %s/%s not %s: %v (last error %v, status %+v)", namespace, name, phase, err, lastErr, vm)
+	}
+	return vm
+}
+
+// deleteGuest deletes the VM and waits until the agent has released it
+// (domain undefined); if that fails, it removes the domain straight
+// through libvirt by its UUID, so that no guest outlives the test.
+func (s *system) deleteGuest(t *testing.T, vm *v1alpha1.VirtualMachine) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	vms := s.vessel.VesselV1alpha1().VirtualMachines(vm.Namespace)
+	err := vms.Delete(ctx, vm.Name, metav1.DeleteOptions{})
+	if err == nil || apierrors.IsNotFound(err) {
+		err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			_, err := vms.Get(ctx, vm.Name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+	}
+	if err != nil {
+		t.Errorf("delete VM %s/%s: %v", vm.Namespace, vm.Name, err)
+	}
+
+	lv := hypervisor.NewLibvirt("")
+	go lv.Run(ctx)
+	if err := lv.WaitConnected(ctx); err != nil {
+		t.Errorf("connect to libvirtd to check for the guest's domain: %v", err)
+		return
+	}
+	uid := string(vm.UID)
+	if _, err := lv.Lookup(ctx, uid); !errors.Is(err, hypervisor.ErrNotFound) {
+		t.Errorf("the guest's domain %s is still defined after its VM was deleted (lookup: %v); removing it", uid, err)
+		_ = lv.Destroy(ctx, uid)
+		_ = lv.Undefine(ctx, uid)
+	}
+}
