@@ -17,6 +17,8 @@ limitations under the License.
 package app
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +109,71 @@ func TestValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: Validate() = %v, want an error about %s", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestCompleteDefaultsTheStreamAddressToTheDaemonEndpoint(t *testing.T) {
+	o := NewOptions()
+	o.HypervisorName = "hv"
+	o.DaemonEndpoint = "10.0.0.5:10250"
+	o.StreamCertFile, o.StreamKeyFile, o.StreamClientCAFile = "/c", "/k", "/ca"
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if o.StreamAddress != "10.0.0.5:10250" {
+		t.Errorf("stream address = %q, want the daemon endpoint", o.StreamAddress)
+	}
+	if err := o.Validate(); err != nil {
+		t.Errorf("completed options rejected: %v", err)
+	}
+
+	o = NewOptions()
+	o.HypervisorName = "hv"
+	o.StreamCertFile, o.StreamKeyFile, o.StreamClientCAFile = "/c", "/k", "/ca"
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--stream-address or --daemon-endpoint") {
+		t.Errorf("stream server without an address: Validate() = %v", err)
+	}
+}
+
+func TestConfigCarriesTheOptionsToTheAgent(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := NewOptions()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse([]string{
+		"--kubeconfig=" + kubeconfig, "--hypervisor-name=hv-1", "--state-dir=/srv/vessel",
+		"--reserved-memory=1Gi", "--max-vms=7", "--events=false", "--kvm=auto", "--workers=3",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := o.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Agent
+	if a.Client == nil || a.Events != nil || a.Hypervisor == nil || a.HypervisorName != "hv-1" || a.StateDir != "/srv/vessel" ||
+		a.MaxVMs != 7 || a.ReservedMemory.String() != "1Gi" || a.Workers != 3 || a.AgentVersion != Version {
+		t.Errorf("agent config = %+v", a)
+	}
+	if !c.ProbeKVM || c.Console != nil || c.ConsoleListener != nil {
+		t.Errorf("config = %+v: want a KVM probe and no console server", c)
 	}
 }

@@ -14,12 +14,12 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package app holds vessel-agent's options: flags, validation, and wiring
-// them into a running agent.
+// Package app is vessel-agent's command: options (flags, Complete,
+// Validate) turn into a Config, and Run starts the node agent from it.
 package app
 
 import (
-	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -60,8 +60,8 @@ type Options struct {
 	ResyncPeriod         time.Duration
 	Workers              int
 	DaemonEndpoint       string
-	// The console stream server: it listens on StreamAddress (default:
-	// DaemonEndpoint) with the serving certificate StreamCertFile/KeyFile
+	// The console stream server: it listens on StreamAddress (Complete
+	// defaults it to DaemonEndpoint) with the serving certificate StreamCertFile/KeyFile
 	// and admits clients whose certificate StreamClientCAFile issued. It
 	// runs when the certificate is set.
 	StreamAddress      string
@@ -122,7 +122,15 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.KVMProbeTime, "kvm-probe-timeout", o.KVMProbeTime, "how long the KVM probe guest may take to boot")
 }
 
-// Validate checks the options.
+// Complete fills the options that default to others.
+func (o *Options) Complete() error {
+	if o.StreamAddress == "" {
+		o.StreamAddress = o.DaemonEndpoint
+	}
+	return nil
+}
+
+// Validate checks completed options.
 func (o *Options) Validate() error {
 	var errs []error
 	if o.HypervisorName == "" {
@@ -173,7 +181,7 @@ func (o *Options) Validate() error {
 		if o.StreamCertFile == "" || o.StreamKeyFile == "" || o.StreamClientCAFile == "" {
 			errs = append(errs, errors.New("--stream-cert-file, --stream-key-file and --stream-client-ca-file go together"))
 		}
-		if o.StreamAddress == "" && o.DaemonEndpoint == "" {
+		if o.StreamAddress == "" {
 			errs = append(errs, errors.New("the console stream server needs --stream-address or --daemon-endpoint"))
 		}
 	}
@@ -185,127 +193,102 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Config is what Run needs, built from completed and validated options.
+type Config struct {
+	// Agent configures the node agent. Run settles Agent.KVM (see ProbeKVM).
+	Agent agent.Config
+	// Libvirt is Agent.Hypervisor; Run connects it.
+	Libvirt       *hypervisor.Libvirt
+	LibvirtSocket string
+	// ProbeKVM makes Run decide Agent.KVM with a real boot of ProbeKernel
+	// (empty: the newest /boot/vmlinuz-*) within ProbeTimeout.
+	ProbeKVM     bool
+	ProbeKernel  string
+	ProbeTimeout time.Duration
+	// Console serves console streams on ConsoleListener with ConsoleTLS;
+	// nil without a serving certificate.
+	Console         *console.Server
+	ConsoleListener net.Listener
+	ConsoleTLS      *tls.Config
+}
+
+// Config builds the clients, the libvirt connection and the console stream
+// server. It listens for the stream server already, so a bad address or
+// certificate fails before anything runs.
+func (o *Options) Config() (*Config, error) {
+	restConfig, err := o.restConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	restConfig.UserAgent = "vessel-agent/" + Version
+	client, err := versioned.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("build vessel.dev client: %w", err)
+	}
+	var events kubernetes.Interface
+	if o.Events != "false" {
+		kc, err := kubernetes.NewForConfig(restConfig)
+		if err != nil {
+			return nil, fmt.Errorf("build core client: %w", err)
+		}
+		if o.Events == "true" || servesEvents(kc) {
+			events = kc
+		} else {
+			klog.Background().Info("The API server does not serve core/v1 events: not recording Events")
+		}
+	}
+	lv := hypervisor.NewLibvirt(o.LibvirtSocket)
+	c := &Config{
+		Agent: agent.Config{
+			Client:               client,
+			Events:               events,
+			Hypervisor:           lv,
+			KVM:                  o.KVM == "true",
+			HypervisorName:       o.HypervisorName,
+			Labels:               o.NodeLabels,
+			StateDir:             o.StateDir,
+			AllowedHostPathRoots: o.AllowedHostPathRoots,
+			ReservedCPUs:         o.ReservedCPUs,
+			CPUAllocationRatio:   o.CPUAllocationRatio,
+			ReservedMemory:       resource.MustParse(o.ReservedMemory),
+			MaxVMs:               o.MaxVMs,
+			DaemonEndpoint:       o.DaemonEndpoint,
+			AgentVersion:         Version,
+			HeartbeatInterval:    o.HeartbeatInterval,
+			ResyncPeriod:         o.ResyncPeriod,
+			Workers:              o.Workers,
+		},
+		Libvirt:       lv,
+		LibvirtSocket: o.LibvirtSocket,
+		ProbeKVM:      o.KVM == "auto",
+		ProbeKernel:   o.KVMProbeKernel,
+		ProbeTimeout:  o.KVMProbeTime,
+	}
+	if o.StreamCertFile != "" {
+		if c.ConsoleTLS, err = console.TLSConfig(o.StreamCertFile, o.StreamKeyFile, o.StreamClientCAFile); err != nil {
+			return nil, err
+		}
+		c.Console, err = console.NewServer(console.Config{
+			Backend:  &console.Libvirt{Socket: o.LibvirtSocket},
+			Domains:  lv,
+			StateDir: o.StateDir,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if c.ConsoleListener, err = net.Listen("tcp", o.StreamAddress); err != nil {
+			return nil, fmt.Errorf("console stream server: %w", err)
+		}
+	}
+	return c, nil
+}
+
 // restConfig loads the kubeconfig, or the in-cluster config without one.
 func (o *Options) restConfig() (*rest.Config, error) {
 	if o.Kubeconfig == "" {
 		return rest.InClusterConfig()
 	}
 	return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
-}
-
-// Run starts the agent and blocks until ctx ends.
-func (o *Options) Run(ctx context.Context) error {
-	logger := klog.FromContext(ctx)
-	cfg, err := o.restConfig()
-	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
-	}
-	cfg.UserAgent = "vessel-agent/" + Version
-	client, err := versioned.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	var events kubernetes.Interface
-	if o.Events != "false" {
-		kc, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return err
-		}
-		if o.Events == "true" || servesEvents(kc) {
-			events = kc
-		} else {
-			logger.Info("The API server does not serve core/v1 events: not recording Events")
-		}
-	}
-
-	kvm := o.KVM == "true"
-	if o.KVM == "auto" {
-		var why string
-		kvm, why = hypervisor.ProbeKVM(ctx, "", o.KVMProbeKernel, o.KVMProbeTime)
-		logger.Info("KVM probe", "kvm", kvm, "result", why)
-	}
-
-	lv := hypervisor.NewLibvirt(o.LibvirtSocket)
-	go lv.Run(ctx)
-	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := lv.WaitConnected(waitCtx); err != nil {
-		return fmt.Errorf("connect to libvirtd at %s: %w", o.LibvirtSocket, err)
-	}
-
-	// The agent stops when the stream server fails, and the other way round.
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	streamErr := make(chan error, 1)
-	if o.StreamCertFile != "" {
-		serve, err := o.streamServer(lv)
-		if err != nil {
-			return err
-		}
-		go func() {
-			if err := serve(ctx); err != nil {
-				streamErr <- err
-				stop()
-			}
-		}()
-	}
-
-	a, err := agent.New(agent.Config{
-		Client:               client,
-		Events:               events,
-		Hypervisor:           lv,
-		KVM:                  kvm,
-		HypervisorName:       o.HypervisorName,
-		Labels:               o.NodeLabels,
-		StateDir:             o.StateDir,
-		AllowedHostPathRoots: o.AllowedHostPathRoots,
-		ReservedCPUs:         o.ReservedCPUs,
-		CPUAllocationRatio:   o.CPUAllocationRatio,
-		ReservedMemory:       resource.MustParse(o.ReservedMemory),
-		MaxVMs:               o.MaxVMs,
-		DaemonEndpoint:       o.DaemonEndpoint,
-		AgentVersion:         Version,
-		HeartbeatInterval:    o.HeartbeatInterval,
-		ResyncPeriod:         o.ResyncPeriod,
-		Workers:              o.Workers,
-	})
-	if err != nil {
-		return err
-	}
-	err = a.Run(ctx)
-	select {
-	case serr := <-streamErr:
-		return serr
-	default:
-		return err
-	}
-}
-
-// streamServer listens for the console stream server now, so a bad
-// address or certificate fails the start, and returns the function that
-// serves until ctx ends.
-func (o *Options) streamServer(lv *hypervisor.Libvirt) (func(context.Context) error, error) {
-	tlsConfig, err := console.TLSConfig(o.StreamCertFile, o.StreamKeyFile, o.StreamClientCAFile)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := console.NewServer(console.Config{
-		Backend:  &console.Libvirt{Socket: o.LibvirtSocket},
-		Domains:  lv,
-		StateDir: o.StateDir,
-	})
-	if err != nil {
-		return nil, err
-	}
-	addr := o.StreamAddress
-	if addr == "" {
-		addr = o.DaemonEndpoint
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("console stream server: %w", err)
-	}
-	return func(ctx context.Context) error { return srv.Serve(ctx, ln, tlsConfig) }, nil
 }
 
 // servesEvents is true when the server has the core/v1 events resource
