@@ -31,6 +31,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vessel-vm/vessel/node-agent/internal/needs"
 )
 
 func TestConfineHostPath(t *testing.T) {
@@ -215,15 +217,8 @@ func TestCacheRedactsCredentials(t *testing.T) {
 	}
 }
 
-func requireTool(t *testing.T, tool string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		t.Skipf("%s not installed (hack/install-libvirt.sh installs it)", tool)
-	}
-}
-
 func TestOverlayAndBlank(t *testing.T) {
-	requireTool(t, "qemu-img")
+	needs.Tool(t, "qemu-img")
 	ctx := context.Background()
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base.raw")
@@ -264,8 +259,8 @@ func TestOverlayAndBlank(t *testing.T) {
 }
 
 func TestSeed(t *testing.T) {
-	requireTool(t, "genisoimage")
-	requireTool(t, "isoinfo")
+	needs.Tool(t, "genisoimage")
+	needs.Tool(t, "isoinfo")
 	path := filepath.Join(t.TempDir(), "seed.iso")
 	cfg := SeedConfig{InstanceID: "uid-123", LocalHostname: "web", UserData: "#!/bin/sh\necho hi\n", NetworkData: "version: 2\n"}
 	if err := Seed(context.Background(), path, cfg); err != nil {

@@ -14,7 +14,11 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package agent
+// Package runstrategy is the whole run-strategy table: whether a VM's guest
+// should run, given its spec, the agent's own status fields and whether QEMU
+// runs. The VM controller decides power with it, and a restore decides
+// whether the reverted guest runs.
+package runstrategy
 
 import (
 	"time"
@@ -29,8 +33,8 @@ const (
 	StopReasonCrashed       = "Crashed"
 )
 
-// powerInput is what decides whether a guest should run.
-type powerInput struct {
+// Input is what decides whether a guest should run.
+type Input struct {
 	Strategy v1alpha1.RunStrategy
 	Action   *v1alpha1.PowerAction
 	// ObservedActionID is status.observedPowerActionID.
@@ -44,8 +48,8 @@ type powerInput struct {
 	Active bool
 }
 
-// pendingAction is the power action not yet carried out, or nil.
-func pendingAction(action *v1alpha1.PowerAction, observed int64) *v1alpha1.PowerAction {
+// PendingAction is the power action not yet carried out, or nil.
+func PendingAction(action *v1alpha1.PowerAction, observed int64) *v1alpha1.PowerAction {
 	if action != nil && action.ID > observed {
 		return action
 	}
@@ -60,10 +64,10 @@ func lastActionType(action *v1alpha1.PowerAction) v1alpha1.PowerActionType {
 	return action.Type
 }
 
-// shouldRun says whether the guest should be running now. It is a pure
+// ShouldRun says whether the guest should be running now. It is a pure
 // function of the spec, the agent's recorded status and the domain's state,
 // so a restarted agent reaches the same answer.
-func shouldRun(in powerInput) bool {
+func ShouldRun(in Input) bool {
 	if in.Strategy == v1alpha1.RunStrategyHalted {
 		return false
 	}
@@ -72,7 +76,7 @@ func shouldRun(in powerInput) bool {
 		return true
 	}
 	last := lastActionType(in.Action)
-	if p := pendingAction(in.Action, in.ObservedActionID); p != nil && p.Type != v1alpha1.PowerActionStop {
+	if p := PendingAction(in.Action, in.ObservedActionID); p != nil && p.Type != v1alpha1.PowerActionStop {
 		return true
 	}
 	if last == v1alpha1.PowerActionStop {
@@ -94,9 +98,9 @@ func shouldRun(in powerInput) bool {
 	return false
 }
 
-// stopGrace is how long a stop waits for the guest after the ACPI request:
+// StopGrace is how long a stop waits for the guest after the ACPI request:
 // the pending stop or restart action's grace period, else the spec's.
-func stopGrace(spec *v1alpha1.VirtualMachineSpec, action *v1alpha1.PowerAction) time.Duration {
+func StopGrace(spec *v1alpha1.VirtualMachineSpec, action *v1alpha1.PowerAction) time.Duration {
 	if action != nil && action.GracePeriodSeconds != nil &&
 		(action.Type == v1alpha1.PowerActionStop || action.Type == v1alpha1.PowerActionRestart) {
 		return time.Duration(max(*action.GracePeriodSeconds, 0)) * time.Second

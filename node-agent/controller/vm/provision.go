@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package agent
+package vm
 
 import (
 	"context"
@@ -46,7 +46,7 @@ const progressInterval = time.Second
 
 // provisionRun is one attempt at preparing a VM's files. It runs in its own
 // goroutine so a slow download never blocks a worker; it enqueues the VM
-// when there is news.
+// when there is news. A pass reads it through snapshot().
 type provisionRun struct {
 	generation int64
 	// hash is the machine spec being provisioned (machineSpecHash).
@@ -75,24 +75,47 @@ func (p *provisionRun) state() provState {
 	return s
 }
 
-// result is the domain config once provisioning succeeded.
-func (p *provisionRun) result() (*hypervisor.DomainConfig, bool) {
+// snapshot is the run as a pass observes it.
+func (p *provisionRun) snapshot() *provObservation {
+	state := p.state()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cfg, p.done && p.err == nil
+	o := &provObservation{State: state, Generation: p.generation, Hash: p.hash, Permanent: p.permanent, Finished: p.finished}
+	if state.Done {
+		o.Config = p.cfg
+	}
+	return o
 }
 
-// stale says a new attempt should replace this one.
-func (p *provisionRun) stale(generation int64, now time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.done || p.err == nil {
-		return false
-	}
-	if generation != p.generation {
+// provObservation is a provisioning run as one pass saw it.
+type provObservation struct {
+	State provState
+	// Generation and Hash are the VM's generation and machineSpecHash the
+	// run provisions.
+	Generation int64
+	Hash       string
+	// Permanent says the failure waits for a spec change (bad checksum,
+	// forbidden host path); others are retried.
+	Permanent bool
+	Finished  time.Time
+	// Config is the domain config once provisioning succeeded.
+	Config *hypervisor.DomainConfig
+}
+
+// stale says a new run should replace this one: the machine spec changed,
+// or it failed and the spec changed since or a transient failure is due
+// for another attempt.
+func (p *provObservation) stale(generation int64, wantHash string, now time.Time) bool {
+	if p.Hash != wantHash {
 		return true
 	}
-	return !p.permanent && now.Sub(p.finished) >= retryProvisioningAfter
+	if p.State.InProgress || p.State.Reason == "" {
+		return false
+	}
+	if generation != p.Generation {
+		return true
+	}
+	return !p.Permanent && now.Sub(p.Finished) >= retryProvisioningAfter
 }
 
 func (p *provisionRun) setDisk(name string, phase v1alpha1.DiskPhase, progress, msg string) {
@@ -112,24 +135,25 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// startProvisioning launches a provisioning run for vm.
-func (a *Agent) startProvisioning(ctx context.Context, key string, vm *v1alpha1.VirtualMachine, rt *vmRuntime) {
-	if rt.prov != nil && rt.prov.cancel != nil {
-		rt.prov.cancel()
+// startProvisioning launches a provisioning run for vm. It outlives the
+// pass (under the controller's context, not the pass's).
+func (c *Controller) startProvisioning(ctx context.Context, key string, vm *v1alpha1.VirtualMachine, st *vmState) {
+	if st.prov != nil && st.prov.cancel != nil {
+		st.prov.cancel()
 	}
-	pctx, cancel := context.WithCancel(a.baseCtx)
+	pctx, cancel := context.WithCancel(c.runCtx)
 	run := &provisionRun{generation: vm.Generation, hash: machineSpecHash(&vm.Spec), cancel: cancel}
 	for _, d := range vm.Spec.Disks {
 		run.disks = append(run.disks, v1alpha1.DiskStatus{Name: d.Name, Phase: v1alpha1.DiskPending})
 	}
-	rt.prov = run
+	st.prov = run
 	vm = vm.DeepCopy()
 	logger := klog.FromContext(ctx).WithValues("vm", key)
 	go func() {
 		defer cancel()
-		cfg, err := a.provision(pctx, vm, run)
+		cfg, err := c.provision(pctx, vm, run)
 		run.mu.Lock()
-		run.done, run.err, run.cfg, run.finished = true, err, cfg, a.now()
+		run.done, run.err, run.cfg, run.finished = true, err, cfg, c.clock.Now()
 		if err != nil {
 			run.reason, run.permanent = failureReason(err)
 		}
@@ -139,7 +163,7 @@ func (a *Agent) startProvisioning(ctx context.Context, key string, vm *v1alpha1.
 		} else {
 			logger.V(2).Info("Provisioned")
 		}
-		a.queue.Add(key)
+		c.queue.Add(key)
 	}()
 }
 
@@ -161,9 +185,9 @@ var errDownload = errors.New("image download failed")
 // provision prepares every file of vm's domain under its VM directory and
 // returns the domain config. It is idempotent: existing overlays and blank
 // disks are kept (they hold the guest's data).
-func (a *Agent) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run *provisionRun) (*hypervisor.DomainConfig, error) {
+func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run *provisionRun) (*hypervisor.DomainConfig, error) {
 	uid := string(vm.UID)
-	dir := a.vmDir(uid)
+	dir := c.vmDir(uid)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create VM directory %s: %w", dir, err)
 	}
@@ -172,28 +196,31 @@ func (a *Agent) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run 
 		memory = resource.MustParse(v1alpha1.DefaultMemory)
 	}
 	cfg := &hypervisor.DomainConfig{
-		Owner:      hypervisor.Owner{Namespace: vm.Namespace, Name: vm.Name, UID: uid, Hypervisor: a.cfg.HypervisorName},
+		Owner: hypervisor.Owner{
+			Namespace: vm.Namespace, Name: vm.Name, UID: uid,
+			Hypervisor: c.cfg.Node, HypervisorUID: c.identity.HypervisorUID(),
+		},
 		SpecHash:   run.hash,
-		KVM:        a.cfg.KVM,
+		KVM:        c.cfg.KVM,
 		CPUs:       uint(max(vm.Spec.CPUs, 1)),
 		MemoryKiB:  uint64(memory.Value() / 1024),
 		UEFI:       vm.Spec.Firmware == v1alpha1.FirmwareUEFI,
 		ConsoleLog: filepath.Join(dir, "console.log"),
 	}
 	if k := vm.Spec.Kernel; k != nil {
-		path, err := a.file(ctx, k.Kernel, nil)
+		path, err := c.file(ctx, k.Kernel, nil)
 		if err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
 		}
 		cfg.Kernel, cfg.Cmdline = path, k.Cmdline
 		if k.Initrd != nil {
-			if cfg.Initrd, err = a.file(ctx, *k.Initrd, nil); err != nil {
+			if cfg.Initrd, err = c.file(ctx, *k.Initrd, nil); err != nil {
 				return nil, fmt.Errorf("initrd: %w", err)
 			}
 		}
 	}
 	for _, d := range vm.Spec.Disks {
-		dc, err := a.provisionDisk(ctx, vm, dir, d, run)
+		dc, err := c.provisionDisk(ctx, vm, dir, d, run)
 		if err != nil {
 			run.setDisk(d.Name, v1alpha1.DiskFailed, "", err.Error())
 			return nil, fmt.Errorf("disk %s: %w", d.Name, err)
@@ -215,12 +242,12 @@ func (a *Agent) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run 
 	return cfg, nil
 }
 
-func (a *Agent) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMachine, dir string, d v1alpha1.Disk, run *provisionRun) (hypervisor.DiskConfig, error) {
+func (c *Controller) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMachine, dir string, d v1alpha1.Disk, run *provisionRun) (hypervisor.DiskConfig, error) {
 	dc := hypervisor.DiskConfig{Name: d.Name, Bus: string(d.Bus), ReadOnly: d.ReadOnly}
 	switch {
 	case d.Image != nil:
-		base, err := a.fetch(ctx, *d.Image, func(done, total int64) {
-			a.reportProgress(vm, run, d.Name, done, total)
+		base, err := c.fetch(ctx, *d.Image, func(done, total int64) {
+			c.reportProgress(vm, run, d.Name, done, total)
 		})
 		if err != nil {
 			return dc, err
@@ -230,7 +257,7 @@ func (a *Agent) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMachine, 
 			return dc, err
 		}
 	case d.HostPath != nil:
-		path, err := disks.ConfineHostPath(d.HostPath.Path, a.cfg.AllowedHostPathRoots)
+		path, err := disks.ConfineHostPath(d.HostPath.Path, c.cfg.AllowedHostPathRoots)
 		if err != nil {
 			return dc, err
 		}
@@ -263,36 +290,37 @@ func (a *Agent) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMachine, 
 
 // reportProgress records an image download's progress and enqueues the VM,
 // at most once per progressInterval.
-func (a *Agent) reportProgress(vm *v1alpha1.VirtualMachine, run *provisionRun, disk string, done, total int64) {
+func (c *Controller) reportProgress(vm *v1alpha1.VirtualMachine, run *provisionRun, disk string, done, total int64) {
 	progress := fmt.Sprintf("%d bytes", done)
 	if total > 0 {
 		progress = fmt.Sprintf("%d%%", done*100/total)
 	}
 	run.setDisk(disk, v1alpha1.DiskImporting, progress, "")
 	run.mu.Lock()
-	due := a.now().Sub(run.lastReport) >= progressInterval
+	now := c.clock.Now()
+	due := now.Sub(run.lastReport) >= progressInterval
 	if due {
-		run.lastReport = a.now()
+		run.lastReport = now
 	}
 	run.mu.Unlock()
 	if due {
-		a.queue.Add(vm.Namespace + "/" + vm.Name)
+		c.queue.Add(vm.Namespace + "/" + vm.Name)
 	}
 }
 
 // file resolves a kernel or initrd source to a file on this host.
-func (a *Agent) file(ctx context.Context, src v1alpha1.FileSource, progress disks.Progress) (string, error) {
+func (c *Controller) file(ctx context.Context, src v1alpha1.FileSource, progress disks.Progress) (string, error) {
 	switch {
 	case src.Image != nil:
-		return a.fetch(ctx, *src.Image, progress)
+		return c.fetch(ctx, *src.Image, progress)
 	case src.HostPath != nil:
-		return disks.ConfineHostPath(src.HostPath.Path, a.cfg.AllowedHostPathRoots)
+		return disks.ConfineHostPath(src.HostPath.Path, c.cfg.AllowedHostPathRoots)
 	}
 	return "", fmt.Errorf("no source")
 }
 
-func (a *Agent) fetch(ctx context.Context, img v1alpha1.ImageSource, progress disks.Progress) (string, error) {
-	path, err := a.images.Fetch(ctx, img.URL, img.SHA256, progress)
+func (c *Controller) fetch(ctx context.Context, img v1alpha1.ImageSource, progress disks.Progress) (string, error) {
+	path, err := c.images.Fetch(ctx, img.URL, img.SHA256, progress)
 	if err != nil && !errors.Is(err, disks.ErrChecksum) && ctx.Err() == nil {
 		return "", fmt.Errorf("%w: %w", errDownload, err)
 	}

@@ -14,13 +14,14 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package agent
+package vm
 
 import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/node-agent/controller/runstrategy"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
@@ -38,8 +39,9 @@ type provState struct {
 	Disks   []v1alpha1.DiskStatus
 }
 
-// observation is everything the status is computed from besides the spec.
-type observation struct {
+// statusInput is everything the status is computed from besides the spec:
+// what a pass observed, decided and did.
+type statusInput struct {
 	Now      metav1.Time
 	NodeName string
 	// Domain is the VM's domain, nil when none is defined.
@@ -56,7 +58,7 @@ type observation struct {
 	WantPaused bool
 	// RestartRequired: the spec changed while the guest runs.
 	RestartRequired bool
-	// Started is true when the agent started the guest in this pass.
+	// Started is true when this pass started the guest.
 	Started          bool
 	StopReason       string
 	ObservedActionID int64
@@ -82,17 +84,17 @@ func noticeStop(prev v1alpha1.VirtualMachinePhase, prevReason string, dom *hyper
 	}
 	switch {
 	case requested:
-		return StopReasonRequested
+		return runstrategy.StopReasonRequested
 	case dom.Reason == hypervisor.ReasonShutdown:
-		return StopReasonGuestShutdown
+		return runstrategy.StopReasonGuestShutdown
 	default:
 		// Killed, crashed, or destroyed behind Vessel's back.
-		return StopReasonCrashed
+		return runstrategy.StopReasonCrashed
 	}
 }
 
 // computePhase summarizes the VM for status.phase.
-func computePhase(obs *observation) v1alpha1.VirtualMachinePhase {
+func computePhase(obs *statusInput) v1alpha1.VirtualMachinePhase {
 	if obs.Conflict != "" || obs.Prov.Reason != "" {
 		return v1alpha1.VirtualMachineFailed
 	}
@@ -132,7 +134,7 @@ func computePhase(obs *observation) v1alpha1.VirtualMachinePhase {
 
 // computeStatus is the VM's status recomputed from spec and observation. It
 // keeps what only the API knows (Scheduled condition, snapshots).
-func computeStatus(vm *v1alpha1.VirtualMachine, obs *observation) v1alpha1.VirtualMachineStatus {
+func computeStatus(vm *v1alpha1.VirtualMachine, obs *statusInput) v1alpha1.VirtualMachineStatus {
 	old := vm.Status
 	st := *old.DeepCopy()
 	st.Phase = computePhase(obs)
