@@ -79,6 +79,9 @@ type Env struct {
 	Images map[string]Image
 	// socket is the agent's libvirt socket.
 	socket string
+	// consoleMarks is each VM's console log length when its last restore
+	// began, by VM UID (WaitConsoleAfterRestore).
+	consoleMarks sync.Map
 
 	mu          sync.Mutex
 	agentCancel context.CancelFunc

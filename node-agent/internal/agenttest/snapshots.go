@@ -20,7 +20,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -109,7 +108,7 @@ func (e *Env) DeleteSnapshot(name string) {
 // remembers the console log's length, for WaitConsoleAfterRestore.
 func (e *Env) Restore(vm *v1alpha1.VirtualMachine, snapshot string) *v1alpha1.VirtualMachineRestore {
 	e.T.Helper()
-	consoleMarks.Store(vm.UID, len(e.ConsoleText(vm)))
+	e.consoleMarks.Store(vm.UID, len(e.ConsoleText(vm)))
 	r, err := e.Client.VesselV1alpha1().VirtualMachineRestores(Namespace).Create(e.Ctx, &v1alpha1.VirtualMachineRestore{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: vm.Name + "-restore-"},
 		Spec:       v1alpha1.VirtualMachineRestoreSpec{VirtualMachineName: vm.Name, SnapshotName: snapshot},
@@ -147,10 +146,6 @@ func (e *Env) WaitRestore(name string, phase v1alpha1.SnapshotPhase) *v1alpha1.V
 	return last
 }
 
-// consoleMarks is each VM's console log length when its last restore
-// began, by VM UID.
-var consoleMarks sync.Map
-
 // WaitConsoleAfterRestore waits until the console output written since
 // the restore began holds every marker, and returns that output. A revert
 // starts a new QEMU, and virtlogd then starts the log afresh: a log shorter
@@ -159,7 +154,7 @@ func (e *Env) WaitConsoleAfterRestore(vm *v1alpha1.VirtualMachine, markers ...st
 	e.T.Helper()
 	var text string
 	mark := 0
-	if v, ok := consoleMarks.Load(vm.UID); ok {
+	if v, ok := e.consoleMarks.Load(vm.UID); ok {
 		mark = v.(int)
 	}
 	err := wait.PollUntilContextTimeout(e.Ctx, 100*time.Millisecond, BootTimeout, true, func(context.Context) (bool, error) {
