@@ -21,32 +21,14 @@ package main
 import (
 	"os"
 
-	"github.com/spf13/cobra"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/component-base/cli"
 
-	"github.com/vessel-vm/vessel/node-agent/app"
+	"github.com/vessel-vm/vessel/cmd/vessel-agent/app"
 )
 
 func main() {
-	ctx := genericapiserver.SetupSignalContext()
-	o := app.NewOptions()
-	cmd := &cobra.Command{
-		Use:   "vessel-agent",
-		Short: "Run the VMs bound to this host's Hypervisor with libvirt",
-		Long: `vessel-agent registers this host as a vessel.dev Hypervisor, heartbeats it,
-and reconciles the VirtualMachines bound to it with libvirtd (QEMU/KVM, or
-TCG when a real KVM probe fails): disks, cloud-init seeds, power state and
-status. Guests keep running when the agent stops; a new agent adopts them.`,
-		SilenceUsage: true,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(c.Context())
-		},
-	}
-	cmd.SetContext(ctx)
-	o.AddFlags(cmd.Flags())
+	cmd := app.NewCommand()
+	cmd.SetContext(genericapiserver.SetupSignalContext())
 	os.Exit(cli.Run(cmd))
 }

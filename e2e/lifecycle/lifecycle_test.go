@@ -33,6 +33,7 @@ import (
 	"github.com/vessel-vm/vessel/e2e/framework"
 	"github.com/vessel-vm/vessel/e2e/pidfile"
 	"github.com/vessel-vm/vessel/launcher"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
 func TestMain(m *testing.M) { framework.Main(m) }
@@ -48,7 +49,7 @@ func TestQuickStartExample(t *testing.T) {
 	}
 	// The example as shipped, renamed: other suites on this host's libvirtd
 	// may run a team-a/demo of their own.
-	const ns, name, domain = "team-a", "quickstart", "team-a_quickstart"
+	const ns, name = "team-a", "quickstart"
 	example, err := os.ReadFile(filepath.Join(root, "examples", "vm.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +63,7 @@ func TestQuickStartExample(t *testing.T) {
 	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", name, "--wait=false") })
 
 	vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
+	domain := hypervisor.DomainName(ns, name, string(vm.UID))
 	e.MustKubectl(t, "alice", "-n", ns, "wait", "vm/"+name, "--for=jsonpath={.status.phase}=Running", "--timeout=10s")
 	e.WaitLog(t, vm, "VESSEL-GUEST READY")
 	e.WaitLog(t, vm, "hello from cloud-init on "+name)
@@ -144,13 +146,14 @@ func TestUnschedulableVMSaysWhy(t *testing.T) {
 // QEMU, the agent reconnects, and the VM is still Running and still obeys.
 func TestAlwaysVMSurvivesLibvirtdRestart(t *testing.T) {
 	e := framework.Require(t)
-	const ns, name, domain = "default", "steady", "default_steady"
+	const ns, name = "default", "steady"
 	if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(t.Context(), framework.GuestVM(ns, name), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", name, "--wait=false") })
 	vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
 	e.WaitLog(t, vm, "VESSEL-BOOT done")
+	domain := hypervisor.DomainName(ns, name, string(vm.UID))
 	pid := qemuPID(t, domain)
 
 	restartLibvirtd(t)
@@ -176,6 +179,7 @@ func TestAgentCrashKeepsGuests(t *testing.T) {
 	const ns = "default"
 	names := []string{"adopt-a", "adopt-b", "adopt-c"}
 	pids := map[string]int{}
+	domains := map[string]string{} // by VM name
 	for _, name := range names {
 		if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(t.Context(), framework.GuestVM(ns, name), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -186,7 +190,8 @@ func TestAgentCrashKeepsGuests(t *testing.T) {
 	for _, name := range names {
 		vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
 		e.WaitLog(t, vm, "VESSEL-BOOT done")
-		pids[name] = qemuPID(t, ns+"_"+name)
+		domains[name] = hypervisor.DomainName(ns, name, string(vm.UID))
+		pids[name] = qemuPID(t, domains[name])
 		started[name] = vm.Status.StartedAt.Time
 	}
 
@@ -194,7 +199,7 @@ func TestAgentCrashKeepsGuests(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range names {
-		if got := domState(t, ns+"_"+name); got != "running" {
+		if got := domState(t, domains[name]); got != "running" {
 			t.Errorf("%s is %q with the agent dead, want running", name, got)
 		}
 	}
@@ -206,7 +211,7 @@ func TestAgentCrashKeepsGuests(t *testing.T) {
 	e.WaitPhase(t, ns, names[0], v1alpha1.VirtualMachineStopped)
 	for _, name := range names[1:] {
 		vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
-		if got := qemuPID(t, ns+"_"+name); got != pids[name] {
+		if got := qemuPID(t, domains[name]); got != pids[name] {
 			t.Errorf("%s: QEMU pid %d after the agent restart, was %d: the guest was restarted", name, got, pids[name])
 		}
 		if !vm.Status.StartedAt.Time.Equal(started[name]) {

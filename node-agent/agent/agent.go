@@ -14,44 +14,48 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package agent is the Vessel node agent's reconciler: it registers and
-// heartbeats the node's Hypervisor, watches the VMs bound to it and makes
-// libvirt match them, KubeVirt virt-handler style. Informer events, libvirt
-// lifecycle events and a periodic resync only enqueue VM keys; sync reads
-// the VM and its domain, decides, takes one action and rewrites status.
+// Package agent is the Vessel node agent: it wires the node's controllers
+// (Hypervisor status, VMs, snapshots, restores) to shared informers, one
+// image cache, one event recorder and the VM locks, and runs them.
 package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
-
-	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned/scheme"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
-	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
+	vesselinformers "github.com/vessel-vm/vessel/generated/informers/externalversions/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/node-agent/controller/boundvm"
+	"github.com/vessel-vm/vessel/node-agent/controller/nodestatus"
+	"github.com/vessel-vm/vessel/node-agent/controller/restore"
+	"github.com/vessel-vm/vessel/node-agent/controller/snapshot"
+	"github.com/vessel-vm/vessel/node-agent/controller/vm"
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
-// Config is what an agent needs; cmd/vessel-agent fills it from flags.
+// Config is what an agent needs.
 type Config struct {
 	// Client reaches the vessel.dev API.
 	Client versioned.Interface
@@ -92,7 +96,8 @@ type Config struct {
 
 	HeartbeatInterval time.Duration
 	ResyncPeriod      time.Duration
-	Workers           int
+	// Workers is how many VMs are synced at once.
+	Workers int
 	// ACPIInterval is how often a shutdown request is repeated while a
 	// guest ignores it.
 	ACPIInterval time.Duration
@@ -104,38 +109,25 @@ type Config struct {
 // Defaults for Config's zero values.
 const (
 	DefaultHeartbeatInterval = 10 * time.Second
-	DefaultResyncPeriod      = 30 * time.Second
+	DefaultResyncPeriod      = vm.DefaultResyncPeriod
 	DefaultWorkers           = 4
-	DefaultACPIInterval      = 3 * time.Second
+	DefaultACPIInterval      = vm.DefaultACPIInterval
 	DefaultMaxVMs            = 64
 	// DefaultCPUAllocationRatio overcommits vCPUs 8:1, half of OpenStack's default.
 	DefaultCPUAllocationRatio = 8
 )
 
-// Agent reconciles the VMs bound to one Hypervisor.
-type Agent struct {
-	cfg      Config
-	baseCtx  context.Context
-	hv       hypervisor.Hypervisor
-	client   versioned.Interface
-	lister   listers.VirtualMachineLister
-	indexer  cache.Indexer
-	synced   cache.InformerSynced
-	factory  informers.SharedInformerFactory
-	queue    workqueue.TypedRateLimitingInterface[string]
-	images   *disks.Cache
-	recorder record.EventRecorder
-	now      func() time.Time
-	// snapshots reconciles snapshots and restores (snapshot.go).
-	snapshots *snapshotWorkers
+// snapshotWorkers is how many snapshots (and, apart, restores) are worked
+// on at once. Each holds its VM's lock, so they only overlap for different
+// VMs.
+const snapshotWorkers = 2
 
-	mu       sync.Mutex
-	runtimes map[string]*vmRuntime // by namespace/name
+// Agent runs the controllers of one Hypervisor.
+type Agent struct {
+	cfg Config
 }
 
-const uidIndex = "uid"
-
-// New builds an agent. Run starts it.
+// New checks cfg and fills its defaults. Run starts the agent.
 func New(cfg Config) (*Agent, error) {
 	if cfg.Client == nil || cfg.Hypervisor == nil {
 		return nil, fmt.Errorf("agent needs a vessel client and a hypervisor")
@@ -161,166 +153,181 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxVMs <= 0 {
 		cfg.MaxVMs = DefaultMaxVMs
 	}
-	a := &Agent{
-		cfg:      cfg,
-		hv:       cfg.Hypervisor,
-		client:   cfg.Client,
-		now:      time.Now,
-		runtimes: map[string]*vmRuntime{},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "vessel-agent"}),
+	return &Agent{cfg: cfg}, nil
+}
+
+// Run registers the Hypervisor and runs the controllers until ctx ends. It
+// returns once they have stopped; guests keep running.
+func (a *Agent) Run(ctx context.Context) error {
+	cfg := a.cfg
+	logger := klog.FromContext(ctx).WithValues("hypervisor", cfg.HypervisorName)
+	ctx = klog.NewContext(ctx, logger)
+	defer utilruntime.HandleCrashWithContext(ctx)
+
+	// Events go to the API when it serves them, else nowhere.
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	defer broadcaster.Shutdown()
+	if cfg.Events != nil {
+		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cfg.Events.CoreV1().Events("")})
 	}
-	a.factory = informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vessel-agent", Host: cfg.HypervisorName})
+	clk := clock.RealClock{}
+
+	// The VMs bound here, filtered by the server; snapshots and restores
+	// cannot be, so their informers watch the whole cluster.
+	nodeInformers := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.HypervisorName).String()
 		}))
-	vms := a.factory.Vessel().V1alpha1().VirtualMachines()
-	inf := vms.Informer()
-	if err := inf.AddIndexers(cache.Indexers{uidIndex: func(obj any) ([]string, error) {
-		vm, ok := obj.(*v1alpha1.VirtualMachine)
-		if !ok {
-			return nil, nil
-		}
-		return []string{string(vm.UID)}, nil
-	}}); err != nil {
-		return nil, fmt.Errorf("add uid index: %w", err)
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    a.enqueueObj,
-		UpdateFunc: func(_, obj any) { a.enqueueObj(obj) },
-		DeleteFunc: a.enqueueObj,
-	}); err != nil {
-		return nil, fmt.Errorf("add event handler: %w", err)
-	}
-	a.lister = vms.Lister()
-	a.indexer = inf.GetIndexer()
-	a.synced = inf.HasSynced
-	if err := a.initSnapshots(); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
+	clusterInformers := informers.NewSharedInformerFactory(cfg.Client, cfg.ResyncPeriod)
+	vmInformer := nodeInformers.Vessel().V1alpha1().VirtualMachines()
+	snapshotInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineSnapshots()
+	restoreInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineRestores()
+	locks := &boundvm.Locks{}
 
-func (a *Agent) enqueueObj(obj any) {
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	status := nodestatus.New(nodestatus.Config{
+		Name:               cfg.HypervisorName,
+		Labels:             cfg.Labels,
+		Capacity:           cfg.Capacity,
+		ReservedCPUs:       cfg.ReservedCPUs,
+		ReservedMemory:     cfg.ReservedMemory,
+		CPUAllocationRatio: cfg.CPUAllocationRatio,
+		MaxVMs:             cfg.MaxVMs,
+		DaemonEndpoint:     cfg.DaemonEndpoint,
+		AgentVersion:       cfg.AgentVersion,
+		KVM:                cfg.KVM,
+		HeartbeatInterval:  cfg.HeartbeatInterval,
+	}, cfg.Client, cfg.Hypervisor, vmInformer.Lister(), clk)
+	vms, err := vm.New(vm.Config{
+		Node:                  cfg.HypervisorName,
+		StateDir:              cfg.StateDir,
+		AllowedHostPathRoots:  cfg.AllowedHostPathRoots,
+		WritableHostPathRoots: cfg.WritableHostPathRoots,
+		KVM:                   cfg.KVM,
+		ACPIInterval:          cfg.ACPIInterval,
+		ResyncPeriod:          cfg.ResyncPeriod,
+	}, vm.Deps{
+		Client:     cfg.Client,
+		VMs:        vmInformer,
+		Restores:   restoreInformer.Lister(),
+		Hypervisor: cfg.Hypervisor,
+		Images:     disks.NewCache(ctx, imageCacheConfig(cfg, vmInformer)),
+		Locks:      locks,
+		Identity:   status,
+		Recorder:   recorder,
+		Clock:      clk,
+	})
 	if err != nil {
-		utilruntime.HandleError(err)
-		return
-	}
-	a.queue.Add(key)
-}
-
-func (a *Agent) vmDir(uid string) string { return filepath.Join(a.cfg.StateDir, "vms", uid) }
-
-// Run reconciles until ctx ends. It returns once the workers have stopped;
-// guests keep running.
-func (a *Agent) Run(ctx context.Context) error {
-	logger := klog.FromContext(ctx).WithValues("hypervisor", a.cfg.HypervisorName)
-	ctx = klog.NewContext(ctx, logger)
-	defer utilruntime.HandleCrash()
-	defer a.queue.ShutDown()
-
-	a.baseCtx = ctx
-	a.images = disks.NewCache(ctx, a.imageCacheConfig())
-	if a.cfg.Events != nil {
-		b := record.NewBroadcaster(record.WithContext(ctx))
-		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.cfg.Events.CoreV1().Events("")})
-		defer b.Shutdown()
-		a.recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vessel-agent", Host: a.cfg.HypervisorName})
-	}
-
-	if err := a.register(ctx); err != nil {
 		return err
 	}
-	a.factory.Start(ctx.Done())
-	defer a.factory.Shutdown()
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, a.synced) {
-		return fmt.Errorf("VM informer did not sync")
-	}
-	if err := a.snapshots.start(ctx); err != nil {
+	snapshots, err := snapshot.New(cfg.HypervisorName, snapshot.Deps{
+		Client:     cfg.Client,
+		Snapshots:  snapshotInformer,
+		VMs:        vmInformer,
+		Hypervisor: cfg.Hypervisor,
+		Locks:      locks,
+		Recorder:   recorder,
+		Clock:      clk,
+	})
+	if err != nil {
 		return err
 	}
-	logger.Info("Node agent started", "kvm", a.cfg.KVM, "stateDir", a.cfg.StateDir)
+	restores, err := restore.New(cfg.HypervisorName, restore.Deps{
+		Client:       cfg.Client,
+		Restores:     restoreInformer,
+		Snapshots:    snapshotInformer.Lister(),
+		VMs:          vmInformer,
+		VMController: vms,
+		Hypervisor:   cfg.Hypervisor,
+		Locks:        locks,
+		Recorder:     recorder,
+		Clock:        clk,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Registered first: the VM controller stamps domains with the
+	// Hypervisor's UID.
+	if err := status.Register(ctx); err != nil {
+		return err
+	}
+	nodeInformers.Start(ctx.Done())
+	defer nodeInformers.Shutdown()
+	clusterInformers.Start(ctx.Done())
+	defer clusterInformers.Shutdown()
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, vmInformer.Informer().HasSynced,
+		snapshotInformer.Informer().HasSynced, restoreInformer.Informer().HasSynced) {
+		return fmt.Errorf("informers did not sync")
+	}
+	logger.Info("Node agent started", "kvm", cfg.KVM, "stateDir", cfg.StateDir, "hypervisorUID", status.HypervisorUID())
 
 	var wg sync.WaitGroup
-	for i := 0; i < a.cfg.Workers; i++ {
-		wg.Go(func() { wait.UntilWithContext(ctx, a.worker, time.Second) })
-	}
-	wg.Go(func() { wait.UntilWithContext(ctx, a.heartbeat, a.cfg.HeartbeatInterval) })
-	wg.Go(func() { wait.UntilWithContext(ctx, a.resync, a.cfg.ResyncPeriod) })
-	wg.Go(func() { a.watchDomains(ctx) })
-	wg.Go(func() { a.snapshots.run(ctx) })
-	<-ctx.Done()
-	a.queue.ShutDown()
+	wg.Go(func() { status.Run(ctx) })
+	wg.Go(func() { vms.Run(ctx, cfg.Workers) })
+	wg.Go(func() { snapshots.Run(ctx, snapshotWorkers) })
+	wg.Go(func() { restores.Run(ctx, snapshotWorkers) })
+	wg.Go(func() { dispatchDomainEvents(ctx, cfg.Hypervisor, vms, status) })
 	wg.Wait()
 	return nil
 }
 
-// resync enqueues every VM and cleans up orphaned domains.
-func (a *Agent) resync(ctx context.Context) {
-	a.enqueueAll()
-	if err := a.collectOrphans(ctx); err != nil {
-		klog.FromContext(ctx).Error(err, "Cleaning up orphaned domains failed")
-	}
-}
-
-func (a *Agent) enqueueAll() {
-	for _, key := range a.indexer.ListKeys() {
-		a.queue.Add(key)
-	}
-}
-
-// watchDomains turns libvirt lifecycle events into VM keys.
-func (a *Agent) watchDomains(ctx context.Context) {
+// dispatchDomainEvents turns libvirt lifecycle events into work: a
+// domain's event is its VM's, and a (re)connect to libvirtd may have
+// missed anything, so every VM is looked at and the Hypervisor's
+// readiness reported at once.
+func dispatchDomainEvents(ctx context.Context, hv hypervisor.Hypervisor, vms *vm.Controller, status *nodestatus.Controller) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev := <-a.hv.Events():
+		case ev := <-hv.Events():
 			if ev.UUID == "" {
-				// (Re)connected: anything may have changed meanwhile.
-				a.resync(ctx)
+				vms.Resync(ctx)
+				status.Heartbeat()
 				continue
 			}
-			objs, err := a.indexer.ByIndex(uidIndex, ev.UUID)
-			if err != nil || len(objs) == 0 {
-				continue // not ours, or an orphan the resync collects
-			}
-			a.enqueueObj(objs[0])
+			vms.DomainChanged(ev.UUID)
 		}
 	}
 }
 
-func (a *Agent) worker(ctx context.Context) {
-	for a.processNext(ctx) {
-	}
+// imageCacheConfig places the image cache in the state directory; images
+// that VMs on this node name, or that their overlays are backed by, are
+// never collected.
+func imageCacheConfig(cfg Config, vms vesselinformers.VirtualMachineInformer) disks.CacheConfig {
+	c := cfg.Images
+	c.Dir = filepath.Join(cfg.StateDir, "images")
+	c.OverlayDir = filepath.Join(cfg.StateDir, "vms")
+	c.InUse = func() (map[string]bool, error) { return imagesInUse(vms) }
+	return c
 }
 
-func (a *Agent) processNext(ctx context.Context) bool {
-	key, quit := a.queue.Get()
-	if quit {
-		return false
+// imagesInUse is the sha256 of every image a VM bound to this node names.
+func imagesInUse(vms vesselinformers.VirtualMachineInformer) (map[string]bool, error) {
+	if !vms.Informer().HasSynced() {
+		return nil, errors.New("the VM cache has not synced yet")
 	}
-	defer a.queue.Done(key)
-	requeue, err := a.sync(ctx, key)
-	switch {
-	case err != nil:
-		klog.FromContext(ctx).Error(err, "Sync failed, will retry", "vm", key)
-		a.queue.AddRateLimited(key)
-	case requeue > 0:
-		a.queue.Forget(key)
-		a.queue.AddAfter(key, requeue)
-	default:
-		a.queue.Forget(key)
+	list, err := vms.Lister().List(labels.Everything())
+	if err != nil {
+		return nil, err
 	}
-	return true
-}
-
-// event records a Kubernetes Event when an events client is configured.
-func (a *Agent) event(vm *v1alpha1.VirtualMachine, typ, reason, format string, args ...any) {
-	if a.recorder == nil {
-		return
+	sums := map[string]bool{}
+	add := func(img *v1alpha1.ImageSource) {
+		if img != nil {
+			sums[strings.ToLower(img.SHA256)] = true
+		}
 	}
-	a.recorder.Eventf(vm, typ, reason, format, args...)
+	for _, vm := range list {
+		if k := vm.Spec.Kernel; k != nil {
+			add(k.Kernel.Image)
+			if k.Initrd != nil {
+				add(k.Initrd.Image)
+			}
+		}
+		for _, d := range vm.Spec.Disks {
+			add(d.Image)
+		}
+	}
+	return sums, nil
 }

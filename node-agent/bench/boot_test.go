@@ -144,7 +144,7 @@ func BenchmarkBoot(b *testing.B) {
 		name := fmt.Sprintf("solo-%02d-%s", i, rand.String(4))
 		r, c := bootOne(b, ctx, client, hvName, stateDir, images, name)
 		running, banner = append(running, r), append(banner, c)
-		if got := domainAccel(b, name); got != accel {
+		if got := domainAccel(b, ctx, client, name); got != accel {
 			b.Fatalf("VM %s runs on QEMU with -accel %s, the baseline with %s: the comparison would not be like with like", name, got, accel)
 		}
 		time.Sleep(2 * time.Second) // let it finish booting: ACPI needs acpid
@@ -372,8 +372,12 @@ func waitHypervisor(b *testing.B, ctx context.Context, client versioned.Interfac
 
 // domainAccel is the accelerator the QEMU of VM name (in the bench
 // namespace) runs with, from its command line: "kvm" or "tcg".
-func domainAccel(b *testing.B, name string) string {
-	pid, err := pidfile.Read(filepath.Join("/run/libvirt/qemu", hypervisor.DomainName(namespace, name)+".pid"))
+func domainAccel(b *testing.B, ctx context.Context, client versioned.Interface, name string) string {
+	vm, err := client.VesselV1alpha1().VirtualMachines(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		b.Fatalf("VM %s: %v", name, err)
+	}
+	pid, err := pidfile.Read(filepath.Join("/run/libvirt/qemu", hypervisor.DomainName(namespace, name, string(vm.UID))+".pid"))
 	if err != nil {
 		b.Fatalf("QEMU of VM %s: %v", name, err)
 	}

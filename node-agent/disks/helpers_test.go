@@ -23,6 +23,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/vessel-vm/vessel/node-agent/internal/needs"
 )
 
 func sum(b []byte) string {
@@ -30,14 +32,10 @@ func sum(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// requireTool skips t without tool, or fails it under VESSEL_E2E.
 func requireTool(t *testing.T, tool string) {
 	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("VESSEL_E2E") != "" {
-			t.Fatalf("%s not installed (hack/install-libvirt.sh installs it)", tool)
-		}
-		t.Skipf("%s not installed (hack/install-libvirt.sh installs it)", tool)
-	}
+	needs.Tool(t, tool)
 }
 
 // qemuImg runs qemu-img to build a test image.

@@ -77,20 +77,25 @@ type NICConfig struct {
 	MAC    string
 }
 
-// DomainName is the libvirt name of a VM's domain: unique per namespace and
-// name, and readable in `virsh list`.
-func DomainName(namespace, name string) string {
-	return namespace + "_" + name
+// DomainName is the libvirt name of a new domain for the VM
+// namespace/name with UID uid: readable in `virsh list`, and unique on a
+// libvirtd that several control planes share (each may have a VM
+// team-a/demo) thanks to the first 8 characters of the VM UID. A domain
+// keeps the name it was defined with (libvirt cannot rename a UUID on
+// define): look an existing domain's name up with Lookup.
+func DomainName(namespace, name, uid string) string {
+	return namespace + "_" + name + "_" + uid[:min(len(uid), 8)]
 }
 
 // ownerXML is the owner stamp stored under MetadataNamespace.
 type ownerXML struct {
-	XMLName    xml.Name `xml:"vm"`
-	Namespace  string   `xml:"namespace"`
-	Name       string   `xml:"name"`
-	UID        string   `xml:"uid"`
-	Hypervisor string   `xml:"hypervisor"`
-	SpecHash   string   `xml:"spec-hash"`
+	XMLName       xml.Name `xml:"vm"`
+	Namespace     string   `xml:"namespace"`
+	Name          string   `xml:"name"`
+	UID           string   `xml:"uid"`
+	Hypervisor    string   `xml:"hypervisor"`
+	HypervisorUID string   `xml:"hypervisor-uid"`
+	SpecHash      string   `xml:"spec-hash"`
 }
 
 func marshalOwner(o Owner, specHash string) string {
@@ -98,7 +103,7 @@ func marshalOwner(o Owner, specHash string) string {
 	// the prefix, so any prefix works on the way in.
 	var b strings.Builder
 	b.WriteString(`<` + metadataPrefix + `:vm xmlns:` + metadataPrefix + `="` + MetadataNamespace + `">`)
-	for _, f := range [][2]string{{"namespace", o.Namespace}, {"name", o.Name}, {"uid", o.UID}, {"hypervisor", o.Hypervisor}, {"spec-hash", specHash}} {
+	for _, f := range [][2]string{{"namespace", o.Namespace}, {"name", o.Name}, {"uid", o.UID}, {"hypervisor", o.Hypervisor}, {"hypervisor-uid", o.HypervisorUID}, {"spec-hash", specHash}} {
 		b.WriteString(`<` + metadataPrefix + `:` + f[0] + `>`)
 		_ = xml.EscapeText(&b, []byte(f[1]))
 		b.WriteString(`</` + metadataPrefix + `:` + f[0] + `>`)
@@ -122,12 +127,17 @@ func parseStamp(s string) (Owner, string, error) {
 	if o.UID == "" || o.Name == "" {
 		return Owner{}, "", fmt.Errorf("owner metadata without uid or name: %q", s)
 	}
-	return Owner{Namespace: o.Namespace, Name: o.Name, UID: o.UID, Hypervisor: o.Hypervisor}, o.SpecHash, nil
+	return Owner{Namespace: o.Namespace, Name: o.Name, UID: o.UID, Hypervisor: o.Hypervisor, HypervisorUID: o.HypervisorUID}, o.SpecHash, nil
 }
 
-// DomainXML builds the libvirt domain definition for cfg. It is the only
-// place that decides what a Vessel guest looks like to QEMU.
+// DomainXML builds the libvirt definition of a new domain for cfg. It is
+// the only place that decides what a Vessel guest looks like to QEMU.
 func DomainXML(cfg *DomainConfig) (string, error) {
+	return domainXML(cfg, DomainName(cfg.Owner.Namespace, cfg.Owner.Name, cfg.Owner.UID))
+}
+
+// domainXML is DomainXML for a domain called name.
+func domainXML(cfg *DomainConfig, name string) (string, error) {
 	if cfg.Owner.UID == "" || cfg.Owner.Name == "" {
 		return "", fmt.Errorf("domain config without owner uid or name")
 	}
@@ -141,7 +151,7 @@ func DomainXML(cfg *DomainConfig) (string, error) {
 	port0 := uint(0)
 	dom := &libvirtxml.Domain{
 		Type:        domType,
-		Name:        DomainName(cfg.Owner.Namespace, cfg.Owner.Name),
+		Name:        name,
 		UUID:        cfg.Owner.UID,
 		Title:       cfg.Owner.Namespace + "/" + cfg.Owner.Name,
 		Description: "Vessel VirtualMachine " + cfg.Owner.Namespace + "/" + cfg.Owner.Name,

@@ -25,7 +25,7 @@ import (
 
 func testConfig() *DomainConfig {
 	return &DomainConfig{
-		Owner:      Owner{Namespace: "team-a", Name: "web", UID: "0b6f3b7e-6a5e-4a53-9d1c-3e7d1d6f0a11", Hypervisor: "hv1"},
+		Owner:      Owner{Namespace: "team-a", Name: "web", UID: "0b6f3b7e-6a5e-4a53-9d1c-3e7d1d6f0a11", Hypervisor: "hv1", HypervisorUID: "5d1c0a3e-2f4b-4c8e-9a7d-6b3e2f1a0c9d"},
 		CPUs:       2,
 		MemoryKiB:  128 * 1024,
 		Kernel:     "/cache/vmlinuz",
@@ -58,7 +58,7 @@ func TestDomainXML(t *testing.T) {
 		}
 	}
 	check("type", d.Type, "qemu")
-	check("name", d.Name, "team-a_web")
+	check("name", d.Name, "team-a_web_0b6f3b7e")
 	check("uuid", d.UUID, "0b6f3b7e-6a5e-4a53-9d1c-3e7d1d6f0a11")
 	check("memory", d.Memory.Value, uint(131072))
 	check("vcpu", d.VCPU.Value, uint(2))
@@ -194,13 +194,30 @@ func TestDomainXMLVariants(t *testing.T) {
 }
 
 func TestOwnerMetadataEscapes(t *testing.T) {
-	o := Owner{Namespace: "ns", Name: "a<b>&c", UID: "u", Hypervisor: "h"}
+	o := Owner{Namespace: "ns", Name: "a<b>&c", UID: "u", Hypervisor: "h", HypervisorUID: "h&u"}
 	got, err := parseOwner(marshalOwner(o, "h1"))
 	if err != nil || got != o {
 		t.Errorf("round trip = %+v, %v; want %+v", got, err, o)
 	}
 	if _, err := parseOwner("<vm xmlns='" + MetadataNamespace + "'><name>x</name></vm>"); err == nil {
 		t.Errorf("owner without uid accepted")
+	}
+}
+
+func TestOwnerWithoutHypervisorUIDReadsBack(t *testing.T) {
+	// The stamp of an agent older than the hypervisor UID.
+	old := "<vm xmlns='" + MetadataNamespace + "'><namespace>ns</namespace><name>n</name><uid>u</uid><hypervisor>h</hypervisor></vm>"
+	got, err := parseOwner(old)
+	if err != nil || got != (Owner{Namespace: "ns", Name: "n", UID: "u", Hypervisor: "h"}) {
+		t.Errorf("old stamp = %+v, %v", got, err)
+	}
+}
+
+func TestDomainNamesOfSameNamedVMsDiffer(t *testing.T) {
+	a := DomainName("team-a", "demo", "0b6f3b7e-6a5e-4a53-9d1c-3e7d1d6f0a11")
+	b := DomainName("team-a", "demo", "9c2d4e6f-1a3b-4c5d-8e7f-0a1b2c3d4e5f")
+	if a != "team-a_demo_0b6f3b7e" || a == b {
+		t.Errorf("domain names %q and %q", a, b)
 	}
 }
 

@@ -23,6 +23,7 @@ package hypervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -75,10 +76,18 @@ const (
 
 // Owner is the VM a domain belongs to, stamped in the domain's metadata.
 type Owner struct {
-	Namespace  string
-	Name       string
-	UID        string
+	Namespace string
+	Name      string
+	UID       string
+	// Hypervisor is the name of the Hypervisor object whose agent created
+	// the domain.
 	Hypervisor string
+	// HypervisorUID is that object's metadata.uid. Two control planes may
+	// use the same hypervisor name on one libvirtd, but each of their
+	// etcds gives the Hypervisor its own UID: an agent collects orphans
+	// only among the domains stamped with its own. Empty in domains made
+	// by agents older than the stamp.
+	HypervisorUID string
 }
 
 // Key is the owner's namespace/name, the agent's workqueue key.
@@ -135,6 +144,22 @@ type Hypervisor interface {
 	Events() <-chan Event
 	// Versions are the libvirt and QEMU versions.
 	Versions(ctx context.Context) (Versions, error)
+}
+
+// LookupOwned is Lookup with its two expected misses as values: no domain
+// is (nil, "", nil), and a domain Vessel does not own holding the UUID is
+// (nil, conflict, nil) with conflict saying so for a status message.
+func LookupOwned(ctx context.Context, h Hypervisor, uid string) (dom *Domain, conflict string, err error) {
+	dom, err = h.Lookup(ctx, uid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, "", nil
+	case errors.Is(err, ErrNotOwned):
+		return nil, fmt.Sprintf("a libvirt domain not created by Vessel already has UUID %s", uid), nil
+	case err != nil:
+		return nil, "", err
+	}
+	return dom, "", nil
 }
 
 // Backoff bounds for reconnecting to libvirtd.

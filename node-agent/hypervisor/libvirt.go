@@ -254,11 +254,18 @@ func (l *Libvirt) Define(ctx context.Context, cfg *DomainConfig) error {
 	if err != nil {
 		return err
 	}
-	// Never redefine a foreign domain that happens to share the UUID.
-	if _, _, _, err := l.lookup(cfg.Owner.UID); err != nil && !errors.Is(err, ErrNotFound) {
+	// Never redefine a foreign domain that happens to share the UUID, and
+	// keep the name of one already defined: libvirt refuses a define that
+	// renames a UUID (domains of older agents have names without the UID).
+	name := DomainName(cfg.Owner.Namespace, cfg.Owner.Name, cfg.Owner.UID)
+	_, existing, _, err := l.lookup(cfg.Owner.UID)
+	switch {
+	case err == nil:
+		name = existing.Name
+	case !errors.Is(err, ErrNotFound):
 		return err
 	}
-	x, err := DomainXML(cfg)
+	x, err := domainXML(cfg, name)
 	if err != nil {
 		return err
 	}

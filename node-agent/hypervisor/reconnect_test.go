@@ -21,22 +21,13 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
-)
 
-func requireLibvirt(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(DefaultSocket); err != nil {
-		if os.Getenv("VESSEL_E2E") != "" {
-			t.Fatalf("VESSEL_E2E is set but libvirtd is not running (%v)", err)
-		}
-		t.Skipf("libvirtd not running (%v): run hack/install-libvirt.sh, or set VESSEL_E2E=1 to make this a failure", err)
-	}
-}
+	"github.com/vessel-vm/vessel/node-agent/internal/needs"
+)
 
 // proxy forwards a UNIX socket to libvirtd and can cut every connection, as
 // a libvirtd restart does, without disturbing libvirtd itself.
@@ -88,7 +79,7 @@ func (p *proxy) cut() {
 // ErrDisconnected, the client reconnects by itself, re-subscribes to events
 // and says so with a resync event.
 func TestReconnect(t *testing.T) {
-	requireLibvirt(t)
+	needs.Libvirt(t)
 	p := newProxy(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

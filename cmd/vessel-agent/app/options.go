@@ -1,0 +1,368 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package app is vessel-agent's command: options (flags, Complete,
+// Validate) turn into a Config, and Run starts the node agent from it.
+package app
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	vesselvalidation "github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/node-agent/agent"
+	"github.com/vessel-vm/vessel/node-agent/console"
+	"github.com/vessel-vm/vessel/node-agent/disks"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+)
+
+// Version is the agent's version, set at link time.
+var Version = "v0.0.0-dev"
+
+// Options are vessel-agent's flags.
+type Options struct {
+	Kubeconfig           string
+	HypervisorName       string
+	NodeLabels           map[string]string
+	StateDir             string
+	LibvirtSocket        string
+	AllowedHostPathRoots []string
+	// WritableHostPathRoots are divided per namespace.
+	WritableHostPathRoots []string
+	// Image downloads: reachable non-public addresses, proxy, limits, and
+	// the cache's size bound.
+	ImageAllowedCIDRs    []string
+	ImageProxy           string
+	ImageMaxSize         string
+	ImageDownloadTimeout time.Duration
+	ImageCacheSize       string
+	MaxVMs               int32
+	ReservedCPUs         int32
+	CPUAllocationRatio   int32
+	ReservedMemory       string
+	HeartbeatInterval    time.Duration
+	ResyncPeriod         time.Duration
+	Workers              int
+	DaemonEndpoint       string
+	// The console stream server: it listens on StreamAddress (Complete
+	// defaults it to DaemonEndpoint) with the serving certificate StreamCertFile/KeyFile
+	// and admits clients whose certificate StreamClientCAFile issued. It
+	// runs when the certificate is set.
+	StreamAddress      string
+	StreamCertFile     string
+	StreamKeyFile      string
+	StreamClientCAFile string
+	// Events is auto (when the API server also serves core Events, as
+	// kube-apiserver does), true or false.
+	Events         string
+	KVM            string
+	KVMProbeKernel string
+	KVMProbeTime   time.Duration
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	host, _ := os.Hostname()
+	return &Options{
+		HypervisorName:       strings.ToLower(host),
+		StateDir:             "/var/lib/vessel/agent",
+		LibvirtSocket:        hypervisor.DefaultSocket,
+		AllowedHostPathRoots: []string{"/var/lib/vessel/images"},
+		ImageMaxSize:         resource.NewQuantity(disks.DefaultMaxImageSize, resource.BinarySI).String(),
+		ImageDownloadTimeout: disks.DefaultDownloadTimeout,
+		ImageCacheSize:       resource.NewQuantity(disks.DefaultMaxCacheSize, resource.BinarySI).String(),
+		MaxVMs:               agent.DefaultMaxVMs,
+		ReservedMemory:       "0",
+		CPUAllocationRatio:   agent.DefaultCPUAllocationRatio,
+		HeartbeatInterval:    agent.DefaultHeartbeatInterval,
+		ResyncPeriod:         agent.DefaultResyncPeriod,
+		Workers:              agent.DefaultWorkers,
+		Events:               "auto",
+		KVM:                  "auto",
+		KVMProbeTime:         8 * time.Second,
+	}
+}
+
+// AddFlags registers the options on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig reaching the vessel.dev API (through kube-apiserver, or vessel-apiserver directly); empty: in-cluster config")
+	fs.StringVar(&o.HypervisorName, "hypervisor-name", o.HypervisorName, "name of this node's Hypervisor object (default: the host name)")
+	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels put on the Hypervisor, matched by VM nodeSelectors (key=value,...)")
+	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "directory for the image cache (images/) and per-VM files (vms/<uid>/)")
+	fs.StringVar(&o.LibvirtSocket, "libvirt-socket", o.LibvirtSocket, "libvirtd's read-write UNIX socket")
+	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots, "shared directories hostPath sources may resolve into (symlinks are followed, escapes refused): VMs may read files there (kernels, initrds, readOnly disks), never write them")
+	fs.StringSliceVar(&o.WritableHostPathRoots, "writable-host-path-roots", o.WritableHostPathRoots, "directories divided per namespace: a VM may use files under <root>/<its namespace>/, writable or not (default: none)")
+	fs.StringSliceVar(&o.ImageAllowedCIDRs, "image-allowed-cidrs", o.ImageAllowedCIDRs, "loopback, link-local, private or other non-public networks image URLs may reach anyway (an operator's own image server), e.g. 10.0.5.0/24")
+	fs.StringVar(&o.ImageProxy, "image-proxy", o.ImageProxy, "HTTP proxy for image downloads, which then decides which hosts are reachable by name (HTTP_PROXY and friends are ignored)")
+	fs.StringVar(&o.ImageMaxSize, "image-max-size", o.ImageMaxSize, "largest image a download may bring, e.g. 20Gi")
+	fs.DurationVar(&o.ImageDownloadTimeout, "image-download-timeout", o.ImageDownloadTimeout, "longest an image download may take")
+	fs.StringVar(&o.ImageCacheSize, "image-cache-size", o.ImageCacheSize, "size the image cache is kept to, least recently used images removed first (images VMs on this node use are kept)")
+	fs.Int32Var(&o.MaxVMs, "max-vms", o.MaxVMs, "number of VMs this node accepts")
+	fs.Int32Var(&o.ReservedCPUs, "reserved-cpus", o.ReservedCPUs, "CPUs kept back from VMs")
+	fs.Int32Var(&o.CPUAllocationRatio, "cpu-allocation-ratio", o.CPUAllocationRatio, "vCPUs each unreserved host CPU may back (CPU overcommit)")
+	fs.StringVar(&o.ReservedMemory, "reserved-memory", o.ReservedMemory, "memory kept back from VMs, for example 1Gi")
+	fs.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", o.HeartbeatInterval, "how often the Hypervisor status is refreshed")
+	fs.DurationVar(&o.ResyncPeriod, "resync-period", o.ResyncPeriod, "how often every VM is re-checked against libvirt")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "VMs reconciled in parallel")
+	fs.StringVar(&o.DaemonEndpoint, "daemon-endpoint", o.DaemonEndpoint, "host:port of this agent's stream server, published for consoles")
+	fs.StringVar(&o.StreamAddress, "stream-address", o.StreamAddress, "address the console stream server listens on (default: --daemon-endpoint)")
+	fs.StringVar(&o.StreamCertFile, "stream-cert-file", o.StreamCertFile, "serving certificate of the console stream server; without it no console is served")
+	fs.StringVar(&o.StreamKeyFile, "stream-key-file", o.StreamKeyFile, "private key of --stream-cert-file")
+	fs.StringVar(&o.StreamClientCAFile, "stream-client-ca-file", o.StreamClientCAFile, "CA that issues the vessel-apiserver's client certificate; clients without one are refused")
+	fs.StringVar(&o.Events, "events", o.Events, "record Kubernetes Events: auto (when the server serves core/v1 events), true or false")
+	fs.StringVar(&o.KVM, "kvm", o.KVM, "hardware acceleration: auto (probe with a real boot), true, or false (TCG)")
+	fs.StringVar(&o.KVMProbeKernel, "kvm-probe-kernel", o.KVMProbeKernel, "Linux kernel the KVM probe boots (default: newest /boot/vmlinuz-*)")
+	fs.DurationVar(&o.KVMProbeTime, "kvm-probe-timeout", o.KVMProbeTime, "how long the KVM probe guest may take to boot")
+}
+
+// Complete fills the options that default to others.
+func (o *Options) Complete() error {
+	if o.StreamAddress == "" {
+		o.StreamAddress = o.DaemonEndpoint
+	}
+	return nil
+}
+
+// Validate checks completed options.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.HypervisorName == "" {
+		errs = append(errs, errors.New("--hypervisor-name is required"))
+	} else if msgs := validation.IsDNS1123Subdomain(o.HypervisorName); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--hypervisor-name %q: %s", o.HypervisorName, strings.Join(msgs, "; ")))
+	}
+	for k, v := range o.NodeLabels {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--node-labels key %q: %s", k, strings.Join(msgs, "; ")))
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--node-labels value %q: %s", v, strings.Join(msgs, "; ")))
+		}
+	}
+	if o.StateDir == "" || !strings.HasPrefix(o.StateDir, "/") {
+		errs = append(errs, fmt.Errorf("--state-dir must be an absolute path, got %q", o.StateDir))
+	}
+	errs = append(errs, vesselvalidation.ValidateHostPathRoots(o.AllowedHostPathRoots, o.WritableHostPathRoots)...)
+	if _, err := o.images(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.MaxVMs < 1 {
+		errs = append(errs, fmt.Errorf("--max-vms must be at least 1, got %d", o.MaxVMs))
+	}
+	if o.CPUAllocationRatio < 1 {
+		errs = append(errs, fmt.Errorf("--cpu-allocation-ratio must be at least 1, got %d", o.CPUAllocationRatio))
+	}
+	if o.ReservedCPUs < 0 {
+		errs = append(errs, fmt.Errorf("--reserved-cpus must not be negative, got %d", o.ReservedCPUs))
+	}
+	if q, err := resource.ParseQuantity(o.ReservedMemory); err != nil {
+		errs = append(errs, fmt.Errorf("--reserved-memory: %w", err))
+	} else if q.Sign() < 0 {
+		errs = append(errs, fmt.Errorf("--reserved-memory must not be negative, got %s", o.ReservedMemory))
+	}
+	if o.HeartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval must be positive"))
+	}
+	if o.ResyncPeriod <= 0 {
+		errs = append(errs, fmt.Errorf("--resync-period must be positive"))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", o.Workers))
+	}
+	if o.StreamCertFile != "" || o.StreamKeyFile != "" || o.StreamClientCAFile != "" {
+		if o.StreamCertFile == "" || o.StreamKeyFile == "" || o.StreamClientCAFile == "" {
+			errs = append(errs, errors.New("--stream-cert-file, --stream-key-file and --stream-client-ca-file go together"))
+		}
+		if o.StreamAddress == "" {
+			errs = append(errs, errors.New("the console stream server needs --stream-address or --daemon-endpoint"))
+		}
+	}
+	for flag, v := range map[string]string{"--events": o.Events, "--kvm": o.KVM} {
+		if v != "auto" && v != "true" && v != "false" {
+			errs = append(errs, fmt.Errorf("%s must be auto, true or false, got %q", flag, v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// images is the image cache configuration the flags describe.
+func (o *Options) images() (disks.CacheConfig, error) {
+	var errs []error
+	cidrs, err := disks.ParseCIDRs(o.ImageAllowedCIDRs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--image-allowed-cidrs: %w", err))
+	}
+	egress := disks.Egress{AllowedCIDRs: cidrs}
+	if o.ImageProxy != "" {
+		u, err := url.Parse(o.ImageProxy)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--image-proxy %q must be an http, https or socks5 URL", o.ImageProxy))
+		}
+		egress.Proxy = u
+	}
+	size := func(flag, v string) int64 {
+		q, err := resource.ParseQuantity(v)
+		if err != nil || q.Sign() <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a positive quantity such as 20Gi, got %q", flag, v))
+			return 0
+		}
+		return q.Value()
+	}
+	cfg := disks.CacheConfig{
+		Egress:          egress,
+		MaxImageSize:    size("--image-max-size", o.ImageMaxSize),
+		MaxCacheSize:    size("--image-cache-size", o.ImageCacheSize),
+		DownloadTimeout: o.ImageDownloadTimeout,
+	}
+	if o.ImageDownloadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--image-download-timeout must be positive"))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// Config is what Run needs, built from completed and validated options.
+type Config struct {
+	// Agent configures the node agent. Run settles Agent.KVM (see ProbeKVM).
+	Agent agent.Config
+	// Libvirt is Agent.Hypervisor; Run connects it.
+	Libvirt       *hypervisor.Libvirt
+	LibvirtSocket string
+	// ProbeKVM makes Run decide Agent.KVM with a real boot of ProbeKernel
+	// (empty: the newest /boot/vmlinuz-*) within ProbeTimeout.
+	ProbeKVM     bool
+	ProbeKernel  string
+	ProbeTimeout time.Duration
+	// Console serves console streams on ConsoleListener with ConsoleTLS;
+	// nil without a serving certificate.
+	Console         *console.Server
+	ConsoleListener net.Listener
+	ConsoleTLS      *tls.Config
+}
+
+// Config builds the clients, the libvirt connection and the console stream
+// server. It listens for the stream server already, so a bad address or
+// certificate fails before anything runs.
+func (o *Options) Config() (*Config, error) {
+	restConfig, err := o.restConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	restConfig.UserAgent = "vessel-agent/" + Version
+	client, err := versioned.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("build vessel.dev client: %w", err)
+	}
+	var events kubernetes.Interface
+	if o.Events != "false" {
+		kc, err := kubernetes.NewForConfig(restConfig)
+		if err != nil {
+			return nil, fmt.Errorf("build core client: %w", err)
+		}
+		if o.Events == "true" || servesEvents(kc) {
+			events = kc
+		} else {
+			klog.Background().Info("The API server does not serve core/v1 events: not recording Events")
+		}
+	}
+	images, err := o.images()
+	if err != nil {
+		return nil, err
+	}
+	lv := hypervisor.NewLibvirt(o.LibvirtSocket)
+	c := &Config{
+		Agent: agent.Config{
+			Client:                client,
+			Events:                events,
+			Hypervisor:            lv,
+			KVM:                   o.KVM == "true",
+			HypervisorName:        o.HypervisorName,
+			Labels:                o.NodeLabels,
+			StateDir:              o.StateDir,
+			AllowedHostPathRoots:  o.AllowedHostPathRoots,
+			WritableHostPathRoots: o.WritableHostPathRoots,
+			Images:                images,
+			ReservedCPUs:          o.ReservedCPUs,
+			CPUAllocationRatio:    o.CPUAllocationRatio,
+			ReservedMemory:        resource.MustParse(o.ReservedMemory),
+			MaxVMs:                o.MaxVMs,
+			DaemonEndpoint:        o.DaemonEndpoint,
+			AgentVersion:          Version,
+			HeartbeatInterval:     o.HeartbeatInterval,
+			ResyncPeriod:          o.ResyncPeriod,
+			Workers:               o.Workers,
+		},
+		Libvirt:       lv,
+		LibvirtSocket: o.LibvirtSocket,
+		ProbeKVM:      o.KVM == "auto",
+		ProbeKernel:   o.KVMProbeKernel,
+		ProbeTimeout:  o.KVMProbeTime,
+	}
+	if o.StreamCertFile != "" {
+		if c.ConsoleTLS, err = console.TLSConfig(o.StreamCertFile, o.StreamKeyFile, o.StreamClientCAFile); err != nil {
+			return nil, err
+		}
+		c.Console, err = console.NewServer(console.Config{
+			Backend:  &console.Libvirt{Socket: o.LibvirtSocket},
+			Domains:  lv,
+			StateDir: o.StateDir,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if c.ConsoleListener, err = net.Listen("tcp", o.StreamAddress); err != nil {
+			return nil, fmt.Errorf("console stream server: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// restConfig loads the kubeconfig, or the in-cluster config without one.
+func (o *Options) restConfig() (*rest.Config, error) {
+	if o.Kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+}
+
+// servesEvents is true when the server has the core/v1 events resource
+// (kube-apiserver does; a bare vessel-apiserver does not).
+func servesEvents(kc kubernetes.Interface) bool {
+	rl, err := kc.Discovery().ServerResourcesForGroupVersion("v1")
+	if err != nil {
+		return false
+	}
+	for _, r := range rl.APIResources {
+		if r.Name == "events" {
+			return true
+		}
+	}
+	return false
+}
