@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 // Package libvirtd runs private libvirt hosts side by side on one machine:
 // each is a libvirtd with its own virtlogd, in a mount namespace of its own
 // (private /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt

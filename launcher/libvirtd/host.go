@@ -14,7 +14,6 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-
 package libvirtd
 
 import (
@@ -81,7 +80,7 @@ func (h Host) QEMUPIDFile(domain string) string {
 	return filepath.Join(h.Dir, "run", "qemu", domain+".pid")
 }
 
-func (h Host) nsDir() string              { return filepath.Join(h.Dir, "ns") }
+func (h Host) nsDir() string               { return filepath.Join(h.Dir, "ns") }
 func (h Host) confFile(name string) string { return filepath.Join(h.Dir, "etc", name) }
 func (h Host) capabilitiesDir() string {
 	return filepath.Join(h.Dir, "cache", "qemu", "capabilities")
