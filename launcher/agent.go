@@ -18,10 +18,7 @@ package launcher
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -38,26 +35,35 @@ const (
 	ImagesDir = "/var/lib/vessel/images"
 )
 
-// agentComponent runs one node agent on this host, authenticated to
-// kube-apiserver as system:vessel-agent:<host> in system:vessel-agents,
-// the identity the VesselAgentRestriction admission confines. It is ready
-// once it has reported its Hypervisor Ready after it started.
-func (c *Cluster) agentComponent() (*component, error) {
-	name := c.opts.HypervisorName
+// HypervisorLabel is put on each Hypervisor the launcher runs, with the
+// hypervisor's name, so that a VM's nodeSelector can pick one (as
+// kubernetes.io/hostname does for pods).
+const HypervisorLabel = "vessel.dev/hypervisor"
+
+// agentComponent runs the node agent of hv, on hv's libvirtd,
+// authenticated to kube-apiserver as system:vessel-agent:<name> in
+// system:vessel-agents, the identity the VesselAgentRestriction admission
+// confines. The agent itself stays in the machine's namespaces: its
+// console stream server listens on loopback. It is ready once it has
+// reported its Hypervisor Ready after it started.
+func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
+	name := hv.Name
 	cert, err := c.PKI.EnsureClientCert("agent-"+name, "system:vessel-agent:"+name, []string{"system:vessel-agents"})
 	if err != nil {
 		return nil, fmt.Errorf("agent client certificate: %w", err)
 	}
-	kubeconfig := c.layout.kubeconfig(agentName)
+	kubeconfig := c.layout.kubeconfig(AgentComponent(name))
 	if err := c.WriteKubeconfig(kubeconfig, "system:vessel-agent:"+name, cert); err != nil {
 		return nil, err
 	}
 	args := []string{
 		"--kubeconfig=" + kubeconfig,
 		"--hypervisor-name=" + name,
-		"--state-dir=" + filepath.Join(c.layout.root, "agent"),
+		"--node-labels=" + HypervisorLabel + "=" + name,
+		"--libvirt-socket=" + hv.Socket(),
+		"--state-dir=" + hv.AgentStateDir(),
 		"--allowed-host-path-roots=" + ImagesDir,
-		fmt.Sprintf("--daemon-endpoint=127.0.0.1:%d", c.Ports.Agent),
+		fmt.Sprintf("--daemon-endpoint=127.0.0.1:%d", c.Ports.Agents[name]),
 		// The console stream server: serving certificate from AgentCA,
 		// and only the vessel-apiserver's AgentCA client certificate in.
 		"--stream-cert-file=" + c.PKI.AgentServer.CertFile,
@@ -66,49 +72,24 @@ func (c *Cluster) agentComponent() (*component, error) {
 	}
 	args = append(args, c.opts.AgentArgs...)
 	return &component{
-		name:   agentName,
+		name:   AgentComponent(name),
 		binary: c.opts.AgentBinary,
 		args:   args,
-		after:  []string{vesselAPIServerName},
+		after:  []string{vesselAPIServerName, LibvirtdComponent(name)},
 		ready: func(ctx context.Context, p *process) error {
 			return c.waitHypervisorReady(ctx, p, name)
 		},
 	}, nil
 }
 
-// KillAgent kills the node agent with SIGKILL, as a crash or an OOM kill
-// would, and waits until it is gone. Its guests keep running.
-func (c *Cluster) KillAgent() error {
-	comp, err := c.component(agentName)
-	if err != nil || comp.proc == nil {
-		return errors.New("kill vessel-agent: this Cluster did not start one")
-	}
-	p := comp.proc
-	if err := syscall.Kill(p.pid, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("kill vessel-agent (pid %d): %w", p.pid, err)
-	}
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("vessel-agent (pid %d) still runs 10s after SIGKILL", p.pid)
-	}
-}
+// KillAgent kills the agent of the named hypervisor with SIGKILL (see
+// Kill). Its guests keep running.
+func (c *Cluster) KillAgent(hypervisor string) error { return c.Kill(AgentComponent(hypervisor)) }
 
-// RestartAgent starts the agent again, with the same flags and state, after
-// it died, and waits until its Hypervisor is Ready.
-func (c *Cluster) RestartAgent(ctx context.Context) error {
-	comp, err := c.component(agentName)
-	if err != nil || comp.proc == nil {
-		return errors.New("restart vessel-agent: this Cluster did not start one")
-	}
-	if comp.proc.running() {
-		return fmt.Errorf("restart vessel-agent: pid %d still runs; kill it first", comp.proc.pid)
-	}
-	if _, err := c.sup.start(ctx, comp); err != nil {
-		return fmt.Errorf("restart vessel-agent: %w", err)
-	}
-	return nil
+// RestartAgent starts the agent of the named hypervisor again after it
+// died (see Restart), and waits until its Hypervisor is Ready.
+func (c *Cluster) RestartAgent(ctx context.Context, hypervisor string) error {
+	return c.Restart(ctx, AgentComponent(hypervisor))
 }
 
 // waitHypervisorReady waits until the Hypervisor is Ready with a heartbeat

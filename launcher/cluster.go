@@ -25,12 +25,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/vessel-vm/vessel/launcher/pki"
 )
 
-// Options configure Start. StateDir is required, and so is HypervisorName
+// Options configure Start. StateDir is required, and so are Hypervisors
 // unless NoAgent; every other field has a working default.
 type Options struct {
 	// StateDir holds PKI, data, PID files and logs; see DefaultStateDir.
@@ -47,15 +50,17 @@ type Options struct {
 	VesselAPIServerBinary string
 	// AgentBinary defaults to DefaultBinDir's vessel-agent (`make build`).
 	AgentBinary string
-	// NoAgent starts the control plane without a node agent (no libvirt needed).
+	// NoAgent starts the control plane without hypervisors (no libvirt
+	// needed).
 	NoAgent bool
-	// HypervisorName is the agent's Hypervisor, required unless NoAgent.
-	// There is deliberately no default: an agent destroys the domains
-	// stamped with its name whose VM its own API does not know, so a
-	// control plane that took the name of another one on the same libvirtd
-	// (the host name `vessel-up` uses, say) would remove that one's guests.
-	// Tests pass a name unique per run.
-	HypervisorName string
+	// Hypervisors name the hypervisors to run, required unless NoAgent.
+	// Each is a vessel-agent registered as the Hypervisor of that name,
+	// with a libvirtd (and virtlogd) of its own in its own mount and
+	// network namespaces; the namespaces are connected by a fabric (see
+	// Hypervisor and package libvirtd). There is deliberately no default:
+	// Hypervisor names are cluster-wide, and tests pass names unique per
+	// run.
+	Hypervisors []string
 	// KubectlBinary renders manifests (kubectl kustomize). Default: kubectl
 	// on PATH.
 	KubectlBinary string
@@ -83,6 +88,37 @@ type Options struct {
 	Logf func(format string, args ...any) `json:"-"`
 }
 
+// validateHypervisors checks the hypervisors' names; StateDir must be set.
+func (o *Options) validateHypervisors() error {
+	if o.NoAgent {
+		return nil
+	}
+	if len(o.Hypervisors) == 0 {
+		return errors.New("no hypervisors named (Options.Hypervisors), and NoAgent is not set")
+	}
+	l, err := newLayout(o.StateDir)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for _, name := range o.Hypervisors {
+		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("hypervisor name %q: %s", name, strings.Join(msgs, "; ")))
+			continue
+		}
+		if seen[name] {
+			errs = append(errs, fmt.Errorf("hypervisor %q is named twice", name))
+		}
+		seen[name] = true
+		host := Hypervisor{Name: name, Dir: l.hypervisorDir(name)}.LibvirtHost()
+		if n := len(host.Socket()); n > 107 {
+			errs = append(errs, fmt.Errorf("hypervisor %s: its libvirtd socket %s would be %d bytes long, more than a UNIX socket takes (107): use a shorter state directory or name", name, host.Socket(), n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // DefaultUsers are the tenant users Start creates when Options.Users is
 // empty.
 var DefaultUsers = []string{"alice", "bob"}
@@ -101,8 +137,8 @@ func (o *Options) complete() error {
 			*path = filepath.Join(bin, name)
 		}
 	}
-	if !o.NoAgent && o.HypervisorName == "" {
-		return errors.New("no hypervisor name given for the agent (Options.HypervisorName)")
+	if err := o.validateHypervisors(); err != nil {
+		return err
 	}
 	if o.ManifestsDir == "" {
 		root, err := RepoRoot()
@@ -152,10 +188,15 @@ type Cluster struct {
 	PKI      *pki.PKI
 	Ports    Ports
 
-	opts   Options
-	layout layout
-	comps  []*component // in start order
-	sup    *supervisor
+	opts        Options
+	layout      layout
+	plan        *hypervisorPlan
+	hypervisors []Hypervisor // those opts run, in their order
+	comps       []*component // in start order
+	sup         *supervisor
+	// networkMu makes hypervisors set up their namespaces and fabric
+	// links one at a time.
+	networkMu sync.Mutex
 }
 
 // Start brings up the control plane (see the package documentation) as
@@ -203,10 +244,21 @@ func newCluster(l layout, opts Options, keepPorts bool) (*Cluster, error) {
 	if c.PKI, err = pki.Ensure(l.pkiDir(), pki.Options{Users: opts.Users, AgentHosts: opts.AgentHosts}); err != nil {
 		return nil, fmt.Errorf("prepare PKI: %w", err)
 	}
+	var names []string
+	if !opts.NoAgent {
+		names = opts.Hypervisors
+	}
+	if c.plan, err = ensurePlan(l, names); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		hv, _ := c.plan.get(name)
+		c.hypervisors = append(c.hypervisors, hv)
+	}
 	if keepPorts {
-		c.Ports, err = loadPorts(l.portsFile())
+		c.Ports, err = loadPorts(l.portsFile(), names)
 	} else {
-		c.Ports, err = ensurePorts(l.portsFile())
+		c.Ports, err = ensurePorts(l.portsFile(), names)
 	}
 	if err != nil {
 		return nil, err
@@ -221,22 +273,57 @@ func newCluster(l layout, opts Options, keepPorts bool) (*Cluster, error) {
 	return c, nil
 }
 
-// Stop terminates the processes this Cluster started, in reverse order,
-// and waits for them. The state directory is kept: Start reuses it.
+// Stop terminates the processes this Cluster started, agents first, and
+// waits for them. Guests keep running in their hypervisors' namespaces (as
+// after Down), and so does the virtlogd of a hypervisor that has some: the
+// next Start adopts them; Destroy ends them. The state directory is kept:
+// Start reuses it.
 func (c *Cluster) Stop() {
-	for _, comp := range slices.Backward(c.comps) {
-		if comp.proc != nil {
-			comp.proc.stop()
+	comps := slices.Clone(c.comps)
+	slices.SortStableFunc(comps, func(a, b *component) int { return stopRank(a.name) - stopRank(b.name) })
+	for _, comp := range comps {
+		if comp.proc == nil {
+			continue
+		}
+		if hv, ok := c.virtlogdOf(comp.name); ok && guestsRun(hv) {
+			continue
+		}
+		comp.proc.stop()
+	}
+}
+
+// Hypervisors are the hypervisors the cluster runs.
+func (c *Cluster) Hypervisors() []Hypervisor { return slices.Clone(c.hypervisors) }
+
+// Hypervisor returns the named hypervisor of the cluster.
+func (c *Cluster) Hypervisor(name string) (Hypervisor, error) {
+	for _, hv := range c.hypervisors {
+		if hv.Name == name {
+			return hv, nil
 		}
 	}
+	return Hypervisor{}, fmt.Errorf("this control plane runs no hypervisor %q", name)
+}
+
+// virtlogdOf returns the hypervisor whose virtlogd the component is.
+func (c *Cluster) virtlogdOf(component string) (Hypervisor, bool) {
+	for _, hv := range c.hypervisors {
+		if component == VirtlogdComponent(hv.Name) {
+			return hv, true
+		}
+	}
+	return Hypervisor{}, false
 }
 
 // Down stops a control plane started from stateDir by any process (the
 // `make down` path, after `make up` has long returned), using the PID
 // files: first the supervisor, so that it restarts nothing, then the
-// components in reverse start order. Processes that are gone, or whose PID
-// now belongs to something else, are skipped. The state directory is kept,
-// but for the supervisor's status.
+// agents, the libvirtds, the virtlogds and the control plane in reverse
+// start order. Processes that are gone, or whose PID now belongs to
+// something else, are skipped. Guests keep running in their hypervisors'
+// namespaces, and so does the virtlogd of a hypervisor that has some
+// (their console logs go through it): the next Up or Start adopts them.
+// The state directory is kept, but for the supervisor's status.
 func Down(stateDir string) error {
 	l, err := newLayout(stateDir)
 	if err != nil {
@@ -245,8 +332,15 @@ func Down(stateDir string) error {
 	if err := stopByPIDFile(l.pidFile(supervisorName), l.root); err != nil {
 		return fmt.Errorf("stop the supervisor: %w", err)
 	}
+	plan, err := loadPlan(l)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, pidFile := range pidFilesInStopOrder(l) {
+		if hv, ok := virtlogdOf(plan, pidFile); ok && guestsRun(hv) {
+			continue
+		}
 		if err := stopByPIDFile(pidFile, l.root); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", strings.TrimSuffix(filepath.Base(pidFile), ".pid"), err))
 		}
@@ -258,32 +352,49 @@ func Down(stateDir string) error {
 }
 
 // pidFilesInStopOrder lists the PID files of the state directory: first
-// the supervisor's, then those of processes not in startOrder (added
-// later, such as agents, and depending on the API), then the known ones in
-// reverse start order.
+// the supervisor's, then the components' by stopRank (those of the
+// control plane whether they exist or not).
 func pidFilesInStopOrder(l layout) []string {
-	known := map[string]bool{l.pidFile(supervisorName): true}
-	for _, name := range startOrder {
-		known[l.pidFile(name)] = true
-	}
+	names := slices.Clone(startOrder)
 	found, _ := filepath.Glob(filepath.Join(l.runDir(), "*.pid"))
-	files := []string{l.pidFile(supervisorName)}
 	for _, f := range found {
-		if !known[f] {
-			files = append(files, f)
+		name := strings.TrimSuffix(filepath.Base(f), ".pid")
+		if name != supervisorName && !slices.Contains(names, name) {
+			names = append(names, name)
 		}
 	}
-	for _, name := range slices.Backward(startOrder) {
+	slices.SortStableFunc(names, func(a, b string) int { return stopRank(a) - stopRank(b) })
+	files := []string{l.pidFile(supervisorName)}
+	for _, name := range names {
 		files = append(files, l.pidFile(name))
 	}
 	return files
 }
 
+// virtlogdOf returns the hypervisor whose virtlogd the PID file is for.
+func virtlogdOf(plan *hypervisorPlan, pidFile string) (Hypervisor, bool) {
+	name := strings.TrimSuffix(filepath.Base(pidFile), ".pid")
+	for _, hv := range plan.Hypervisors {
+		if name == VirtlogdComponent(hv.Name) {
+			return hv, true
+		}
+	}
+	return Hypervisor{}, false
+}
+
 // checkNotRunning refuses to start a second control plane on the same
 // state directory (two etcds on one data directory corrupt it) and clears
-// PID files left by processes that are gone.
+// PID files left by processes that are gone. A virtlogd that stayed with
+// its guests through Down is no control plane: Start adopts it.
 func checkNotRunning(l layout) error {
+	plan, err := loadPlan(l)
+	if err != nil {
+		return err
+	}
 	for _, pidFile := range pidFilesInStopOrder(l) {
+		if _, ok := virtlogdOf(plan, pidFile); ok {
+			continue
+		}
 		if pid, ok := ownedPID(pidFile, l.root); ok {
 			return fmt.Errorf("a control plane already runs from %s (%s, pid %d); stop it first",
 				l.root, strings.TrimSuffix(filepath.Base(pidFile), ".pid"), pid)
@@ -295,10 +406,15 @@ func checkNotRunning(l layout) error {
 	return nil
 }
 
-// anyRunning reports whether a component of the state directory runs.
+// anyRunning reports whether a component of the state directory runs,
+// not counting virtlogds (which stay with their guests through Down).
 func anyRunning(l layout) bool {
-	for _, name := range startOrder {
-		if _, ok := ownedPID(l.pidFile(name), l.root); ok {
+	for _, pidFile := range pidFilesInStopOrder(l)[1:] {
+		name := strings.TrimSuffix(filepath.Base(pidFile), ".pid")
+		if strings.HasPrefix(name, virtlogdName+"@") {
+			continue
+		}
+		if _, ok := ownedPID(pidFile, l.root); ok {
 			return true
 		}
 	}

@@ -19,11 +19,14 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 )
 
-// startOrder lists the components in the order they start; they stop in
-// reverse.
-var startOrder = []string{etcdName, kubeAPIServerName, kubeControllerManagerName, vesselAPIServerName, agentName}
+// startOrder lists the control plane's components in the order they
+// start; each hypervisor's virtlogd, libvirtd and agent follow (see
+// componentNames). They stop in reverse.
+var startOrder = []string{etcdName, kubeAPIServerName, kubeControllerManagerName, vesselAPIServerName}
 
 // supervisorName names the supervisor's PID file and log.
 const supervisorName = "supervisor"
@@ -33,7 +36,11 @@ const supervisorName = "supervisor"
 // same binary with the same arguments, hence the same ports, certificates
 // and data directories.
 type component struct {
-	name   string
+	name string
+	// enter, when set, is a command prefix that execs binary (nsenter into
+	// a hypervisor's namespaces), so that the process is binary's all the
+	// same: its pid, command line and PID file.
+	enter  []string
 	binary string
 	args   []string
 	// after names the components that must be ready before this one
@@ -44,6 +51,9 @@ type component struct {
 	// a failed start.
 	prepare  func(ctx context.Context) error
 	prepared bool
+	// setup, when set, runs before every start (a hypervisor's
+	// namespaces); its failure counts as a failed start.
+	setup func(ctx context.Context) error
 	// ready waits until p serves, and fails once p exits or the
 	// component's ready timeout runs out.
 	ready func(ctx context.Context, p *process) error
@@ -67,14 +77,47 @@ func (c *Cluster) components() ([]*component, error) {
 		return nil, err
 	}
 	comps := []*component{c.etcdComponent(), kubeAPIServer, kcm, vesselAPIServer}
-	if !c.opts.NoAgent {
-		agent, err := c.agentComponent()
+	for _, hv := range c.hypervisors {
+		agent, err := c.agentComponent(hv)
 		if err != nil {
 			return nil, err
 		}
+		comps = append(comps, c.libvirtHostComponents(hv)...)
 		comps = append(comps, agent)
 	}
 	return comps, nil
+}
+
+// componentNames are the names of the components opts run, in start
+// order.
+func componentNames(opts Options) []string {
+	names := slices.Clone(startOrder)
+	if !opts.NoAgent {
+		for _, hv := range opts.Hypervisors {
+			names = append(names, hypervisorComponentNames(hv)...)
+		}
+	}
+	return names
+}
+
+// stopRank orders components for Down and Stop: agents first (they use
+// the rest), then libvirtds, their virtlogds, and the control plane in
+// reverse start order. Unknown names (a component a later version added)
+// go with the agents.
+func stopRank(name string) int {
+	base, _, _ := strings.Cut(name, "@")
+	switch base {
+	case agentName:
+		return 0
+	case libvirtdName:
+		return 1
+	case virtlogdName:
+		return 2
+	}
+	if i := slices.Index(startOrder, base); i >= 0 {
+		return 3 + len(startOrder) - i
+	}
+	return 0
 }
 
 // component returns the named component of a started Cluster.

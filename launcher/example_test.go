@@ -32,17 +32,24 @@ func ExampleStart() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// vessel-up names the agent's Hypervisor after the host; a test would
-	// pick a name unique to its run instead.
+	// vessel-up names the hypervisors after the host; a test would pick
+	// names unique to its run instead.
 	host, err := os.Hostname()
 	if err != nil {
 		log.Fatal(err)
 	}
-	c, err := launcher.Start(context.Background(), launcher.Options{StateDir: stateDir, HypervisorName: host, Logf: log.Printf})
+	c, err := launcher.Start(context.Background(), launcher.Options{
+		StateDir:    stateDir,
+		Hypervisors: []string{host + "-1", host + "-2"},
+		Logf:        log.Printf,
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("export KUBECONFIG=" + c.Kubeconfig(launcher.AdminKubeconfig))
-	// Exiting now leaves the control plane and the agent running;
+	for _, hv := range c.Hypervisors() {
+		fmt.Printf("%s: virsh -c '%s'\n", hv.Name, hv.URI())
+	}
+	// Exiting now leaves the control plane and the hypervisors running;
 	// launcher.Down(stateDir) stops them.
 }

@@ -25,17 +25,31 @@ import (
 	"github.com/vessel-vm/vessel/launcher"
 )
 
-// A library caller that wants an agent must name its Hypervisor: a
-// default (the host name) would let a test's agent take a user's guests on
-// the same libvirtd for its own orphans. Start refuses before it creates or
-// starts anything.
-func TestStartRequiresHypervisorNameForAnAgent(t *testing.T) {
-	stateDir := filepath.Join(t.TempDir(), "state")
-	_, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir})
-	if err == nil || !strings.Contains(err.Error(), "HypervisorName") {
-		t.Fatalf("Start without a hypervisor name: err = %v, want one naming Options.HypervisorName", err)
-	}
-	if _, err := os.Stat(stateDir); !os.IsNotExist(err) {
-		t.Errorf("Start created the state directory before refusing (stat: %v)", err)
+// A library caller that wants hypervisors must name them: Hypervisor
+// names are cluster-wide, and a default (the host name) would make two
+// test control planes register the same ones. Start refuses bad names too,
+// and names whose libvirtd socket would not fit a UNIX socket path, before
+// it creates or starts anything.
+func TestStartRequiresGoodHypervisorNames(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		hypervisors []string
+		want        string
+	}{
+		{"none", nil, "Options.Hypervisors"},
+		{"not a DNS name", []string{"Bad_Name"}, `hypervisor name "Bad_Name"`},
+		{"twice", []string{"hv-1", "hv-1"}, `hypervisor "hv-1" is named twice`},
+		{"too long for the socket", []string{strings.Repeat("h", 100)}, "more than a UNIX socket takes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stateDir := filepath.Join(t.TempDir(), "state")
+			_, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir, Hypervisors: tc.hypervisors})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Start: err = %v, want one saying %q", err, tc.want)
+			}
+			if _, err := os.Stat(stateDir); !os.IsNotExist(err) {
+				t.Errorf("Start created the state directory before refusing (stat: %v)", err)
+			}
+		})
 	}
 }

@@ -36,16 +36,36 @@ type Ports struct {
 	KubeAPIServer   int `json:"kubeAPIServer"`
 	VesselAPIServer int `json:"vesselAPIServer"`
 	ControllerMgr   int `json:"kubeControllerManager"`
-	Agent           int `json:"agent"`
+	// Agents are the agents' console stream servers, by hypervisor.
+	Agents map[string]int `json:"agents,omitempty"`
 }
 
-func (p *Ports) all() []*int {
-	return []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr, &p.Agent}
+// all returns the ports to keep: the control plane's, and those of the
+// agents of hypervisors (an agents map has them all, made if need be).
+func (p *Ports) all(hypervisors []string) []*int {
+	ports := []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr}
+	if p.Agents == nil {
+		p.Agents = map[string]int{}
+	}
+	for _, hv := range hypervisors {
+		port := new(int)
+		*port = p.Agents[hv]
+		ports = append(ports, port)
+	}
+	return ports
+}
+
+// setAgents stores back the agents' ports all returned.
+func (p *Ports) setAgents(hypervisors []string, ports []*int) {
+	agents := ports[len(ports)-len(hypervisors):]
+	for i, hv := range hypervisors {
+		p.Agents[hv] = *agents[i]
+	}
 }
 
 // ensurePorts loads the saved ports and replaces any that is unset or now
-// taken by something else.
-func ensurePorts(path string) (Ports, error) {
+// taken by something else; the agents of hypervisors get one each.
+func ensurePorts(path string, hypervisors []string) (Ports, error) {
 	var ports Ports
 	data, err := os.ReadFile(path)
 	switch {
@@ -65,7 +85,8 @@ func ensurePorts(path string) (Ports, error) {
 			l.Close()
 		}
 	}()
-	for _, port := range ports.all() {
+	all := ports.all(hypervisors)
+	for _, port := range all {
 		if *port != 0 {
 			if l, err := listenLoopback(*port); err == nil {
 				held = append(held, l)
@@ -79,6 +100,7 @@ func ensurePorts(path string) (Ports, error) {
 		held = append(held, l)
 		*port = l.Addr().(*net.TCPAddr).Port
 	}
+	ports.setAgents(hypervisors, all)
 
 	data, err = json.MarshalIndent(ports, "", "  ")
 	if err != nil {
@@ -96,7 +118,7 @@ func listenLoopback(port int) (net.Listener, error) {
 
 // loadPorts reads the saved ports as they are, for a supervisor that
 // adopts components already listening on them.
-func loadPorts(path string) (Ports, error) {
+func loadPorts(path string, hypervisors []string) (Ports, error) {
 	var ports Ports
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -105,7 +127,7 @@ func loadPorts(path string) (Ports, error) {
 	if err := json.Unmarshal(data, &ports); err != nil {
 		return Ports{}, fmt.Errorf("read saved ports %s: %w", path, err)
 	}
-	for _, port := range ports.all() {
+	for _, port := range ports.all(hypervisors) {
 		if *port == 0 {
 			return Ports{}, fmt.Errorf("saved ports %s lack one: %+v", path, ports)
 		}

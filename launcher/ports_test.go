@@ -17,29 +17,35 @@ limitations under the License.
 package launcher
 
 import (
+	"maps"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
 func TestPortsAreKeptUnlessTaken(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ports.json")
-	first, err := ensurePorts(path)
+	hypervisors := []string{"hv-1", "hv-2"}
+	first, err := ensurePorts(path, hypervisors)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(first.Agents) != 2 {
+		t.Fatalf("agent ports %v, want one per hypervisor", first.Agents)
+	}
 	seen := map[int]bool{}
-	for _, p := range first.all() {
+	for _, p := range first.all(hypervisors) {
 		if *p == 0 || seen[*p] {
 			t.Fatalf("ports not distinct and set: %+v", first)
 		}
 		seen[*p] = true
 	}
 
-	again, err := ensurePorts(path)
+	again, err := ensurePorts(path, hypervisors)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again != first {
+	if !reflect.DeepEqual(again, first) {
 		t.Errorf("ports changed between starts: %+v, then %+v", first, again)
 	}
 
@@ -49,22 +55,34 @@ func TestPortsAreKeptUnlessTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	moved, err := ensurePorts(path)
+	moved, err := ensurePorts(path, hypervisors)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if moved.KubeAPIServer == first.KubeAPIServer {
 		t.Error("kept a port that is now taken")
 	}
-	if moved.EtcdClient != first.EtcdClient || moved.EtcdPeer != first.EtcdPeer {
+	if moved.EtcdClient != first.EtcdClient || moved.EtcdPeer != first.EtcdPeer || !maps.Equal(moved.Agents, first.Agents) {
 		t.Errorf("free ports changed too: %+v, then %+v", first, moved)
+	}
+
+	// A third hypervisor gets a port of its own; the others keep theirs.
+	more, err := ensurePorts(path, append(hypervisors, "hv-3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if more.Agents["hv-1"] != first.Agents["hv-1"] || more.Agents["hv-2"] != first.Agents["hv-2"] || more.Agents["hv-3"] == 0 {
+		t.Errorf("agent ports %v after adding hv-3, were %v", more.Agents, first.Agents)
+	}
+	if _, err := loadPorts(path, []string{"hv-4"}); err == nil {
+		t.Error("loadPorts took a file without the port of hv-4's agent")
 	}
 }
 
 func TestPortsFileUnreadable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ports.json")
 	writeFile(t, path, "{not json")
-	ports, err := ensurePorts(path)
+	ports, err := ensurePorts(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,27 @@ func waitReady(ctx context.Context, p *process, client *http.Client, url string,
 	}
 }
 
+// waitCheck polls check until it succeeds, p exits, or timeout (or ctx)
+// runs out, like waitReady for what is not an HTTP endpoint.
+func waitCheck(ctx context.Context, p *process, timeout time.Duration, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		if !p.running() {
+			return fmt.Errorf("%s exited while starting; end of %s:\n%s", p.name, p.logFile, p.logTail())
+		}
+		err := check(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s (last: %v): %w; end of %s:\n%s", p.name, err, ctx.Err(), p.logFile, p.logTail())
+		case <-time.After(readyPollInterval):
+		}
+	}
+}
+
 func probe(ctx context.Context, client *http.Client, url string) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

@@ -115,6 +115,15 @@ func (l layout) logDir() string      { return filepath.Join(l.root, "logs") }
 func (l layout) etcdDataDir() string { return filepath.Join(l.root, "etcd") }
 func (l layout) portsFile() string   { return filepath.Join(l.root, "ports.json") }
 
+// hypervisorsFile keeps what the launcher assigned to each hypervisor
+// (hypervisorPlan).
+func (l layout) hypervisorsFile() string { return filepath.Join(l.root, "hypervisors.json") }
+
+// hypervisorDir holds a hypervisor's libvirt host and agent state.
+func (l layout) hypervisorDir(name string) string {
+	return filepath.Join(l.root, "hypervisors", name)
+}
+
 // optionsFile holds the options the supervisor runs the control plane
 // with, written by vessel-up before it starts the supervisor.
 func (l layout) optionsFile() string { return filepath.Join(l.root, "supervisor.json") }

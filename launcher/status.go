@@ -131,8 +131,8 @@ func ReadStatus(stateDir string) (*Status, error) {
 		}
 	case errors.Is(err, os.ErrNotExist):
 		names := startOrder
-		if opts, err := LoadOptions(l.optionsFile()); err == nil && opts.NoAgent {
-			names = startOrder[:len(startOrder)-1]
+		if opts, err := LoadOptions(l.optionsFile()); err == nil {
+			names = componentNames(opts)
 		}
 		for _, name := range names {
 			st.Components = append(st.Components, ComponentStatus{Name: name, State: StateStopped, LogFile: l.logFile(name)})

@@ -78,7 +78,7 @@ func Supervise(ctx context.Context, opts Options) error {
 		return err
 	}
 	c.sup.keepStatus()
-	opts.Logf("supervising %s from %s (pid %s)", componentNames(c.comps), l.root, pid)
+	opts.Logf("supervising %s from %s (pid %s)", joinNames(c.comps), l.root, pid)
 	c.sup.run(ctx)
 	opts.Logf("stopped supervising; the components keep running")
 	return nil
@@ -103,7 +103,7 @@ func lockSupervisor(l layout) (*os.File, error) {
 	return f, nil
 }
 
-func componentNames(comps []*component) string {
+func joinNames(comps []*component) string {
 	names := make([]string, len(comps))
 	for i, comp := range comps {
 		names[i] = comp.name

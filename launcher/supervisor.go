@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -114,16 +115,25 @@ func (s *supervisor) saveLocked() {
 	}
 }
 
-// launch runs comp's prepare step (once) and starts its process; it does
-// not wait for it to be ready.
+// launch runs comp's setup and prepare steps (prepare once) and starts its
+// process; it does not wait for it to be ready.
 func (s *supervisor) launch(ctx context.Context, comp *component) (*process, error) {
+	if comp.setup != nil {
+		if err := comp.setup(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if comp.prepare != nil && !comp.prepared {
 		if err := comp.prepare(ctx); err != nil {
 			return nil, err
 		}
 		comp.prepared = true
 	}
-	p, err := startProcess(s.layout, comp.name, comp.binary, comp.args)
+	binary, args := comp.binary, comp.args
+	if len(comp.enter) > 0 {
+		binary, args = comp.enter[0], slices.Concat(comp.enter[1:], []string{comp.binary}, comp.args)
+	}
+	p, err := startProcess(s.layout, comp.name, binary, args)
 	if err != nil {
 		return nil, err
 	}
@@ -156,13 +166,17 @@ func (s *supervisor) adopt(comp *component) *process {
 	return p
 }
 
-// start launches comp and waits until it is ready: the in-process path,
-// which gives up on the first failure. The process is returned whenever it
-// started, so that the caller can stop it.
+// start launches comp, or adopts its process if one runs (a virtlogd that
+// stayed with its guests through Down), and waits until it is ready: the
+// in-process path, which gives up on the first failure. The process is
+// returned whenever it started, so that the caller can stop it.
 func (s *supervisor) start(ctx context.Context, comp *component) (*process, error) {
-	p, err := s.launch(ctx, comp)
-	if err != nil {
-		return nil, err
+	p := s.adopt(comp)
+	if p == nil {
+		var err error
+		if p, err = s.launch(ctx, comp); err != nil {
+			return nil, err
+		}
 	}
 	if err := comp.ready(ctx, p); err != nil {
 		s.update(comp.name, func(c *ComponentStatus) { c.Message = firstLine(err.Error()) })

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -205,8 +206,8 @@ func describe(c ComponentStatus) string {
 }
 
 // checkSameControlPlane refuses to take over a running control plane that
-// was started for another hypervisor: its agent would keep running under
-// the old name.
+// was started with other hypervisors: their agents would keep running
+// under the old names.
 func checkSameControlPlane(l layout, opts Options) error {
 	running, err := LoadOptions(l.optionsFile())
 	if errors.Is(err, os.ErrNotExist) {
@@ -215,9 +216,9 @@ func checkSameControlPlane(l layout, opts Options) error {
 	if err != nil {
 		return err
 	}
-	if running.HypervisorName != opts.HypervisorName || running.NoAgent != opts.NoAgent {
-		return fmt.Errorf("the control plane in %s runs with hypervisor %q (no agent: %v), not %q (no agent: %v); stop it first (vessel-up --down)",
-			l.root, running.HypervisorName, running.NoAgent, opts.HypervisorName, opts.NoAgent)
+	if !slices.Equal(running.Hypervisors, opts.Hypervisors) || running.NoAgent != opts.NoAgent {
+		return fmt.Errorf("the control plane in %s runs with hypervisors %q (no agent: %v), not %q (no agent: %v); stop it first (vessel-up --down)",
+			l.root, running.Hypervisors, running.NoAgent, opts.Hypervisors, opts.NoAgent)
 	}
 	return nil
 }

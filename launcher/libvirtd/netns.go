@@ -102,6 +102,24 @@ func PIDsInNetns(name string) ([]int, error) {
 	return pids, nil
 }
 
+// QEMUPIDs lists the QEMU processes that run in the host's network
+// namespace: its guests.
+func (h Host) QEMUPIDs() ([]int, error) {
+	pids, err := PIDsInNetns(h.Netns)
+	if err != nil {
+		return nil, err
+	}
+	var qemus []int
+	for _, pid := range pids {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+		if strings.HasPrefix(filepath.Base(string(argv0)), "qemu-system") {
+			qemus = append(qemus, pid)
+		}
+	}
+	return qemus, nil
+}
+
 // killNetns kills every process in the named network namespace and waits
 // (bounded) until they are gone.
 func killNetns(name string, timeout time.Duration) error {
