@@ -36,8 +36,12 @@ type Options struct {
 	// StateDir holds the control plane's PKI, data, PID files and logs.
 	// Complete defaults it to .vessel at the repository root.
 	StateDir string
-	// Down stops what an earlier vessel-up started from StateDir.
+	// Down stops what an earlier vessel-up started from StateDir; guests
+	// keep running.
 	Down bool
+	// Destroy stops everything and removes the hypervisors: their guests
+	// are killed and their namespaces deleted.
+	Destroy bool
 	// Status prints the supervisor's and each component's state.
 	Status bool
 	// BinDir holds etcd, kube-apiserver, kube-controller-manager,
@@ -46,25 +50,37 @@ type Options struct {
 	BinDir string
 	// Timeout bounds the wait until every component is ready.
 	Timeout time.Duration
-	// HypervisorName names the agent's Hypervisor. Complete defaults it to
-	// the host name, as vessel-agent does: this is the one machine's
-	// hypervisor.
-	HypervisorName string
+	// Hypervisors is how many hypervisors run, each an agent with a
+	// libvirtd of its own; 0 runs the control plane alone.
+	Hypervisors int
+	// HypervisorPrefix names the hypervisors <prefix>-1 ... <prefix>-N.
+	// Complete defaults it to the host name, as vessel-agent does for its
+	// one hypervisor.
+	HypervisorPrefix string
 }
+
+// DefaultHypervisors is how many hypervisors `make up` runs: two, so that
+// what needs more than one (spreading VMs, migration) works locally.
+const DefaultHypervisors = 2
+
+// maxHypervisors is as many as the launcher has fabric addresses for.
+const maxHypervisors = 200
 
 // NewOptions returns the options before flags are parsed.
 func NewOptions() *Options {
-	return &Options{Timeout: 10 * time.Minute}
+	return &Options{Timeout: 10 * time.Minute, Hypervisors: DefaultHypervisors}
 }
 
 // AddFlags binds the options to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "state directory (default: .vessel at the repository root)")
-	fs.BoolVar(&o.Down, "down", o.Down, "stop everything a previous run started: the supervisor first, then the components")
+	fs.BoolVar(&o.Down, "down", o.Down, "stop everything a previous run started: the supervisor first, then the components (guests keep running; the next start adopts them)")
+	fs.BoolVar(&o.Destroy, "destroy", o.Destroy, "stop everything, then remove the hypervisors: kill their guests and delete their network namespaces (files stay in the state directory)")
 	fs.BoolVar(&o.Status, "status", o.Status, "show the supervisor and each component: state, pid, restarts, last exit (exits 1 unless all run)")
 	fs.StringVar(&o.BinDir, "bin-dir", o.BinDir, "directory with etcd, kube-apiserver, kube-controller-manager, vessel-apiserver and vessel-agent (default: _output/bin at the repository root)")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait until every component is ready")
-	fs.StringVar(&o.HypervisorName, "hypervisor-name", o.HypervisorName, "the agent's Hypervisor name (default: the host name)")
+	fs.IntVar(&o.Hypervisors, "hypervisors", o.Hypervisors, "how many hypervisors to run, each an agent with a libvirtd of its own in its own namespaces (0: the control plane alone)")
+	fs.StringVar(&o.HypervisorPrefix, "hypervisor-prefix", o.HypervisorPrefix, "the hypervisors are named <prefix>-1 ... <prefix>-N (default: the host name)")
 }
 
 // Complete fills in the defaults that depend on where vessel-up runs.
@@ -83,12 +99,12 @@ func (o *Options) Complete() error {
 		}
 		o.BinDir = dir
 	}
-	if o.HypervisorName == "" && o.starts() {
+	if o.HypervisorPrefix == "" && o.starts() {
 		host, err := os.Hostname()
 		if err != nil {
-			return fmt.Errorf("read the host name for --hypervisor-name: %w", err)
+			return fmt.Errorf("read the host name for --hypervisor-prefix: %w", err)
 		}
-		o.HypervisorName = strings.ToLower(host)
+		o.HypervisorPrefix = strings.ToLower(host)
 	}
 	return nil
 }
@@ -99,15 +115,18 @@ func (o *Options) Validate() error {
 	if o.StateDir == "" {
 		errs = append(errs, errors.New("--state-dir is required"))
 	}
-	if o.Down && o.Status {
-		errs = append(errs, errors.New("--down and --status exclude each other"))
+	if n := countTrue(o.Down, o.Destroy, o.Status); n > 1 {
+		errs = append(errs, errors.New("--down, --destroy and --status exclude each other"))
 	}
 	if o.Timeout <= 0 {
 		errs = append(errs, errors.New("--timeout must be positive"))
 	}
 	if o.starts() {
-		if msgs := validation.IsDNS1123Subdomain(o.HypervisorName); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("--hypervisor-name %q: %s", o.HypervisorName, strings.Join(msgs, "; ")))
+		if o.Hypervisors < 0 || o.Hypervisors > maxHypervisors {
+			errs = append(errs, fmt.Errorf("--hypervisors must be between 0 and %d, got %d", maxHypervisors, o.Hypervisors))
+		}
+		if msgs := validation.IsDNS1123Subdomain(o.HypervisorPrefix + "-1"); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--hypervisor-prefix %q makes hypervisor names like %q: %s", o.HypervisorPrefix, o.HypervisorPrefix+"-1", strings.Join(msgs, "; ")))
 		}
 	}
 	return errors.Join(errs...)
@@ -115,14 +134,34 @@ func (o *Options) Validate() error {
 
 // starts says the options bring the control plane up, rather than stop it
 // or report on it.
-func (o *Options) starts() bool { return !o.Down && !o.Status }
+func (o *Options) starts() bool { return !o.Down && !o.Destroy && !o.Status }
+
+// hypervisorNames are the hypervisors' names: <prefix>-1 ... <prefix>-N.
+func (o *Options) hypervisorNames() []string {
+	names := make([]string, o.Hypervisors)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", o.HypervisorPrefix, i+1)
+	}
+	return names
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
 
 // Config is what the launcher starts, reporting progress to logger.
 func (o *Options) Config(logger *log.Logger) launcher.Options {
 	cfg := launcher.Options{
-		StateDir:       o.StateDir,
-		HypervisorName: o.HypervisorName,
-		Logf:           logger.Printf,
+		StateDir:    o.StateDir,
+		Hypervisors: o.hypervisorNames(),
+		NoAgent:     o.Hypervisors == 0,
+		Logf:        logger.Printf,
 	}
 	if o.BinDir != "" {
 		cfg.EtcdBinary = filepath.Join(o.BinDir, "etcd")

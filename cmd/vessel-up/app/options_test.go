@@ -21,6 +21,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,21 +55,41 @@ func TestCompleteDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.HypervisorName != strings.ToLower(host) {
-		t.Errorf("HypervisorName = %q, want the host name %q", o.HypervisorName, strings.ToLower(host))
+	if o.HypervisorPrefix != strings.ToLower(host) {
+		t.Errorf("HypervisorPrefix = %q, want the host name %q", o.HypervisorPrefix, strings.ToLower(host))
 	}
-	if cfg := o.Config(log.New(io.Discard, "", 0)); cfg.StateDir != o.StateDir || cfg.HypervisorName != o.HypervisorName || cfg.NoAgent {
-		t.Errorf("Config() = %+v, want the state directory, the hypervisor name and an agent", cfg)
+	want := []string{strings.ToLower(host) + "-1", strings.ToLower(host) + "-2"}
+	if cfg := o.Config(log.New(io.Discard, "", 0)); cfg.StateDir != o.StateDir || !slices.Equal(cfg.Hypervisors, want) || cfg.NoAgent {
+		t.Errorf("Config() = %+v, want the state directory and hypervisors %v", cfg, want)
+	}
+}
+
+// --hypervisors sets how many; 0 is the control plane alone.
+func TestHypervisorCount(t *testing.T) {
+	o := parse(t, "--hypervisors=3", "--hypervisor-prefix=node")
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := o.Config(log.New(io.Discard, "", 0))
+	if want := []string{"node-1", "node-2", "node-3"}; !slices.Equal(cfg.Hypervisors, want) || cfg.NoAgent {
+		t.Errorf("hypervisors %v (no agent: %v), want %v", cfg.Hypervisors, cfg.NoAgent, want)
+	}
+	o = parse(t, "--hypervisors=0")
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg := o.Config(log.New(io.Discard, "", 0)); len(cfg.Hypervisors) != 0 || !cfg.NoAgent {
+		t.Errorf("--hypervisors=0: hypervisors %v, no agent %v", cfg.Hypervisors, cfg.NoAgent)
 	}
 }
 
 func TestFlagsOverrideDefaults(t *testing.T) {
-	o := parse(t, "--state-dir=/tmp/somewhere", "--hypervisor-name=hv-7")
+	o := parse(t, "--state-dir=/tmp/somewhere", "--hypervisor-prefix=hv-7")
 	if err := o.Complete(); err != nil {
 		t.Fatal(err)
 	}
-	if o.StateDir != "/tmp/somewhere" || o.HypervisorName != "hv-7" {
-		t.Errorf("after Complete: StateDir=%q HypervisorName=%q", o.StateDir, o.HypervisorName)
+	if o.StateDir != "/tmp/somewhere" || o.HypervisorPrefix != "hv-7" {
+		t.Errorf("after Complete: StateDir=%q HypervisorPrefix=%q", o.StateDir, o.HypervisorPrefix)
 	}
 	if err := o.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
@@ -81,11 +102,15 @@ func TestValidate(t *testing.T) {
 		args    []string
 		wantErr string // empty: valid
 	}{
-		{"host-like name", []string{"--hypervisor-name=node-1.example"}, ""},
-		{"upper case", []string{"--hypervisor-name=Node_1"}, "--hypervisor-name"},
+		{"host-like prefix", []string{"--hypervisor-prefix=node.example"}, ""},
+		{"upper case", []string{"--hypervisor-prefix=Node_1"}, "--hypervisor-prefix"},
+		{"negative count", []string{"--hypervisors=-1"}, "--hypervisors"},
+		{"too many", []string{"--hypervisors=201"}, "--hypervisors"},
 		{"down needs no name", []string{"--down", "--state-dir=/tmp/x"}, ""},
 		{"status needs no name", []string{"--status", "--state-dir=/tmp/x"}, ""},
-		{"down or status", []string{"--down", "--status"}, "--down and --status"},
+		{"destroy needs no name", []string{"--destroy", "--state-dir=/tmp/x"}, ""},
+		{"down or status", []string{"--down", "--status"}, "exclude each other"},
+		{"down or destroy", []string{"--down", "--destroy"}, "exclude each other"},
 		{"no timeout", []string{"--timeout=0s"}, "--timeout"},
 	}
 	for _, tt := range tests {
@@ -108,7 +133,7 @@ func TestValidate(t *testing.T) {
 // --bin-dir takes every component's binary from one directory: the e2e
 // suite runs the binaries it built from the tree.
 func TestBinDir(t *testing.T) {
-	o := parse(t, "--bin-dir=/opt/vessel/bin", "--hypervisor-name=hv-1")
+	o := parse(t, "--bin-dir=/opt/vessel/bin", "--hypervisor-prefix=hv")
 	if err := o.Complete(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +143,7 @@ func TestBinDir(t *testing.T) {
 			t.Errorf("binary %s is not from --bin-dir", bin)
 		}
 	}
-	if o := parse(t, "--hypervisor-name=hv-1"); o.Complete() == nil && o.Config(log.New(io.Discard, "", 0)).EtcdBinary != "" {
+	if o := parse(t, "--hypervisor-prefix=hv"); o.Complete() == nil && o.Config(log.New(io.Discard, "", 0)).EtcdBinary != "" {
 		t.Error("without --bin-dir the binaries should be left to the launcher's default")
 	}
 }

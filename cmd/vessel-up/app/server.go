@@ -37,20 +37,26 @@ func NewCommand() *cobra.Command {
 	o := NewOptions()
 	cmd := &cobra.Command{
 		Use:   "vessel-up",
-		Short: "Start the one-machine Vessel control plane and a node agent under a supervisor, or stop them",
+		Short: "Start the one-machine Vessel control plane and its hypervisors under a supervisor, or stop them",
 		Long: `vessel-up starts a supervisor in the background (vessel-up supervise,
 logging to logs/supervisor.log in the state directory), which starts etcd,
 kube-apiserver, kube-controller-manager, the vessel-apiserver (behind its
-APIService) and one node agent on this host's libvirtd, and restarts any of
-them that exits, with backoff. vessel-up waits until all are ready, writes
-kubeconfigs for the admin and the demo tenants, and returns, leaving them
-running. On a control plane that runs already it only waits until it is
-healthy: it starts a supervisor if there is none (the new one adopts what
-runs) and lets it start what is missing.
+APIService) and --hypervisors hypervisors (default 2), <prefix>-1 ... each a
+virtlogd and a libvirtd of its own, in a mount and network namespace of its
+own, and a node agent on that libvirtd; the hypervisors' namespaces are
+connected by a fabric. It restarts any process that exits, with backoff.
+vessel-up waits until all are ready, writes kubeconfigs for the admin and
+the demo tenants, and returns, leaving them running. On a control plane that
+runs already it only waits until it is healthy: it starts a supervisor if
+there is none (the new one adopts what runs) and lets it start what is
+missing.
 
 vessel-up --status shows each component's state, pid, restarts and last
-exit; vessel-up --down stops the supervisor, then the components. Guests
-keep running through all of it. make up, make status and make down run it.`,
+exit, and the hypervisors; vessel-up --down stops the supervisor, then the
+components. Guests keep running through all of it, in their hypervisors'
+namespaces, and the next vessel-up adopts them. vessel-up --destroy also
+kills the guests and removes the namespaces. make up, make status and make
+down run it.`,
 		Args: cobra.NoArgs,
 		// main prints the error, once, as one line.
 		SilenceErrors: true,
@@ -86,6 +92,19 @@ func Run(ctx context.Context, o *Options, out, errOut io.Writer) error {
 			return fmt.Errorf("stop the control plane in %s: %w", o.StateDir, err)
 		}
 		logger.Printf("stopped the control plane in %s", o.StateDir)
+		if hvs, err := launcher.Hypervisors(o.StateDir); err == nil {
+			for _, hv := range hvs {
+				if pids, _ := hv.LibvirtHost().QEMUPIDs(); len(pids) > 0 {
+					logger.Printf("%s: %d guests keep running in network namespace %s, with their virtlogd; the next vessel-up adopts them, vessel-up --destroy ends them", hv.Name, len(pids), hv.Netns)
+				}
+			}
+		}
+		return nil
+	case o.Destroy:
+		if err := launcher.Destroy(o.StateDir); err != nil {
+			return err
+		}
+		logger.Printf("stopped the control plane in %s and removed its hypervisors", o.StateDir)
 		return nil
 	case o.Status:
 		st, err := launcher.ReadStatus(o.StateDir)
@@ -93,6 +112,13 @@ func Run(ctx context.Context, o *Options, out, errOut io.Writer) error {
 			return err
 		}
 		if err := WriteStatus(out, st); err != nil {
+			return err
+		}
+		hvs, err := launcher.Hypervisors(o.StateDir)
+		if err != nil {
+			return err
+		}
+		if err := WriteHypervisors(out, hvs); err != nil {
 			return err
 		}
 		if !st.Healthy() {
@@ -117,6 +143,14 @@ func Run(ctx context.Context, o *Options, out, errOut io.Writer) error {
 			return err
 		}
 	}
+	hvs, err := launcher.Hypervisors(res.Status.StateDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	if err := WriteHypervisors(out, hvs); err != nil {
+		return err
+	}
 	bin := filepath.Dir(res.Options().VesselAPIServerBinary)
 	_, err = fmt.Fprintf(out, `
 Vessel is running, supervised: a component that exits is restarted.
@@ -124,13 +158,13 @@ State: vessel-up --status (make status). Logs: %[1]s/logs. Stop it with: make do
 
   export KUBECONFIG=%[2]s
   export PATH=%[3]s:$PATH        # kubectl vm ...
-  kubectl get hypervisors
+  kubectl get hypervisors              # %[6]d, each with a libvirtd of its own (see above)
   kubectl apply -f examples/vm.yaml
   kubectl -n team-a wait vm/demo --for=jsonpath='{.status.phase}'=Running --timeout=120s
   kubectl vm -n team-a console demo    # Ctrl+] to detach
 
 Tenants: %[4]s (edit in team-a), %[5]s (view in team-b)
-`, res.Status.StateDir, res.Kubeconfig(launcher.AdminKubeconfig), bin, res.Kubeconfig("alice"), res.Kubeconfig("bob"))
+`, res.Status.StateDir, res.Kubeconfig(launcher.AdminKubeconfig), bin, res.Kubeconfig("alice"), res.Kubeconfig("bob"), len(hvs))
 	return err
 }
 

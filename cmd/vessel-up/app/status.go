@@ -19,6 +19,7 @@ package app
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -65,6 +66,25 @@ func writeStatus(w io.Writer, st *launcher.Status, now time.Time) error {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "logs: %s/logs/<component>.log\n", st.StateDir)
+	return err
+}
+
+// WriteHypervisors prints the hypervisors as `vessel-up --status` shows
+// them: where each one's libvirtd is, and how to look inside.
+func WriteHypervisors(w io.Writer, hvs []launcher.Hypervisor) error {
+	if len(hvs) == 0 {
+		_, err := fmt.Fprintln(w, "hypervisors: none")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "HYPERVISOR\tNETNS\tFABRIC ADDRESS\tLIBVIRT")
+	for _, hv := range hvs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\tvirsh -c '%s'\n", hv.Name, hv.Netns, hv.Address.Addr(), hv.URI())
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "QEMU logs: %s/log/qemu/<domain>.log; inside a hypervisor: ip netns exec <netns> ...\n", filepath.Join(filepath.Dir(hvs[0].Dir), "<hypervisor>"))
 	return err
 }
 

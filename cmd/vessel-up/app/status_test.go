@@ -17,6 +17,7 @@ limitations under the License.
 package app
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +25,31 @@ import (
 
 	"github.com/vessel-vm/vessel/launcher"
 )
+
+func TestWriteHypervisors(t *testing.T) {
+	hvs := []launcher.Hypervisor{
+		{Name: "vm-1", Netns: "vessel-abc123-1", Address: netip.MustParsePrefix("10.250.0.11/24"), Dir: "/x/.vessel/hypervisors/vm-1"},
+		{Name: "vm-2", Netns: "vessel-abc123-2", Address: netip.MustParsePrefix("10.250.0.12/24"), Dir: "/x/.vessel/hypervisors/vm-2"},
+	}
+	var out strings.Builder
+	if err := WriteHypervisors(&out, hvs); err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		rows = append(rows, strings.Join(strings.Fields(line), " "))
+	}
+	for _, want := range []string{
+		"HYPERVISOR NETNS FABRIC ADDRESS LIBVIRT",
+		"vm-1 vessel-abc123-1 10.250.0.11 virsh -c 'qemu:///system?socket=/x/.vessel/hypervisors/vm-1/run/libvirt-sock'",
+		"vm-2 vessel-abc123-2 10.250.0.12 virsh -c 'qemu:///system?socket=/x/.vessel/hypervisors/vm-2/run/libvirt-sock'",
+		"QEMU logs: /x/.vessel/hypervisors/<hypervisor>/log/qemu/<domain>.log; inside a hypervisor: ip netns exec <netns> ...",
+	} {
+		if !slices.Contains(rows, want) {
+			t.Errorf("hypervisors lack the row %q:\n%s", want, out.String())
+		}
+	}
+}
 
 func TestWriteStatus(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
