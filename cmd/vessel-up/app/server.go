@@ -95,7 +95,7 @@ func Run(ctx context.Context, o *Options, out, errOut io.Writer) error {
 		if hvs, err := launcher.Hypervisors(o.StateDir); err == nil {
 			for _, hv := range hvs {
 				if pids, _ := hv.LibvirtHost().QEMUPIDs(); len(pids) > 0 {
-					logger.Printf("%s: %d guests keep running in network namespace %s, with their virtlogd; the next vessel-up adopts them, vessel-up --destroy ends them", hv.Name, len(pids), hv.Netns)
+					logger.Printf("%s: guests keep running (QEMU pids %v) in network namespace %s, with their virtlogd; the next vessel-up adopts them, vessel-up --destroy ends them", hv.Name, pids, hv.Netns)
 				}
 			}
 		}
@@ -118,6 +118,7 @@ func Run(ctx context.Context, o *Options, out, errOut io.Writer) error {
 		if err != nil {
 			return err
 		}
+		fmt.Fprintln(out)
 		if err := WriteHypervisors(out, hvs); err != nil {
 			return err
 		}
