@@ -39,10 +39,10 @@ func TestAgentDown(t *testing.T) {
 	e := requireEnv(t)
 	name := uniqueName("orphaned")
 	vm := e.RunningVM(t, "team-a", name)
-	hv := e.Cluster.Options().HypervisorName
+	hv := vm.Status.NodeName
 	pid := framework.QEMUPID(t, string(vm.UID))
 
-	if err := e.Cluster.KillAgent(); err != nil {
+	if err := e.Cluster.KillAgent(hv); err != nil {
 		t.Fatal(err)
 	}
 	restarted := false
@@ -53,7 +53,7 @@ func TestAgentDown(t *testing.T) {
 		restarted = true
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		if err := e.Cluster.RestartAgent(ctx); err != nil {
+		if err := e.Cluster.RestartAgent(ctx, hv); err != nil {
 			t.Fatalf("restart the agent: %v", err)
 		}
 	}

@@ -16,13 +16,16 @@ limitations under the License.
 
 // Package framework is what the end-to-end suites share: one real control
 // plane (etcd, kube-apiserver, kube-controller-manager, vessel-apiserver
-// behind its APIService) and a node agent on this host's libvirtd per test
-// package, the test guest, and helpers that drive them as a user would.
+// behind its APIService) per test package with two hypervisors by default,
+// each a node agent on a libvirtd of its own in its own namespaces (as
+// `make up` runs them; the suites never touch the machine's libvirtd), the
+// test guest, and helpers that drive them as a user would.
 package framework
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,6 +38,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
@@ -47,13 +51,25 @@ import (
 // hostPath root.
 var GuestDir = filepath.Join(launcher.ImagesDir, "vessel-guest")
 
-// Env is one control plane with an agent.
+// Env is one control plane with its hypervisors.
 type Env struct {
 	Cluster  *launcher.Cluster
 	BinDir   string // kubectl-vm, vessel-apiserver, vessel-agent built from this tree
 	Admin    versioned.Interface
 	StateDir string
-	kubeDir  string
+	// Hypervisors are the control plane's hypervisors, each with its own
+	// libvirtd (Hypervisor.Socket, Hypervisor.URI) and agent state
+	// (Hypervisor.AgentStateDir).
+	Hypervisors []launcher.Hypervisor
+	kubeDir     string
+
+	libvirtMu sync.Mutex
+	libvirts  map[string]*libvirtConn // by hypervisor
+}
+
+type libvirtConn struct {
+	lv   *hypervisor.Libvirt
+	stop context.CancelFunc
 }
 
 var (
@@ -68,9 +84,15 @@ var (
 func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
 	if shared != nil {
-		created := shared.deleteAllVMs()
+		shared.deleteAllVMs()
+		shared.closeLibvirts()
 		shared.Cluster.Stop()
-		destroyLeftovers(created)
+		// Whatever the agents did not get to runs in the hypervisors'
+		// namespaces, which go now, with it.
+		if err := launcher.Destroy(shared.StateDir); err != nil {
+			fmt.Fprintf(os.Stderr, "framework: %v\n", err)
+			code = 1
+		}
 		os.RemoveAll(shared.StateDir)
 		os.RemoveAll(shared.BinDir)
 		os.RemoveAll(shared.kubeDir)
@@ -84,10 +106,16 @@ func Main(m *testing.M, cleanups ...func()) {
 // Config adds flags to the control plane of a package's suite.
 type Config struct {
 	// VesselAPIServerArgs and AgentArgs are appended to the
-	// vessel-apiserver's and the agent's command lines.
+	// vessel-apiserver's and the agents' command lines.
 	VesselAPIServerArgs []string
 	AgentArgs           []string
+	// Hypervisors is how many hypervisors run; 0: DefaultHypervisors.
+	Hypervisors int
 }
+
+// DefaultHypervisors is how many hypervisors a suite's control plane runs
+// unless its Config says otherwise: as many as `make up` runs.
+const DefaultHypervisors = 2
 
 // Require returns the package's control plane, starting it on first use.
 // It skips without libvirtd, the built binaries or the guest, unless
@@ -109,8 +137,8 @@ func RequireWith(tb testing.TB, cfg Config) *Env {
 		}
 		tb.Skipf(format+" (set VESSEL_E2E=1 to make this a failure)", args...)
 	}
-	if _, err := os.Stat(hypervisor.DefaultSocket); err != nil {
-		skip("libvirtd is not running: %v; run hack/install-libvirt.sh", err)
+	if reason := MissingLibvirt(); reason != "" {
+		skip("%s", reason)
 	}
 	bin, err := launcher.DefaultBinDir()
 	if err != nil {
@@ -169,25 +197,59 @@ func start(tb testing.TB, cfg Config) (*Env, error) {
 		StateDir:              stateDir,
 		VesselAPIServerBinary: filepath.Join(binDir, "vessel-apiserver"),
 		AgentBinary:           filepath.Join(binDir, "vessel-agent"),
-		// Unique, so that suites sharing this host's libvirtd never take
-		// each other's domains for orphans.
-		HypervisorName:      "e2e-" + filepath.Base(stateDir)[len("vessel-e2e-state-"):],
-		VesselAPIServerArgs: cfg.VesselAPIServerArgs,
-		AgentArgs:           cfg.AgentArgs,
-		Logf:                tb.Logf,
+		Hypervisors:           HypervisorNames("e2e", cfg.Hypervisors),
+		VesselAPIServerArgs:   cfg.VesselAPIServerArgs,
+		AgentArgs:             cfg.AgentArgs,
+		Logf:                  tb.Logf,
 	})
 	if err != nil {
+		if derr := launcher.Destroy(stateDir); derr != nil {
+			tb.Logf("remove what started: %v", derr)
+		}
 		return nil, err
 	}
 	restCfg, err := c.AdminConfig()
 	if err == nil {
 		var admin versioned.Interface
 		if admin, err = versioned.NewForConfig(restCfg); err == nil {
-			return &Env{Cluster: c, BinDir: binDir, Admin: admin, StateDir: stateDir, kubeDir: kubeDir}, nil
+			return &Env{Cluster: c, BinDir: binDir, Admin: admin, StateDir: stateDir, Hypervisors: c.Hypervisors(), kubeDir: kubeDir}, nil
 		}
 	}
 	c.Stop()
+	_ = launcher.Destroy(stateDir)
 	return nil, err
+}
+
+// HypervisorNames are n hypervisor names unique to this run, <prefix>-<random>-1
+// ... (n 0: DefaultHypervisors): Hypervisors are cluster-wide, and names
+// that differ make the logs of concurrent suites easy to tell apart.
+func HypervisorNames(prefix string, n int) []string {
+	if n == 0 {
+		n = DefaultHypervisors
+	}
+	id := rand.String(5)
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%s-%d", prefix, id, i+1)
+	}
+	return names
+}
+
+// MissingLibvirt says what is missing to run private libvirtds (see
+// launcher/libvirtd), or "" when nothing is: root, libvirt and QEMU
+// (hack/install-libvirt.sh), and the namespace tools.
+func MissingLibvirt() string {
+	if os.Geteuid() != 0 {
+		return "the hypervisors' namespaces need root"
+	}
+	for _, p := range []string{"libvirtd", "virtlogd", "qemu-system-x86_64", "nsenter", "unshare", "ip"} {
+		if _, err := exec.LookPath(p); err != nil {
+			if _, err := os.Stat(filepath.Join("/usr/sbin", p)); err != nil {
+				return fmt.Sprintf("%s is not installed: run hack/install-libvirt.sh", p)
+			}
+		}
+	}
+	return ""
 }
 
 // Kubectl runs the real kubectl as user ("admin", "alice", "bob"), with the
@@ -274,11 +336,118 @@ func statusOf(vm *v1alpha1.VirtualMachine) any {
 	return vm.Status
 }
 
-// ConsoleLog is the VM's virtlogd console log (from power-on) under the
-// agent's state directory.
+// ConsoleLog is the VM's virtlogd console log (from power-on) under its
+// agent's state directory, whichever hypervisor runs it.
 func (e *Env) ConsoleLog(vm *v1alpha1.VirtualMachine) string {
-	b, _ := os.ReadFile(filepath.Join(e.StateDir, "agent", "vms", string(vm.UID), "console.log"))
-	return string(b)
+	for _, hv := range e.Hypervisors {
+		if b, err := os.ReadFile(filepath.Join(VMDir(hv, vm), "console.log")); err == nil {
+			return string(b)
+		}
+	}
+	return ""
+}
+
+// VMDir is the directory the agent of hv keeps the VM's files in (disks,
+// console log).
+func VMDir(hv launcher.Hypervisor, vm *v1alpha1.VirtualMachine) string {
+	return filepath.Join(hv.AgentStateDir(), "vms", string(vm.UID))
+}
+
+// Hypervisor returns the named hypervisor of the control plane.
+func (e *Env) Hypervisor(tb testing.TB, name string) launcher.Hypervisor {
+	tb.Helper()
+	hv, err := e.Cluster.Hypervisor(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return hv
+}
+
+// HypervisorOf returns the hypervisor the VM is bound to (as vm was read:
+// pass a VM read after it was scheduled).
+func (e *Env) HypervisorOf(tb testing.TB, vm *v1alpha1.VirtualMachine) launcher.Hypervisor {
+	tb.Helper()
+	name := vm.Status.NodeName
+	if name == "" {
+		name = vm.Spec.NodeName
+	}
+	if name == "" {
+		tb.Fatalf("VM %s/%s is bound to no hypervisor yet", vm.Namespace, vm.Name)
+	}
+	return e.Hypervisor(tb, name)
+}
+
+// Virsh runs virsh on the libvirtd of the VM's hypervisor and returns its
+// combined output.
+func (e *Env) Virsh(tb testing.TB, vm *v1alpha1.VirtualMachine, args ...string) (string, error) {
+	tb.Helper()
+	hv := e.HypervisorOf(tb, vm)
+	out, err := exec.Command("virsh", append([]string{"-c", hv.URI()}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// DomState is `virsh domstate` of the VM's domain (named by its UID) on
+// its hypervisor: running, paused, shut off, ...
+func (e *Env) DomState(tb testing.TB, vm *v1alpha1.VirtualMachine) string {
+	tb.Helper()
+	out, err := e.Virsh(tb, vm, "domstate", string(vm.UID))
+	if err != nil {
+		tb.Fatalf("virsh domstate %s: %v\n%s", vm.UID, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// Libvirt is a connection of the test's own to the named hypervisor's
+// libvirtd, kept until the package's tests end.
+func (e *Env) Libvirt(tb testing.TB, name string) *hypervisor.Libvirt {
+	tb.Helper()
+	e.libvirtMu.Lock()
+	defer e.libvirtMu.Unlock()
+	if c, ok := e.libvirts[name]; ok {
+		return c.lv
+	}
+	lv := hypervisor.NewLibvirt(e.Hypervisor(tb, name).Socket())
+	runCtx, stop := context.WithCancel(context.Background())
+	go lv.Run(runCtx)
+	ctx, cancel := context.WithTimeout(runCtx, 30*time.Second)
+	defer cancel()
+	if err := lv.WaitConnected(ctx); err != nil {
+		stop()
+		tb.Fatalf("connect to the libvirtd of hypervisor %s: %v", name, err)
+	}
+	if e.libvirts == nil {
+		e.libvirts = map[string]*libvirtConn{}
+	}
+	e.libvirts[name] = &libvirtConn{lv: lv, stop: stop}
+	return lv
+}
+
+func (e *Env) closeLibvirts() {
+	e.libvirtMu.Lock()
+	defer e.libvirtMu.Unlock()
+	for _, c := range e.libvirts {
+		c.stop()
+	}
+	e.libvirts = nil
+}
+
+// DomainsOf returns the hypervisors whose libvirtd has a domain with the
+// VM's UID (none once its agent has removed it).
+func (e *Env) DomainsOf(tb testing.TB, vm *v1alpha1.VirtualMachine) []string {
+	tb.Helper()
+	var found []string
+	for _, hv := range e.Hypervisors {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := e.Libvirt(tb, hv.Name).Lookup(ctx, string(vm.UID))
+		cancel()
+		switch {
+		case err == nil:
+			found = append(found, hv.Name)
+		case !errors.Is(err, hypervisor.ErrNotFound):
+			tb.Fatalf("look up domain %s on %s: %v", vm.UID, hv.Name, err)
+		}
+	}
+	return found
 }
 
 // WaitLog waits until the VM's console log contains marker.
@@ -296,10 +465,9 @@ func (e *Env) WaitLog(tb testing.TB, vm *v1alpha1.VirtualMachine, marker string)
 	}
 }
 
-// deleteAllVMs deletes every VM and waits (bounded) until the agent has
-// released them: guests and domains left behind would outlive the control
-// plane on the shared libvirtd and collide with the next run's names. It
-// returns the UIDs it found.
+// deleteAllVMs deletes every VM and waits (bounded) until the agents have
+// released them, as a user would before leaving; Destroy ends whatever
+// they did not get to. It returns the UIDs it found.
 func (e *Env) deleteAllVMs() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -318,25 +486,6 @@ func (e *Env) deleteAllVMs() []string {
 		return err == nil && len(list.Items) == 0, nil
 	})
 	return uids
-}
-
-// destroyLeftovers removes, straight through libvirt, any domain of uids
-// the agent did not get to before the control plane stopped.
-func destroyLeftovers(uids []string) {
-	if len(uids) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	lv := hypervisor.NewLibvirt("")
-	go lv.Run(ctx)
-	if lv.WaitConnected(ctx) != nil {
-		return
-	}
-	for _, uid := range uids {
-		_ = lv.Destroy(ctx, uid)
-		_ = lv.Undefine(ctx, uid)
-	}
 }
 
 // RunningVM creates the test guest as namespace/name (as the admin) and

@@ -19,7 +19,6 @@ package lifecycle
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -47,8 +46,7 @@ func TestQuickStartExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The example as shipped, renamed: other suites on this host's libvirtd
-	// may run a team-a/demo of their own.
+	// The example as shipped, renamed: the VM demo is the user's.
 	const ns, name = "team-a", "quickstart"
 	example, err := os.ReadFile(filepath.Join(root, "examples", "vm.yaml"))
 	if err != nil {
@@ -63,12 +61,11 @@ func TestQuickStartExample(t *testing.T) {
 	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", name, "--wait=false") })
 
 	vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
-	domain := hypervisor.DomainName(ns, name, string(vm.UID))
 	e.MustKubectl(t, "alice", "-n", ns, "wait", "vm/"+name, "--for=jsonpath={.status.phase}=Running", "--timeout=10s")
 	e.WaitLog(t, vm, "VESSEL-GUEST READY")
 	e.WaitLog(t, vm, "hello from cloud-init on "+name)
-	if got := domState(t, domain); got != "running" {
-		t.Fatalf("domain %s is %q, want running", domain, got)
+	if got := e.DomState(t, vm); got != "running" {
+		t.Fatalf("domain %s is %q, want running", vm.UID, got)
 	}
 	out := e.MustKubectl(t, "alice", "-n", ns, "get", "vm", name)
 	if !strings.Contains(out, "Running") {
@@ -77,7 +74,7 @@ func TestQuickStartExample(t *testing.T) {
 
 	e.MustKubectl(t, "alice", "vm", "-n", ns, "stop", name)
 	e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineStopped)
-	if got := domState(t, domain); got != "shut off" {
+	if got := e.DomState(t, vm); got != "shut off" {
 		t.Errorf("after stop, domain is %q, want shut off", got)
 	}
 	if out, err := e.Kubectl(t, "alice", "vm", "-n", ns, "stop", name); err == nil || !strings.Contains(out, "already stopped") {
@@ -104,7 +101,7 @@ func TestQuickStartExample(t *testing.T) {
 
 	e.MustKubectl(t, "alice", "vm", "-n", ns, "pause", name)
 	e.WaitPhase(t, ns, name, v1alpha1.VirtualMachinePaused)
-	if got := domState(t, domain); got != "paused" {
+	if got := e.DomState(t, vm); got != "paused" {
 		t.Errorf("after pause, domain is %q, want paused", got)
 	}
 	e.MustKubectl(t, "alice", "vm", "-n", ns, "unpause", name)
@@ -114,10 +111,10 @@ func TestQuickStartExample(t *testing.T) {
 	if out, err := e.Kubectl(t, "alice", "-n", ns, "get", "vm", name); err == nil || !strings.Contains(out, "NotFound") {
 		t.Errorf("VM still there after delete: %v\n%s", err, out)
 	}
-	if _, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", domain).Output(); err == nil {
-		t.Errorf("domain %s still defined after the VM was deleted", domain)
+	if hvs := e.DomainsOf(t, vm); len(hvs) > 0 {
+		t.Errorf("domain %s still defined on %v after the VM was deleted", vm.UID, hvs)
 	}
-	if _, err := os.Stat(filepath.Join(e.StateDir, "agent", "vms", string(vm.UID))); !os.IsNotExist(err) {
+	if _, err := os.Stat(framework.VMDir(e.HypervisorOf(t, vm), vm)); !os.IsNotExist(err) {
 		t.Errorf("the VM's files are still on the node: %v", err)
 	}
 }
@@ -136,14 +133,16 @@ func TestUnschedulableVMSaysWhy(t *testing.T) {
 		return c != nil && c.Status == "False"
 	})
 	c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.VirtualMachineConditionScheduled)
-	if got.Status.Phase != v1alpha1.VirtualMachinePending || c.Reason != "Unschedulable" ||
-		c.Message != "0/1 hypervisors are available: 1 didn't match the VM's nodeSelector." {
+	want := fmt.Sprintf("0/%[1]d hypervisors are available: %[1]d didn't match the VM's nodeSelector.", len(e.Hypervisors))
+	if got.Status.Phase != v1alpha1.VirtualMachinePending || c.Reason != "Unschedulable" || c.Message != want {
 		t.Errorf("phase %s, condition %+v", got.Status.Phase, c)
 	}
 }
 
 // libvirtd restarts (an upgrade, a crash): guests keep running under their
 // QEMU, the agent reconnects, and the VM is still Running and still obeys.
+// The libvirtd is the VM's hypervisor's own, stopped as an upgrade would
+// (SIGTERM) and started again by the launcher in the same namespaces.
 func TestAlwaysVMSurvivesLibvirtdRestart(t *testing.T) {
 	e := framework.Require(t)
 	const ns, name = "default", "steady"
@@ -153,15 +152,15 @@ func TestAlwaysVMSurvivesLibvirtdRestart(t *testing.T) {
 	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", name, "--wait=false") })
 	vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
 	e.WaitLog(t, vm, "VESSEL-BOOT done")
-	domain := hypervisor.DomainName(ns, name, string(vm.UID))
-	pid := qemuPID(t, domain)
+	hv := e.HypervisorOf(t, vm)
+	pid := qemuPID(t, hv, vm)
 
-	restartLibvirtd(t)
+	restartLibvirtd(t, e, hv.Name)
 
-	if got := domState(t, domain); got != "running" {
+	if got := e.DomState(t, vm); got != "running" {
 		t.Fatalf("after the libvirtd restart the domain is %q", got)
 	}
-	if got := qemuPID(t, domain); got != pid {
+	if got := qemuPID(t, hv, vm); got != pid {
 		t.Errorf("QEMU pid %d after the libvirtd restart, was %d: the guest was restarted", got, pid)
 	}
 	// The agent is connected again: a stop is carried out.
@@ -179,7 +178,6 @@ func TestAgentCrashKeepsGuests(t *testing.T) {
 	const ns = "default"
 	names := []string{"adopt-a", "adopt-b", "adopt-c"}
 	pids := map[string]int{}
-	domains := map[string]string{} // by VM name
 	for _, name := range names {
 		if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(t.Context(), framework.GuestVM(ns, name), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -187,31 +185,37 @@ func TestAgentCrashKeepsGuests(t *testing.T) {
 		t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", name, "--wait=false") })
 	}
 	started := map[string]time.Time{}
+	vms := map[string]*v1alpha1.VirtualMachine{}
 	for _, name := range names {
 		vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
 		e.WaitLog(t, vm, "VESSEL-BOOT done")
-		domains[name] = hypervisor.DomainName(ns, name, string(vm.UID))
-		pids[name] = qemuPID(t, domains[name])
+		vms[name] = vm
+		pids[name] = framework.QEMUPID(t, string(vm.UID))
 		started[name] = vm.Status.StartedAt.Time
 	}
 
-	if err := e.Cluster.KillAgent(); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if got := domState(t, domains[name]); got != "running" {
-			t.Errorf("%s is %q with the agent dead, want running", name, got)
+	// Every agent dies; each guest's, whichever hypervisor it is on.
+	for _, hv := range e.Hypervisors {
+		if err := e.Cluster.KillAgent(hv.Name); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if err := e.Cluster.RestartAgent(t.Context()); err != nil {
-		t.Fatal(err)
+	for _, name := range names {
+		if got := e.DomState(t, vms[name]); got != "running" {
+			t.Errorf("%s is %q with the agents dead, want running", name, got)
+		}
+	}
+	for _, hv := range e.Hypervisors {
+		if err := e.Cluster.RestartAgent(t.Context(), hv.Name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The new agent proves it is in charge by carrying out a stop.
 	e.MustKubectl(t, "admin", "vm", "-n", ns, "stop", names[0])
 	e.WaitPhase(t, ns, names[0], v1alpha1.VirtualMachineStopped)
 	for _, name := range names[1:] {
 		vm := e.WaitPhase(t, ns, name, v1alpha1.VirtualMachineRunning)
-		if got := qemuPID(t, domains[name]); got != pids[name] {
+		if got := framework.QEMUPID(t, string(vm.UID)); got != pids[name] {
 			t.Errorf("%s: QEMU pid %d after the agent restart, was %d: the guest was restarted", name, got, pids[name])
 		}
 		if !vm.Status.StartedAt.Time.Equal(started[name]) {
@@ -220,51 +224,42 @@ func TestAgentCrashKeepsGuests(t *testing.T) {
 	}
 }
 
-func domState(t *testing.T, domain string) string {
+// qemuPID is the pid of the VM's QEMU as its hypervisor's libvirtd
+// records it.
+func qemuPID(t *testing.T, hv launcher.Hypervisor, vm *v1alpha1.VirtualMachine) int {
 	t.Helper()
-	out, err := exec.Command("virsh", "-c", "qemu:///system", "domstate", domain).CombinedOutput()
-	if err != nil {
-		t.Fatalf("virsh domstate %s: %v\n%s", domain, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func qemuPID(t *testing.T, domain string) int {
-	t.Helper()
-	pid, err := pidfile.Read(filepath.Join("/run/libvirt/qemu", domain+".pid"))
+	domain := hypervisor.DomainName(vm.Namespace, vm.Name, string(vm.UID))
+	pid, err := pidfile.Read(hv.LibvirtHost().QEMUPIDFile(domain))
 	if err != nil {
 		t.Fatalf("QEMU pid of %s: %v", domain, err)
 	}
 	return pid
 }
 
-// restartLibvirtd stops libvirtd and starts it again the way
-// hack/install-libvirt.sh does, waiting until it answers.
-func restartLibvirtd(t *testing.T) {
+// restartLibvirtd stops the hypervisor's libvirtd with SIGTERM, as an
+// upgrade would, and has the launcher start it again (in the hypervisor's
+// namespaces), waiting until it answers.
+func restartLibvirtd(t *testing.T, e *framework.Env, hypervisor string) {
 	t.Helper()
-	pid, err := pidfile.Read("/run/libvirtd.pid")
-	if err != nil {
-		t.Fatalf("libvirtd pid: %v", err)
-	}
-	// A stale file may name a PID reused by another process.
-	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "libvirtd" {
-		t.Fatalf("/run/libvirtd.pid names pid %d, which is not libvirtd (%v): %q", pid, err, comm)
-	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("stop libvirtd (pid %d): %v", pid, err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("libvirtd (pid %d) did not stop within 30s", pid)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	root, err := launcher.RepoRoot()
+	name := launcher.LibvirtdComponent(hypervisor)
+	pid, err := e.Cluster.PID(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(filepath.Join(root, "hack", "install-libvirt.sh")).CombinedOutput(); err != nil {
-		t.Fatalf("start libvirtd again: %v\n%s", err, out)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("stop %s (pid %d): %v", name, pid, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := e.Cluster.PID(name); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (pid %d) did not stop within 30s", name, pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := e.Cluster.Restart(t.Context(), name); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -16,9 +16,10 @@ limitations under the License.
 
 // Package selfheal is the end-to-end test of the supervised local system:
 // the real vessel-up binary, built from the tree, brings up the control
-// plane and an agent under its supervisor in a state directory of its own,
-// a real guest boots, and each component in turn is killed with SIGKILL, as
-// an OOM kill or a crash would. Each must come back by itself with no
+// plane and two hypervisors (each a virtlogd, a libvirtd in its own
+// namespaces, and an agent) under its supervisor in a state directory of
+// its own, a real guest boots, and each component in turn is killed with
+// SIGKILL, as an OOM kill or a crash would. Each must come back by itself with no
 // acknowledged write lost and the guest's QEMU process untouched; vessel-up
 // run again on a healthy, a partly killed and an unsupervised system must
 // end healthy, and vessel-up --down must leave nothing running.

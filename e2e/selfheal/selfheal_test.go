@@ -17,25 +17,17 @@ limitations under the License.
 package selfheal
 
 import (
-	"context"
-	"errors"
 	"maps"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
-	"github.com/vessel-vm/vessel/e2e/framework"
 	"github.com/vessel-vm/vessel/launcher"
-	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
 // backWithin bounds how long a killed component may take to be running and
@@ -45,20 +37,18 @@ const backWithin = 2 * time.Minute
 
 func TestSupervisedSystemHealsItself(t *testing.T) {
 	sys := newSystem(t)
-	out := sys.up(t)
+	out := sys.Up(t)
 	if !strings.Contains(out, "Vessel is running") {
 		t.Errorf("vessel-up printed no next steps:\n%s", out)
 	}
-	t.Cleanup(func() { sys.down(t) })
+	t.Cleanup(func() { sys.Down(t) })
 
-	// A namespace of its own: domains are named <namespace>_<name> on the
-	// libvirtd it shares with a user's system.
 	ns := "selfheal-" + rand.String(5)
-	if _, err := sys.kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := sys.Kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	vm := sys.runningGuest(t, ns, "guest")
-	t.Cleanup(func() { sys.deleteGuest(t, vm) })
+	vm := sys.RunningGuest(t, ns, "guest", nil)
+	t.Cleanup(func() { sys.DeleteGuest(t, vm) })
 	qemu := qemuPID(string(vm.UID))
 	if qemu == 0 {
 		t.Fatalf("no QEMU process runs the guest (domain %s)", vm.UID)
@@ -69,13 +59,13 @@ func TestSupervisedSystemHealsItself(t *testing.T) {
 		if got := qemuPID(string(vm.UID)); got != qemu {
 			t.Errorf("the guest's QEMU pid is %d, was %d", got, qemu)
 		}
-		sys.waitPhase(t, ns, vm.Name, v1alpha1.VirtualMachineRunning)
+		sys.WaitPhase(t, ns, vm.Name, v1alpha1.VirtualMachineRunning)
 	}
 
 	t.Run("vessel-up on a running system changes nothing", func(t *testing.T) {
 		before := sys.pids(t)
-		out := sys.up(t)
-		if !strings.Contains(out, "Vessel already runs from "+sys.stateDir) {
+		out := sys.Up(t)
+		if !strings.Contains(out, "Vessel already runs from "+sys.StateDir) {
 			t.Errorf("vessel-up did not say it already runs:\n%s", out)
 		}
 		if after := sys.pids(t); !maps.Equal(before, after) {
@@ -83,9 +73,10 @@ func TestSupervisedSystemHealsItself(t *testing.T) {
 		}
 	})
 
+	components := sys.components(t)
 	for _, name := range components {
 		t.Run("SIGKILL "+name, func(t *testing.T) {
-			before := sys.status(t).Component(name)
+			before := sys.Status(t).Component(name)
 			w := startWriter(t, sys, ns, vm.Name, name)
 			w.waitAcked(t, 0, 0, 3, time.Minute)
 
@@ -100,7 +91,7 @@ func TestSupervisedSystemHealsItself(t *testing.T) {
 			cm, an := w.acked()
 			w.waitAcked(t, cm, an, 3, backWithin)
 			w.verify(t)
-			if out, err := sys.kubectl(t, "get", "vm", "-n", ns); err != nil {
+			if out, err := sys.Kubectl(t, "get", "vm", "-n", ns); err != nil {
 				t.Errorf("kubectl get vm after %s came back: %v\n%s", name, err, out)
 			}
 			guestKeepsRunning(t)
@@ -112,7 +103,7 @@ func TestSupervisedSystemHealsItself(t *testing.T) {
 	t.Run("vessel-up right after a component was killed", func(t *testing.T) {
 		before := sys.pids(t)
 		kill(t, "vessel-apiserver", before["vessel-apiserver"])
-		sys.up(t)
+		sys.Up(t)
 		after := sys.pids(t)
 		if after["vessel-apiserver"] == before["vessel-apiserver"] {
 			t.Errorf("vessel-apiserver still has pid %d", before["vessel-apiserver"])
@@ -131,10 +122,10 @@ func TestSupervisedSystemHealsItself(t *testing.T) {
 		kill(t, "kube-apiserver", before["kube-apiserver"])
 		w := startWriter(t, sys, ns, vm.Name, "supervisor")
 		time.Sleep(2 * time.Second) // nothing restarts it meanwhile
-		if c := sys.status(t).Component("kube-apiserver"); c.State == launcher.StateRunning {
+		if c := sys.Status(t).Component("kube-apiserver"); c.State == launcher.StateRunning {
 			t.Fatalf("kube-apiserver is back with no supervisor: %+v", c)
 		}
-		sys.up(t)
+		sys.Up(t)
 		after := sys.pids(t)
 		for name, pid := range before {
 			switch name {
@@ -155,7 +146,7 @@ func TestSupervisedSystemHealsItself(t *testing.T) {
 	})
 
 	t.Run("vessel-up --status", func(t *testing.T) {
-		stdout, stderr, err := sys.vesselUp(t, "--status")
+		stdout, stderr, err := sys.VesselUp(t, "--status")
 		if err != nil {
 			t.Fatalf("vessel-up --status: %v\n%s%s", err, stdout, stderr)
 		}
@@ -177,86 +168,4 @@ func TestSupervisedSystemHealsItself(t *testing.T) {
 			}
 		}
 	})
-}
-
-// down is `make down`, after which nothing of this system may run; the
-// guest's domain must be gone too (the test deletes its VM first).
-func (s *system) down(t *testing.T) {
-	stdout, stderr, err := s.vesselUp(t, "--down")
-	if err != nil {
-		t.Errorf("vessel-up --down: %v\n%s%s", err, stdout, stderr)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for left := s.leftovers(); len(left) > 0; left = s.leftovers() {
-		if time.Now().After(deadline) {
-			t.Errorf("still running after vessel-up --down:\n%s", strings.Join(left, "\n"))
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// runningGuest creates the test guest and waits until it has booted.
-func (s *system) runningGuest(t *testing.T, namespace, name string) *v1alpha1.VirtualMachine {
-	t.Helper()
-	if _, err := s.vessel.VesselV1alpha1().VirtualMachines(namespace).Create(t.Context(), framework.GuestVM(namespace, name), metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create VM: %v", err)
-	}
-	vm := s.waitPhase(t, namespace, name, v1alpha1.VirtualMachineRunning)
-	consoleLog := filepath.Join(s.stateDir, "agent", "vms", string(vm.UID), "console.log")
-	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
-		log, _ := os.ReadFile(consoleLog)
-		return strings.Contains(string(log), "VESSEL-BOOT done"), nil
-	})
-	if err != nil {
-		log, _ := os.ReadFile(consoleLog)
-		t.Fatalf("the guest did not boot: %v; console:\n%s", err, log)
-	}
-	return vm
-}
-
-func (s *system) waitPhase(t *testing.T, namespace, name string, phase v1alpha1.VirtualMachinePhase) *v1alpha1.VirtualMachine {
-	t.Helper()
-	var vm *v1alpha1.VirtualMachine
-	var lastErr error
-	err := wait.PollUntilContextTimeout(t.Context(), 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		vm, lastErr = s.vessel.VesselV1alpha1().VirtualMachines(namespace).Get(ctx, name, metav1.GetOptions{})
-		return lastErr == nil && vm.Status.Phase == phase, nil
-	})
-	if err != nil {
-		t.Fatalf("VM %s/%s not %s: %v (last error %v, status %+v)", namespace, name, phase, err, lastErr, vm)
-	}
-	return vm
-}
-
-// deleteGuest deletes the VM and waits until the agent has released it
-// (domain undefined); if that fails, it removes the domain straight
-// through libvirt by its UUID, so that no guest outlives the test.
-func (s *system) deleteGuest(t *testing.T, vm *v1alpha1.VirtualMachine) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	vms := s.vessel.VesselV1alpha1().VirtualMachines(vm.Namespace)
-	err := vms.Delete(ctx, vm.Name, metav1.DeleteOptions{})
-	if err == nil || apierrors.IsNotFound(err) {
-		err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-			_, err := vms.Get(ctx, vm.Name, metav1.GetOptions{})
-			return apierrors.IsNotFound(err), nil
-		})
-	}
-	if err != nil {
-		t.Errorf("delete VM %s/%s: %v", vm.Namespace, vm.Name, err)
-	}
-
-	lv := hypervisor.NewLibvirt("")
-	go lv.Run(ctx)
-	if err := lv.WaitConnected(ctx); err != nil {
-		t.Errorf("connect to libvirtd to check for the guest's domain: %v", err)
-		return
-	}
-	uid := string(vm.UID)
-	if _, err := lv.Lookup(ctx, uid); !errors.Is(err, hypervisor.ErrNotFound) {
-		t.Errorf("the guest's domain %s is still defined after its VM was deleted (lookup: %v); removing it", uid, err)
-		_ = lv.Destroy(ctx, uid)
-		_ = lv.Undefine(ctx, uid)
-	}
 }

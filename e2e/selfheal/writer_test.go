@@ -69,7 +69,7 @@ func (w *writer) run(ctx context.Context) {
 	for i := 0; ctx.Err() == nil; i++ {
 		name := fmt.Sprintf("%s-%d", w.round, i)
 		w.write(ctx, func(ctx context.Context) error {
-			_, err := w.sys.kube.CoreV1().ConfigMaps(w.namespace).Create(ctx, &corev1.ConfigMap{
+			_, err := w.sys.Kube.CoreV1().ConfigMaps(w.namespace).Create(ctx, &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{roundLabel: w.round}},
 				Data:       map[string]string{"i": fmt.Sprint(i)},
 			}, metav1.CreateOptions{})
@@ -78,7 +78,7 @@ func (w *writer) run(ctx context.Context) {
 		key := "selfheal.vessel.dev/" + name
 		w.write(ctx, func(ctx context.Context) error {
 			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"written"}}}`, key)
-			_, err := w.sys.vessel.VesselV1alpha1().VirtualMachines(w.namespace).Patch(ctx, w.vm, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			_, err := w.sys.Vessel.VesselV1alpha1().VirtualMachines(w.namespace).Patch(ctx, w.vm, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 			return err
 		}, &w.annotation, key)
 		select {
@@ -135,7 +135,7 @@ func (w *writer) verify(t *testing.T) {
 	t.Helper()
 	w.stop()
 	ctx := t.Context()
-	list, err := w.sys.kube.CoreV1().ConfigMaps(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: roundLabel + "=" + w.round})
+	list, err := w.sys.Kube.CoreV1().ConfigMaps(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: roundLabel + "=" + w.round})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func (w *writer) verify(t *testing.T) {
 			lost = append(lost, "ConfigMap "+name)
 		}
 	}
-	vm, err := w.sys.vessel.VesselV1alpha1().VirtualMachines(w.namespace).Get(ctx, w.vm, metav1.GetOptions{})
+	vm, err := w.sys.Vessel.VesselV1alpha1().VirtualMachines(w.namespace).Get(ctx, w.vm, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,7 +185,7 @@ func TestSnapshotAndRestoreWithKubectl(t *testing.T) {
 		out, _ := e.Kubectl(t, "admin", "-n", ns, "get", "vmsnap,vmrestore", "-o", "yaml")
 		t.Errorf("snapshots or restores left after their VM was deleted:\n%s", out)
 	}
-	if _, err := os.Stat(filepath.Join(e.StateDir, "agent", "vms", string(vm.UID))); !os.IsNotExist(err) {
+	if _, err := os.Stat(framework.VMDir(e.HypervisorOf(t, vm), vm)); !os.IsNotExist(err) {
 		t.Errorf("the VM's files (and its snapshot data) are still on the node: %v", err)
 	}
 }
