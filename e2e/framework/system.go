@@ -238,8 +238,12 @@ func (s *System) Kubectl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
+	// Flags go last: kubectl refuses flags before a plugin's name.
 	cmd := exec.CommandContext(ctx, "kubectl", append(args, "--kubeconfig", s.Kubeconfig())...)
-	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+s.KubeCache)
+	cmd.Env = append(os.Environ(),
+		"PATH="+s.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"), // kubectl vm
+		"KUBECACHEDIR="+s.KubeCache,
+	)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -28,28 +28,30 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/rand"
-
+	"github.com/vessel-vm/vessel/e2e/framework"
 	"github.com/vessel-vm/vessel/launcher"
-	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
-// TestControlPlane starts the whole local control plane and an agent
-// through the launcher and drives it with the real kubectl, as a user
-// would after `make up`.
+// TestControlPlane starts the whole local control plane and two
+// hypervisors through the launcher and drives it with the real kubectl, as
+// a user would after `make up`.
 func TestControlPlane(t *testing.T) {
 	kubectl := requireControlPlane(t)
-	stateDir := t.TempDir()
-	hypervisorName := uniqueHypervisorName()
-	c, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir, HypervisorName: hypervisorName, Logf: t.Logf})
+	stateDir := stateDir(t)
+	hypervisors := framework.HypervisorNames("e2e-launcher", 2)
+	c, err := launcher.Start(t.Context(), launcher.Options{StateDir: stateDir, Hypervisors: hypervisors, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Stop)
 
-	t.Run("the agent registered the Hypervisor it was named, and only that", func(t *testing.T) {
+	t.Run("the agents registered the Hypervisors they were named, and only those", func(t *testing.T) {
 		out := kubectl.ok(t, c.Kubeconfig("admin"), "get", "hypervisors", "-o", "name")
-		if got, want := strings.Fields(out), []string{"hypervisor.vessel.dev/" + hypervisorName}; !slices.Equal(got, want) {
+		var want []string
+		for _, hv := range hypervisors {
+			want = append(want, "hypervisor.vessel.dev/"+hv)
+		}
+		if got := strings.Fields(out); !slices.Equal(got, want) {
 			t.Errorf("hypervisors = %v, want %v", got, want)
 		}
 	})
@@ -122,8 +124,8 @@ func TestControlPlane(t *testing.T) {
 // kubeconfigs stay valid, and Down leaves nothing running.
 func TestControlPlaneSurvivesDownAndUp(t *testing.T) {
 	kubectl := requireControlPlane(t)
-	stateDir := t.TempDir()
-	opts := launcher.Options{StateDir: stateDir, HypervisorName: uniqueHypervisorName(), Logf: t.Logf}
+	stateDir := stateDir(t)
+	opts := launcher.Options{StateDir: stateDir, Hypervisors: framework.HypervisorNames("e2e-launcher", 2), Logf: t.Logf}
 
 	first, err := launcher.Start(t.Context(), opts)
 	if err != nil {
@@ -167,11 +169,22 @@ func TestControlPlaneSurvivesDownAndUp(t *testing.T) {
 	kubectl.ok(t, admin, "get", "namespace", "tenant-a")
 }
 
-// uniqueHypervisorName names this run's agent. The host name, which
-// `vessel-up` takes, would let the test's agent collect the guests of a
-// control plane the user runs on the same libvirtd as its own orphans.
-func uniqueHypervisorName() string {
-	return "e2e-launcher-" + rand.String(8)
+// stateDir is a state directory for one test, short enough for the
+// libvirtd sockets under it; when the test ends, its control plane and
+// hypervisors are destroyed and it is removed.
+func stateDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vessel-l-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := launcher.Destroy(dir); err != nil {
+			t.Error(err)
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
 }
 
 // kubectl runs the real kubectl binary.
@@ -202,8 +215,8 @@ func requireControlPlane(t *testing.T) kubectl {
 			missing("%s is not built (run make deps build): %v", name, err)
 		}
 	}
-	if _, err := os.Stat(hypervisor.DefaultSocket); err != nil {
-		missing("libvirtd does not run (run hack/install-libvirt.sh): %v", err)
+	if reason := framework.MissingLibvirt(); reason != "" {
+		missing("%s", reason)
 	}
 	if _, err := os.Stat(filepath.Join(bin, "etcd")); err != nil {
 		root, err := launcher.RepoRoot()

@@ -26,25 +26,42 @@ import (
 
 // InNetns runs fn on a thread that has entered the named network
 // namespace: sockets fn opens belong to it (and stay there, whichever
-// thread uses them later). The thread is never handed back to other
-// goroutines: it ends with fn.
+// thread uses them later). The thread goes back to the namespace it came
+// from before other goroutines may use it; if it cannot, it is never
+// handed back to them.
 func InNetns(name string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// No UnlockOSThread: a locked thread whose goroutine ends is
-		// terminated, rather than reused in the wrong namespace.
 		runtime.LockOSThread()
-		f, err := os.Open(netnsPath(name))
+		back, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("remember this thread's network namespace: %w", err)
+			return
+		}
+		defer back.Close()
+		target, err := os.Open(netnsPath(name))
+		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("network namespace %s: %w", name, err)
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("enter network namespace %s: %w", name, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		// A thread left in the namespace would make this whole process
+		// look as if it ran there (/proc/PID/ns/net is the main
+		// thread's, and this may be it), so Remove would kill it. Without
+		// UnlockOSThread, the runtime ends the thread (or parks the main
+		// one) rather than reuse it.
+		if unix.Setns(int(back.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

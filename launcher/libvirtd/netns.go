@@ -133,6 +133,9 @@ func killNetns(name string, timeout time.Duration) error {
 			return fmt.Errorf("processes %v still run in network namespace %s %v after SIGKILL", pids, name, timeout)
 		}
 		for _, pid := range pids {
+			if pid == os.Getpid() {
+				return fmt.Errorf("this process (pid %d) runs in network namespace %s: not killing itself", pid, name)
+			}
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		time.Sleep(100 * time.Millisecond)
