@@ -17,7 +17,6 @@ limitations under the License.
 package agent_test
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -29,10 +28,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/internal/agenttest"
 )
 
-func TestMain(m *testing.M) {
-	agenttest.SetupLogging()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { agenttest.Main(m) }
 
 // TestControlPlanesSharingALibvirtdLeaveEachOthersGuestsAlone: two control
 // planes (each an apiserver with its own etcd) whose agents use the same

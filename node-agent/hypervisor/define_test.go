@@ -30,10 +30,10 @@ import (
 // an agent older than the UID in domain names) keeps it when Vessel
 // redefines it; libvirt refuses a define that renames a UUID.
 func TestRedefineKeepsTheDomainName(t *testing.T) {
-	needs.Libvirt(t)
+	host := needs.Libvirt(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel) // after the undefine below
-	l := NewLibvirt("")
+	l := NewLibvirt(host.Socket())
 	go l.Run(ctx)
 	if err := l.WaitConnected(ctx); err != nil {
 		t.Fatalf("connect to libvirtd: %v", err)

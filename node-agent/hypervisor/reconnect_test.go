@@ -29,8 +29,9 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/internal/needs"
 )
 
-// proxy forwards a UNIX socket to libvirtd and can cut every connection, as
-// a libvirtd restart does, without disturbing libvirtd itself.
+// proxy forwards a UNIX socket to the tests' libvirtd and can cut every
+// connection, as a libvirtd restart does, without disturbing libvirtd
+// itself.
 type proxy struct {
 	ln    net.Listener
 	mu    sync.Mutex
@@ -38,6 +39,7 @@ type proxy struct {
 }
 
 func newProxy(t *testing.T) *proxy {
+	upstream := needs.Libvirt(t).Socket()
 	path := filepath.Join(t.TempDir(), "libvirt-sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -51,7 +53,7 @@ func newProxy(t *testing.T) *proxy {
 			if err != nil {
 				return
 			}
-			up, err := net.Dial("unix", DefaultSocket)
+			up, err := net.Dial("unix", upstream)
 			if err != nil {
 				c.Close()
 				continue
@@ -79,7 +81,6 @@ func (p *proxy) cut() {
 // ErrDisconnected, the client reconnects by itself, re-subscribes to events
 // and says so with a resync event.
 func TestReconnect(t *testing.T) {
-	needs.Libvirt(t)
 	p := newProxy(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -18,7 +18,6 @@ package nodestatus_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,10 +31,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/internal/agenttest"
 )
 
-func TestMain(m *testing.M) {
-	agenttest.SetupLogging()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { agenttest.Main(m) }
 
 // TestHypervisorNotReadyWhileLibvirtdIsUnreachable: the agent's libvirt
 // socket goes through a proxy the test controls. Cut, the agent keeps

@@ -17,13 +17,9 @@ limitations under the License.
 package vm_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/vessel-vm/vessel/node-agent/internal/agenttest"
 )
 
-func TestMain(m *testing.M) {
-	agenttest.SetupLogging()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { agenttest.Main(m) }

@@ -62,7 +62,7 @@ func TestAgentRestart(t *testing.T) {
 	}
 
 	// A domain without Vessel's metadata, on the same libvirtd.
-	foreign := defineForeignDomain(t)
+	foreign := defineForeignDomain(t, e)
 
 	e.StopAgent()
 
@@ -95,7 +95,7 @@ func TestAgentRestart(t *testing.T) {
 		t.Errorf("orphaned domain of %s or its directory not cleaned up: %+v", orphan.Name, e.Domain(orphan))
 	}
 	if foreign != "" {
-		out, err := exec.Command("virsh", "-q", "-c", "qemu:///system", "domstate", foreign).CombinedOutput()
+		out, err := exec.Command("virsh", "-q", "-c", e.LibvirtHost.URI(), "domstate", foreign).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "shut off") {
 			t.Errorf("foreign domain %s was touched: %s %v", foreign, out, err)
 		}
@@ -122,7 +122,7 @@ func TestAgentRestart(t *testing.T) {
 // defineForeignDomain defines (without starting) a domain that has no
 // Vessel metadata and returns its name, or "" without virsh (a failure
 // under VESSEL_E2E).
-func defineForeignDomain(t *testing.T) string {
+func defineForeignDomain(t *testing.T, e *agenttest.Env) string {
 	t.Helper()
 	if !needs.HasTool(t, "virsh") {
 		return ""
@@ -134,10 +134,10 @@ func defineForeignDomain(t *testing.T) string {
 	if err := os.WriteFile(f, []byte(x), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("virsh", "-q", "-c", "qemu:///system", "define", f).CombinedOutput(); err != nil {
+	if out, err := exec.Command("virsh", "-q", "-c", e.LibvirtHost.URI(), "define", f).CombinedOutput(); err != nil {
 		t.Fatalf("define foreign domain: %v: %s", err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("virsh", "-q", "-c", "qemu:///system", "undefine", name).Run() })
+	t.Cleanup(func() { _ = exec.Command("virsh", "-q", "-c", e.LibvirtHost.URI(), "undefine", name).Run() })
 	return name
 }
 

@@ -99,7 +99,7 @@ func TestRunStrategies(t *testing.T) {
 		t.Fatalf("start: %v", err)
 	}
 	got = e.WaitPhase(manual.Name, v1alpha1.VirtualMachineRunning, agenttest.BootTimeout)
-	if mem := domainMaxMemoryKiB(t, got); mem != 112*1024 {
+	if mem := domainMaxMemoryKiB(t, e, got); mem != 112*1024 {
 		t.Errorf("domain memory after the edit: %d KiB, want %d", mem, 112*1024)
 	}
 	// Edited while running: applied later, and status says so.
@@ -114,9 +114,9 @@ func TestRunStrategies(t *testing.T) {
 }
 
 // domainMaxMemoryKiB reads the domain's memory with virsh.
-func domainMaxMemoryKiB(t *testing.T, vm *v1alpha1.VirtualMachine) int {
+func domainMaxMemoryKiB(t *testing.T, e *agenttest.Env, vm *v1alpha1.VirtualMachine) int {
 	t.Helper()
-	out, err := exec.Command("virsh", "-c", "qemu:///system", "dominfo", string(vm.UID)).Output()
+	out, err := exec.Command("virsh", "-c", e.LibvirtHost.URI(), "dominfo", string(vm.UID)).Output()
 	if err != nil {
 		t.Fatalf("virsh dominfo: %v", err)
 	}

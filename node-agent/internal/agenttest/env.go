@@ -15,8 +15,9 @@ limitations under the License.
 */
 
 // Package agenttest runs a node agent for integration tests: an in-process
-// vessel-apiserver with its own embedded etcd, the host's libvirtd, an
-// image server with the test guest, and helpers to drive VMs, snapshots
+// vessel-apiserver with its own embedded etcd, the test binary's own
+// libvirtd (needs.Libvirt: in namespaces of its own, never the machine's),
+// an image server with the test guest, and helpers to drive VMs, snapshots
 // and restores and to watch the guests.
 package agenttest
 
@@ -42,6 +43,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	apiservertesting "github.com/vessel-vm/vessel/apiserver/testing"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/launcher/libvirtd"
 	"github.com/vessel-vm/vessel/node-agent/agent"
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
@@ -72,8 +74,10 @@ type Env struct {
 	T      *testing.T
 	Ctx    context.Context
 	Client versioned.Interface
-	// Libvirt is the test's own connection to the host's libvirtd.
-	Libvirt        *hypervisor.Libvirt
+	// Libvirt is the test's own connection to the tests' libvirtd.
+	Libvirt *hypervisor.Libvirt
+	// LibvirtHost is that libvirtd: LibvirtHost.URI() for virsh -c.
+	LibvirtHost    libvirtd.Host
 	HypervisorName string
 	StateDir       string
 	// Images are the test guest's files by name (vmlinuz, initrd.img,
@@ -93,7 +97,7 @@ type Env struct {
 // Options change an Env.
 type Options struct {
 	// Socket is the agent's libvirtd socket (a proxy the test controls,
-	// say); empty: libvirtd's.
+	// say); empty: the tests' libvirtd's.
 	Socket string
 	// HypervisorName is the agent's; empty: a random test-xxxxxx.
 	HypervisorName string
@@ -101,8 +105,9 @@ type Options struct {
 	NoGuest bool
 }
 
-// New is an Env with default options. It skips the test without libvirtd
-// or the test guest (failing instead under VESSEL_E2E) and in -short mode.
+// New is an Env with default options. It skips the test without what the
+// tests' libvirtd needs or without the test guest (failing instead under
+// VESSEL_E2E) and in -short mode.
 func New(t *testing.T) *Env {
 	t.Helper()
 	return NewWith(t, Options{})
@@ -111,7 +116,7 @@ func New(t *testing.T) *Env {
 // NewWith is New with options.
 func NewWith(t *testing.T, o Options) *Env {
 	t.Helper()
-	needs.Libvirt(t)
+	host := needs.Libvirt(t)
 	gd := ""
 	if !o.NoGuest {
 		gd = needs.Guest(t)
@@ -120,7 +125,7 @@ func NewWith(t *testing.T, o Options) *Env {
 	t.Cleanup(cancel)
 
 	server := apiservertesting.Start(t, apiservertesting.Options{})
-	lv := hypervisor.NewLibvirt("")
+	lv := hypervisor.NewLibvirt(host.Socket())
 	go lv.Run(ctx)
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
@@ -129,10 +134,13 @@ func NewWith(t *testing.T, o Options) *Env {
 	}
 
 	e := &Env{
-		T: t, Ctx: ctx, Client: server.Client, Libvirt: lv,
+		T: t, Ctx: ctx, Client: server.Client, Libvirt: lv, LibvirtHost: host,
 		HypervisorName: o.HypervisorName,
 		Images:         map[string]Image{},
 		socket:         o.Socket,
+	}
+	if e.socket == "" {
+		e.socket = host.Socket()
 	}
 	if e.HypervisorName == "" {
 		e.HypervisorName = "test-" + rand.String(6)
@@ -260,8 +268,15 @@ func (e *Env) StopAgent() {
 	}
 }
 
-// SetupLogging lets VESSEL_TEST_V=2 show the agent's decisions; call it
-// from TestMain.
+// Main sets up logging (SetupLogging), runs the package's tests and removes
+// the tests' libvirtd after them (needs.Main). Call it from TestMain.
+func Main(m *testing.M) {
+	SetupLogging()
+	needs.Main(m)
+}
+
+// SetupLogging lets VESSEL_TEST_V=2 show the agent's decisions; Main calls
+// it.
 func SetupLogging() {
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(fs)

@@ -26,12 +26,13 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/internal/needs"
 )
 
-// SocketProxy forwards a UNIX socket to libvirtd, so a test can take
-// libvirtd away from one agent without touching the libvirtd other tests
-// and the host use.
+// SocketProxy forwards a UNIX socket to the tests' libvirtd, so a test can
+// take libvirtd away from one agent without touching the libvirtd other
+// tests use.
 type SocketProxy struct {
 	// Path is the proxy's socket: pass it as Options.Socket.
-	Path string
+	Path     string
+	upstream string
 
 	mu    sync.Mutex
 	down  bool
@@ -41,7 +42,7 @@ type SocketProxy struct {
 // NewSocketProxy listens on a new socket until the end of the test.
 func NewSocketProxy(t *testing.T) *SocketProxy {
 	t.Helper()
-	p := &SocketProxy{Path: filepath.Join(t.TempDir(), "libvirt-sock")}
+	p := &SocketProxy{Path: filepath.Join(t.TempDir(), "libvirt-sock"), upstream: needs.Libvirt(t).Socket()}
 	ln, err := net.Listen("unix", p.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func (p *SocketProxy) forward(c net.Conn) {
 		c.Close()
 		return
 	}
-	up, err := net.Dial("unix", needs.LibvirtSocket)
+	up, err := net.Dial("unix", p.upstream)
 	if err != nil {
 		c.Close()
 		return

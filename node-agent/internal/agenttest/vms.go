@@ -178,7 +178,7 @@ func (e *Env) QEMUPID(vm *v1alpha1.VirtualMachine) int {
 	if d == nil {
 		e.T.Fatalf("QEMU pid of %s: no domain", vm.Name)
 	}
-	b, err := os.ReadFile(filepath.Join("/run/libvirt/qemu", d.Name+".pid"))
+	b, err := os.ReadFile(e.LibvirtHost.QEMUPIDFile(d.Name))
 	if err != nil {
 		e.T.Fatalf("QEMU pid of %s: %v", vm.Name, err)
 	}

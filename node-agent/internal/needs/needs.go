@@ -15,7 +15,7 @@ limitations under the License.
 */
 
 // Package needs is how node agent tests ask for the real parts they use
-// (libvirtd, the test guest, host tools). Without them a test is skipped,
+// (a libvirtd of their own, the test guest, host tools). Without them a test is skipped,
 // unless VESSEL_E2E is set: the e2e step must have them, so there their
 // absence fails the test instead of passing it silently. Tests that need
 // libvirtd or boot guests are skipped in -short mode, so
@@ -30,14 +30,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/vessel-vm/vessel/launcher/libvirtd"
 )
 
 // E2E says the environment promises every real part (VESSEL_E2E is set).
 func E2E() bool { return os.Getenv("VESSEL_E2E") != "" }
-
-// LibvirtSocket is libvirtd's read-write socket (hypervisor.DefaultSocket;
-// repeated here so that this package imports nothing of the agent's).
-const LibvirtSocket = "/run/libvirt/libvirt-sock"
 
 // missing skips tb, or fails it under VESSEL_E2E.
 func missing(tb testing.TB, what string) {
@@ -48,15 +46,23 @@ func missing(tb testing.TB, what string) {
 	tb.Skipf("%s; set VESSEL_E2E=1 to make this a failure", what)
 }
 
-// Libvirt skips tb in -short mode, and without a running libvirtd.
-func Libvirt(tb testing.TB) {
+// Libvirt skips tb in -short mode, and without what a libvirtd of the
+// tests' own needs (root, libvirt and QEMU: hack/install-libvirt.sh). It
+// returns that libvirtd, which the test binary starts on first use (see
+// libvirt.go): the tests never touch the machine's libvirtd or its guests.
+func Libvirt(tb testing.TB) libvirtd.Host {
 	tb.Helper()
 	if testing.Short() {
 		tb.Skip("uses libvirtd; skipped in -short mode")
 	}
-	if _, err := os.Stat(LibvirtSocket); err != nil {
-		missing(tb, fmt.Sprintf("libvirtd is not running (%v): run hack/install-libvirt.sh", err))
+	if reason := missingLibvirt(); reason != "" {
+		missing(tb, reason)
 	}
+	host, err := testLibvirtd()
+	if err != nil {
+		tb.Fatalf("start the tests' libvirtd: %v", err)
+	}
+	return host
 }
 
 // Tool skips tb without the named program on $PATH.
