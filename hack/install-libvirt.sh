@@ -1,12 +1,30 @@
 #!/usr/bin/env bash
-# Install and start libvirt + QEMU on a Debian 12 machine without systemd.
+# Install libvirt + QEMU on a Debian 12 machine without systemd.
+#
+# Vessel runs no guest on the machine's own libvirtd: `make up`, the e2e
+# suites and the node agent's tests and benchmarks each run libvirtds of
+# their own, in namespaces of their own (launcher/libvirtd), from these
+# packages. So by default this script only installs them and creates the
+# libvirt-qemu user (libvirtd refuses to start without it).
+#
+# --start-host-daemons also configures and starts the machine's virtlogd and
+# libvirtd (/run/libvirt/libvirt-sock), for whoever still wants them (plain
+# `virsh -c qemu:///system`, a control plane of an older Vessel).
 #
 # Idempotent: packages are installed only when missing, daemons are started
-# only when not already running. Run as root. Used by `make up` and CI.
+# only when not already running. Run as root. Used by `make deps` and CI.
 #
 # Environment:
 #   LIBVIRT_WAIT_SECONDS  how long to wait for libvirtd to answer (default 60)
 set -euo pipefail
+
+start_host_daemons=0
+for arg in "$@"; do
+  case "$arg" in
+    --start-host-daemons) start_host_daemons=1 ;;
+    *) echo "usage: $0 [--start-host-daemons]" >&2; exit 2 ;;
+  esac
+done
 
 log() { echo "install-libvirt: $*"; }
 die() { echo "install-libvirt: ERROR: $*" >&2; exit 1; }
@@ -15,7 +33,8 @@ die() { echo "install-libvirt: ERROR: $*" >&2; exit 1; }
 
 # Packages: libvirt + QEMU (no libvirt-daemon-system: it drags in systemd),
 # plus what the test guest builder (hack/build-guest.sh) and NoCloud seed
-# ISOs need.
+# ISOs need. iproute2 and util-linux (ip, nsenter, unshare, findmnt) set up
+# the hypervisors' namespaces.
 PACKAGES=(
   libvirt-daemon
   libvirt-daemon-driver-qemu
@@ -26,6 +45,8 @@ PACKAGES=(
   busybox-static
   cpio
   e2fsprogs
+  iproute2
+  util-linux
 )
 
 missing=()
@@ -52,6 +73,11 @@ fi
 if ! getent passwd libvirt-qemu >/dev/null; then
   log "creating user libvirt-qemu"
   useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+fi
+
+if [ "$start_host_daemons" -eq 0 ]; then
+  log "installed; the machine's libvirtd is left alone (Vessel runs its own; --start-host-daemons starts it)"
+  exit 0
 fi
 
 # Run QEMU as root: avoids a capabilities-cache rewrite (~4 s) on every
