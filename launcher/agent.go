@@ -38,7 +38,7 @@ const (
 // HypervisorLabel is put on each Hypervisor the launcher runs, with the
 // hypervisor's name, so that a VM's nodeSelector can pick one (as
 // kubernetes.io/hostname does for pods).
-const HypervisorLabel = "vessel.dev/hypervisor"
+const HypervisorLabel = "vessel.dev/hypervisor-name"
 
 // agentComponent runs the node agent of hv, on hv's libvirtd,
 // authenticated to kube-apiserver as system:vessel-agent:<name> in
