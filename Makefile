@@ -26,12 +26,16 @@ deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest 
 	install -D -m 0644 -t /var/lib/vessel/images/vessel-guest _output/guest/vmlinuz _output/guest/initrd.img _output/guest/disk.img
 
 .PHONY: up
-up: deps build ## Set everything up and start the local control plane and an agent, supervised (again: starts only what is missing).
+up: deps build ## Set everything up and start the local control plane and two hypervisors, supervised (again: starts only what is missing).
 	$(BIN)/vessel-up
 
 .PHONY: down
 down: ## Stop what `make up` started: the supervisor first, then the components (guests keep running).
 	@if [ -x $(BIN)/vessel-up ]; then $(BIN)/vessel-up --down; else echo "nothing to stop"; fi
+
+.PHONY: destroy
+destroy: ## Stop everything, then kill the guests and remove the hypervisors' namespaces (files stay in .vessel).
+	@if [ -x $(BIN)/vessel-up ]; then $(BIN)/vessel-up --destroy; else echo "nothing to destroy"; fi
 
 .PHONY: status
 status: ## Show the supervisor and each component of `make up`: state, pid, restarts, last exit.
@@ -65,7 +69,7 @@ fuzz: ## Fuzz decoding + validation, and the qcow2 header parser, for a few seco
 
 .PHONY: test-e2e
 test-e2e: deps build ## End-to-end tests: real kube-apiserver, kubectl, libvirt and guests.
-	# One package at a time: the suites share this host's libvirtd.
+	# One package at a time: each runs libvirtds and guests of its own, on 2 cores.
 	VESSEL_E2E=1 go test -p 1 $(GO_TEST_FLAGS) -timeout 40m ./e2e/... ./node-agent/...
 
 .PHONY: test

@@ -27,8 +27,12 @@ limitations under the License.
 //     v1alpha1.vessel.dev APIService after the launcher has applied
 //     manifests/local (RBAC, user roles, APIService, loopback EndpointSlice,
 //     the demo tenants);
-//   - unless Options.NoAgent, one vessel-agent on this host's libvirtd,
-//     registered as the Hypervisor Options.HypervisorName.
+//   - unless Options.NoAgent, the hypervisors Options.Hypervisors, each a
+//     virtlogd and a libvirtd in a mount and network namespace of its own
+//     (package libvirtd) and a vessel-agent on that libvirtd, registered
+//     as the Hypervisor of that name; a fabric (a bridge in a namespace of
+//     its own) connects the hypervisors' namespaces, with addresses the
+//     launcher assigns (Hypervisor).
 //
 // Two ways to run them share one start path (component, supervisor):
 //
@@ -41,8 +45,8 @@ limitations under the License.
 //     stops the supervisor first, then the components.
 //   - Start, for tests, starts each component once from the calling
 //     process and restarts nothing by itself: tests that crash a component
-//     on purpose restart it with RestartAgent or RestartVesselAPIServer,
-//     and Stop ends them.
+//     on purpose restart it with Restart (RestartAgent,
+//     RestartVesselAPIServer), and Stop ends them.
 //
 // Everything it needs and makes is kept in one state directory (`make up`
 // uses .vessel/ at the repository root):
@@ -51,7 +55,11 @@ limitations under the License.
 //	  pki/              CAs, serving and client certificates, service-account keys (package pki)
 //	  etcd/             kube-apiserver's etcd data; kept across restarts, Down and Start
 //	  vessel-etcd/      the vessel-apiserver's embedded etcd data
-//	  agent/            the agent's state: VM disks, console logs
+//	  hypervisors/<name>/  a hypervisor: its libvirt host's directories
+//	                    (package libvirtd) and agent/, the agent's state
+//	                    (VM disks, console logs)
+//	  hypervisors.json  each hypervisor's network namespace, fabric address
+//	                    and host UUID, assigned once
 //	  run/              one PID file per running process (supervisor.pid too),
 //	                    status.json (the supervisor's record of each component),
 //	                    supervisor.lock (held by the one supervisor)
@@ -63,9 +71,11 @@ limitations under the License.
 //	  alice.kubeconfig  tenant users (manifests/local/tenants.yaml grants their roles)
 //	  bob.kubeconfig
 //	  vessel-apiserver.kubeconfig  the vessel-apiserver's identity toward kube-apiserver
-//	  vessel-agent.kubeconfig      the agent's identity, system:vessel-agent:<hypervisor>
+//	  vessel-agent@<name>.kubeconfig  an agent's identity, system:vessel-agent:<name>
 //
 // `make up` must return while the control plane keeps running, hence
 // detached processes and PID files, and Down stops them from another
-// process; tests call Start and Stop around a temporary state directory.
+// process (guests keep running, and so does the virtlogd of a hypervisor
+// with guests); tests call Start and Stop around a temporary state
+// directory, and Destroy to remove the hypervisors' namespaces and guests.
 package launcher
