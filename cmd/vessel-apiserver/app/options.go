@@ -44,6 +44,8 @@ type Options struct {
 	AllowedHostPathRoots []string
 	// WritableHostPathRoots are hostPath roots divided per namespace.
 	WritableHostPathRoots []string
+	// AllowedBridges are the host bridges VM interfaces may connect to.
+	AllowedBridges []string
 	// AgentClient reaches node agents' stream servers for console and log.
 	AgentClient apiserver.AgentClientOptions
 }
@@ -69,6 +71,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Shared directories under which hostPath sources may lie: VMs may read files there (kernels, initrds, readOnly disks), never write them. Keep in line with the agents' flag.")
 	fs.StringSliceVar(&o.WritableHostPathRoots, "writable-host-path-roots", o.WritableHostPathRoots,
 		"Directories divided per namespace: a VM may use files under <root>/<its namespace>/, writable or not. Keep in line with the agents' flag.")
+	fs.StringSliceVar(&o.AllowedBridges, "allowed-bridges", o.AllowedBridges,
+		"Host bridges VM interfaces of type Bridge may connect to (default: none). Keep in line with the agents' flag, which each agent enforces on its host.")
 	fs.StringVar(&o.AgentClient.CAFile, "agent-ca-file", o.AgentClient.CAFile,
 		"CA bundle that verifies node agents' stream server certificates (console, log). Without the three --agent-* files, console and log answer 503.")
 	fs.StringVar(&o.AgentClient.CertFile, "agent-client-cert-file", o.AgentClient.CertFile,
@@ -134,7 +138,11 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 	return apiserver.NewConfig(o.RecommendedOptions, apiserver.ExtraConfig{
-		Validation:     validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots, WritableHostPathRoots: o.WritableHostPathRoots},
+		Validation: validation.Options{
+			AllowedHostPathRoots:  o.AllowedHostPathRoots,
+			WritableHostPathRoots: o.WritableHostPathRoots,
+			AllowedBridges:        o.AllowedBridges,
+		},
 		AgentTransport: agentTransport,
 	})
 }
