@@ -61,6 +61,8 @@ type Options struct {
 	AllowedHostPathRoots []string
 	// WritableHostPathRoots are the per-namespace roots (default none).
 	WritableHostPathRoots []string
+	// AllowedBridges are the host bridges VMs may connect to (default none).
+	AllowedBridges []string
 	// DisableControllers serves the API alone: no scheduler binds VMs and
 	// no heartbeat monitor writes hypervisor conditions behind the test's
 	// back.
@@ -155,7 +157,7 @@ func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapi
 		return nil, err
 	}
 	config, err := apiserver.NewConfig(ro, apiserver.ExtraConfig{
-		Validation:         validation.Options{AllowedHostPathRoots: roots, WritableHostPathRoots: opts.WritableHostPathRoots},
+		Validation:         validation.Options{AllowedHostPathRoots: roots, WritableHostPathRoots: opts.WritableHostPathRoots, AllowedBridges: opts.AllowedBridges},
 		DisableControllers: opts.DisableControllers,
 		AgentTransport:     agentTransport,
 	})
