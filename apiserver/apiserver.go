@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	restclient "k8s.io/client-go/rest"
@@ -36,6 +37,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/install"
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
 	"github.com/vessel-vm/vessel/registry/vessel/restore"
@@ -82,6 +84,10 @@ type ExtraConfig struct {
 	// AgentTransport is mutual TLS toward node agents' stream servers;
 	// nil disables console and log.
 	AgentTransport *http.Transport
+	// AgentIdentity says which users are node agents. NewConfig puts an
+	// authorizer in front of the delegated one that confines what agents
+	// read, and hands it to the admission plugins.
+	AgentIdentity agentidentity.Identifier
 }
 
 // Config is the whole server configuration.
@@ -149,7 +155,14 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	if c.ExtraConfig.AgentTransport != nil {
 		agents.Transport = c.ExtraConfig.AgentTransport
 	}
-	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation, agents)
+	identifier := c.ExtraConfig.AgentIdentity
+	guards := virtualmachine.Guards{
+		AgentOf: func(u user.Info) (string, bool) {
+			who := identifier.Identify(u)
+			return who.Hypervisor, who.IsAgent
+		},
+	}
+	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation, agents, guards)
 	if err != nil {
 		return nil, err
 	}

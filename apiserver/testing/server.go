@@ -42,6 +42,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 )
 
@@ -160,6 +161,7 @@ func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapi
 		Validation:         validation.Options{AllowedHostPathRoots: roots, WritableHostPathRoots: opts.WritableHostPathRoots, AllowedBridges: opts.AllowedBridges},
 		DisableControllers: opts.DisableControllers,
 		AgentTransport:     agentTransport,
+		AgentIdentity:      agentidentity.Identifier{ServiceAccounts: []string{agentidentity.DefaultServiceAccount}},
 	})
 	if err != nil {
 		return nil, err
