@@ -161,6 +161,7 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 			who := identifier.Identify(u)
 			return who.Hypervisor, who.IsAgent
 		},
+		Authorizer: c.GenericConfig.Authorization.Authorizer,
 	}
 	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation, agents, guards)
 	if err != nil {

@@ -16,9 +16,15 @@ limitations under the License.
 
 package virtualmachine
 
+import "k8s.io/apiserver/pkg/authorization/authorizer"
+
 // Guards are what VM storage needs, besides its store, to confine who does
-// what: which users are node agents (they read only their own VMs).
+// what: which users are node agents (they read only their own VMs), and
+// the server's authorizer, asked whether a console user may type.
 type Guards struct {
 	// AgentOf tells node agents apart; nil treats no user as one.
 	AgentOf AgentOf
+	// Authorizer decides whether a console opened with GET may send
+	// input; nil lets every console do so.
+	Authorizer authorizer.Authorizer
 }

@@ -69,7 +69,7 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, op
 		Status:         &StatusREST{StatusREST: stores.Status, agentOf: guards.AgentOf},
 		Binding:        &BindingREST{store: stores.Store},
 		Actions:        map[Action]*ActionREST{},
-		Console:        &ConsoleREST{store: stores.Store, agents: agents},
+		Console:        &ConsoleREST{store: stores.Store, agents: agents, guards: guards},
 		Log:            &LogREST{store: stores.Store, agents: agents},
 	}
 	for _, a := range Actions {
