@@ -21,6 +21,7 @@ limitations under the License.
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -31,6 +32,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
@@ -163,6 +165,19 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 		},
 		Authorizer: c.GenericConfig.Authorization.Authorizer,
 	}
+	if core := c.ExtraConfig.CoreClientConfig; core != nil {
+		client, err := kubernetes.NewForConfig(core)
+		if err != nil {
+			return nil, fmt.Errorf("create core client for user data Secrets: %w", err)
+		}
+		guards.SecretData = func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+			secret, err := client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return secret.Data, nil
+		}
+	}
 	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation, agents, guards)
 	if err != nil {
 		return nil, err
@@ -181,6 +196,7 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 		"virtualmachines/binding":        vms.Binding,
 		"virtualmachines/console":        vms.Console,
 		"virtualmachines/log":            vms.Log,
+		"virtualmachines/userdata":       vms.UserData,
 		"virtualmachinesnapshots":        snapshots.Main,
 		"virtualmachinesnapshots/status": snapshots.Status,
 		"virtualmachinerestores":         restores.Main,

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	apiservertesting "github.com/vessel-vm/vessel/apiserver/testing"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
@@ -107,4 +108,48 @@ func TestAgentsReadOnlyTheirVMs(t *testing.T) {
 			t.Errorf("admin listed %d VMs, %v; want 3", len(list.Items), err)
 		}
 	})
+}
+
+// The userdata subresource answers only the agent of the VM's hypervisor.
+// This server has no kube-apiserver, so user data from a Secret is a 503
+// here; the e2e suite reads a real Secret.
+func TestUserDataOnlyForTheBoundAgent(t *testing.T) {
+	s := startServer(t)
+	ns := unique(t)
+	inline := newVM("inline")
+	inline.Spec.Disks = []v1alpha1.Disk{{Name: "seed", CloudInit: &v1alpha1.CloudInitSource{UserData: "#!/bin/sh\necho inline\n"}}}
+	createVM(t, s, ns, inline)
+	fromSecret := newVM("from-secret")
+	fromSecret.Spec.Disks = []v1alpha1.Disk{{Name: "seed", CloudInit: &v1alpha1.CloudInitSource{UserDataSecretRef: &v1alpha1.SecretKeyReference{Name: "seed"}}}}
+	created := createVM(t, s, ns, fromSecret)
+	if key := created.Spec.Disks[0].CloudInit.UserDataSecretRef.Key; key != v1alpha1.DefaultUserDataSecretKey {
+		t.Errorf("userDataSecretRef.key defaulted to %q, want %q", key, v1alpha1.DefaultUserDataSecretKey)
+	}
+	createVM(t, s, ns, newVM("no-seed"))
+	createVM(t, s, ns, newVM("unbound"))
+	for _, name := range []string{"inline", "from-secret", "no-seed"} {
+		bindVM(t, s, ns, name, "hv1")
+	}
+
+	// Result.Error decodes the API status an error carries; DoRaw would not.
+	userdata := func(client versioned.Interface, name string) ([]byte, error) {
+		result := client.VesselV1alpha1().RESTClient().Get().Namespace(ns).Resource("virtualmachines").Name(name).SubResource("userdata").Do(t.Context())
+		data, _ := result.Raw()
+		return data, result.Error()
+	}
+	hv1, hv2 := asAgent(t, s, "hv1", nil), asAgent(t, s, "hv2", nil)
+	data, err := userdata(hv1, "inline")
+	if err != nil || string(data) != "#!/bin/sh\necho inline\n" {
+		t.Errorf("hv1's agent got %q, %v; want the inline user data", data, err)
+	}
+	_, err = userdata(hv1, "from-secret")
+	wantAPIError(t, err, 503, "takes its user data from Secret seed (spec.disks[0].cloudInit.userDataSecretRef)")
+	_, err = userdata(hv1, "no-seed")
+	wantAPIError(t, err, 404, "has no cloudInit disk")
+	_, err = userdata(hv2, "inline")
+	wantAPIError(t, err, 403, "is bound to hypervisor hv1, not to \"hv2\"")
+	_, err = userdata(hv1, "unbound")
+	wantAPIError(t, err, 403, "is not bound to a hypervisor")
+	_, err = userdata(s.Client, "inline")
+	wantAPIError(t, err, 403, "is no node agent")
 }

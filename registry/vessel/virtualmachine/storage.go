@@ -43,6 +43,7 @@ type Storage struct {
 	Actions        map[Action]*ActionREST
 	Console        *ConsoleREST
 	Log            *LogREST
+	UserData       *UserDataREST
 }
 
 // NewStorage builds the VirtualMachine store and its subresources; agents
@@ -71,6 +72,7 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, op
 		Actions:        map[Action]*ActionREST{},
 		Console:        &ConsoleREST{store: stores.Store, agents: agents, guards: guards},
 		Log:            &LogREST{store: stores.Store, agents: agents},
+		UserData:       &UserDataREST{store: stores.Store, guards: guards},
 	}
 	for _, a := range Actions {
 		s.Actions[a] = &ActionREST{store: stores.Store, action: a}
