@@ -37,6 +37,8 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apiserver/admission/agentrestriction"
+	"github.com/vessel-vm/vessel/apiserver/admission/hypervisorcapacity"
+	vesselinitializer "github.com/vessel-vm/vessel/apiserver/admission/initializer"
 	"github.com/vessel-vm/vessel/apiserver/agentauthorizer"
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
@@ -94,7 +96,7 @@ func NewConfig(recommended *genericoptions.RecommendedOptions, extra ExtraConfig
 			return nil, err
 		}
 		admissionInformers = informers.NewSharedInformerFactory(client, 10*time.Minute)
-		return []admission.PluginInitializer{admissionInitializer{informers: admissionInformers, agents: extra.AgentIdentity}}, nil
+		return []admission.PluginInitializer{vesselinitializer.New(admissionInformers, extra.AgentIdentity)}, nil
 	}
 	if err := recommended.ApplyTo(serverConfig); err != nil {
 		return nil, fmt.Errorf("apply options: %w", err)
@@ -112,23 +114,8 @@ func NewConfig(recommended *genericoptions.RecommendedOptions, extra ExtraConfig
 // server's, enabled by default after the recommended ones.
 func RegisterAdmissionPlugins(admission *genericoptions.AdmissionOptions) {
 	agentrestriction.Register(admission.Plugins)
-	admission.RecommendedPluginOrder = append(admission.RecommendedPluginOrder, agentrestriction.PluginName)
-}
-
-// admissionInitializer hands Vessel's plugins the informers they read and
-// who the agents are.
-type admissionInitializer struct {
-	informers informers.SharedInformerFactory
-	agents    agentidentity.Identifier
-}
-
-func (i admissionInitializer) Initialize(plugin admission.Interface) {
-	if wants, ok := plugin.(agentrestriction.WantsInformerFactory); ok {
-		wants.SetVesselInformerFactory(i.informers)
-	}
-	if wants, ok := plugin.(agentrestriction.WantsAgentIdentifier); ok {
-		wants.SetAgentIdentifier(i.agents)
-	}
+	hypervisorcapacity.Register(admission.Plugins)
+	admission.RecommendedPluginOrder = append(admission.RecommendedPluginOrder, agentrestriction.PluginName, hypervisorcapacity.PluginName)
 }
 
 // confineAgents puts the agent authorizer in front of the configured one:

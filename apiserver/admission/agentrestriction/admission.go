@@ -35,6 +35,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apiserver/admission/initializer"
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
@@ -63,21 +64,11 @@ type Plugin struct {
 }
 
 var (
-	_ admission.ValidationInterface     = &Plugin{}
-	_ admission.InitializationValidator = &Plugin{}
-	_ WantsInformerFactory              = &Plugin{}
-	_ WantsAgentIdentifier              = &Plugin{}
+	_ admission.ValidationInterface          = &Plugin{}
+	_ admission.InitializationValidator      = &Plugin{}
+	_ initializer.WantsVesselInformerFactory = &Plugin{}
+	_ initializer.WantsAgentIdentifier       = &Plugin{}
 )
-
-// WantsInformerFactory is implemented by plugins that read vessel.dev objects.
-type WantsInformerFactory interface {
-	SetVesselInformerFactory(informers.SharedInformerFactory)
-}
-
-// WantsAgentIdentifier is implemented by plugins that tell agents apart.
-type WantsAgentIdentifier interface {
-	SetAgentIdentifier(agentidentity.Identifier)
-}
 
 // New returns the plugin; it needs an informer factory before use.
 func New() *Plugin {
