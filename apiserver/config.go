@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/plugin/resourcequota"
 	"k8s.io/apiserver/pkg/authorization/union"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -111,11 +112,15 @@ func NewConfig(recommended *genericoptions.RecommendedOptions, extra ExtraConfig
 }
 
 // RegisterAdmissionPlugins adds Vessel's admission plugins to the generic
-// server's, enabled by default after the recommended ones.
+// server's, enabled by default after the recommended ones, and the
+// standard ResourceQuota plugin last, as in kube-apiserver: it charges what
+// every other plugin let through.
 func RegisterAdmissionPlugins(admission *genericoptions.AdmissionOptions) {
 	agentrestriction.Register(admission.Plugins)
 	hypervisorcapacity.Register(admission.Plugins)
-	admission.RecommendedPluginOrder = append(admission.RecommendedPluginOrder, agentrestriction.PluginName, hypervisorcapacity.PluginName)
+	resourcequota.Register(admission.Plugins)
+	admission.RecommendedPluginOrder = append(admission.RecommendedPluginOrder,
+		agentrestriction.PluginName, hypervisorcapacity.PluginName, resourcequota.PluginName)
 }
 
 // confineAgents puts the agent authorizer in front of the configured one:

@@ -15,14 +15,17 @@ limitations under the License.
 */
 
 // Package initializer hands Vessel's admission plugins what they need
-// besides the generic server's: informers of vessel.dev objects and who
-// the node agents are.
+// besides the generic server's: informers of vessel.dev objects, who the
+// node agents are, and to the ResourceQuota plugin the evaluators of
+// Vessel's resources.
 package initializer
 
 import (
 	"k8s.io/apiserver/pkg/admission"
+	genericinitializer "k8s.io/apiserver/pkg/admission/initializer"
 
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
+	"github.com/vessel-vm/vessel/controller/quota"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 )
 
@@ -53,5 +56,10 @@ func (i pluginInitializer) Initialize(plugin admission.Interface) {
 	}
 	if wants, ok := plugin.(WantsAgentIdentifier); ok {
 		wants.SetAgentIdentifier(i.agents)
+	}
+	// Admission only charges what it admits: the evaluators need no
+	// listers (the quota controller recounts with its own).
+	if wants, ok := plugin.(genericinitializer.WantsQuotaConfiguration); ok {
+		wants.SetQuotaConfiguration(quota.NewConfiguration(quota.Listers{}))
 	}
 }
