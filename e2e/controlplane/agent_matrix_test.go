@@ -190,7 +190,10 @@ func TestAgentMatrix(t *testing.T) {
 			}
 			return err
 		}, 200, ""},
-		{"gets its VM", func(ctx context.Context) error { _, err := a.VirtualMachines(ns).Get(ctx, "mine", metav1.GetOptions{}); return err }, 200, ""},
+		{"gets its VM", func(ctx context.Context) error {
+			_, err := a.VirtualMachines(ns).Get(ctx, "mine", metav1.GetOptions{})
+			return err
+		}, 200, ""},
 		{"gets another hypervisor's VM", func(ctx context.Context) error {
 			_, err := a.VirtualMachines(ns).Get(ctx, "theirs", metav1.GetOptions{})
 			return err

@@ -173,7 +173,9 @@ func openConsole(t *testing.T, e *framework.Env, user, vm, query string) *consol
 	s := &consoleSession{stdin: w, out: &lockedBuffer{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); w.Close() })
-	go func() { s.done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: r, Stdout: s.out, Tty: true}) }()
+	go func() {
+		s.done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: r, Stdout: s.out, Tty: true})
+	}()
 	return s
 }
 
