@@ -113,3 +113,43 @@ func TestAgentIdentityIsBoundToItsNode(t *testing.T) {
 		t.Errorf("a token bound to no pod lists the node's VMs: %v", err)
 	}
 }
+
+// User data in a Secret stays out of the viewer's reach: bob (view in
+// team-b) reads the VM and sees only the reference, may not read the
+// Secret (view never reads Secrets), nor the user data through Vessel.
+func TestViewersDoNotSeeUserDataFromSecrets(t *testing.T) {
+	c := controlPlane(t)
+	ctx := t.Context()
+	const secretData = "#cloud-config\npassword: VESSEL-SECRET-PASSWORD\n"
+	core := kubeClient(t, c, launcher.AdminKubeconfig)
+	secret := uniqueName("seed")
+	if _, err := core.CoreV1().Secrets(teamB).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: secret},
+		StringData: map[string]string{"userdata": secretData},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = core.CoreV1().Secrets(teamB).Delete(context.Background(), secret, metav1.DeleteOptions{}) })
+	name := uniqueName("seeded")
+	vm := newVM(teamB, name, v1alpha1.RunStrategyHalted)
+	vm.Spec.Disks = append(vm.Spec.Disks, v1alpha1.Disk{Name: "seed", CloudInit: &v1alpha1.CloudInitSource{UserDataSecretRef: &v1alpha1.SecretKeyReference{Name: secret}}})
+	admin := vesselClient(t, c, launcher.AdminKubeconfig)
+	if _, err := admin.VesselV1alpha1().VirtualMachines(teamB).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = admin.VesselV1alpha1().VirtualMachines(teamB).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+
+	bob := newKubectl(t, c, "bob")
+	out := bob.ok("get", "vm", name, "-n", teamB, "-o", "yaml")
+	if !strings.Contains(out, "userDataSecretRef:") || !strings.Contains(out, "name: "+secret) || strings.Contains(out, "VESSEL-SECRET-PASSWORD") {
+		t.Errorf("bob's view of the VM:\n%s\nwant the reference to %s and not the data", out, secret)
+	}
+	if out := bob.fails("get", "secret", secret, "-n", teamB, "-o", "yaml"); !strings.Contains(out, `cannot get resource "secrets"`) {
+		t.Errorf("bob reads the Secret: %s", out)
+	}
+	if out := bob.fails("get", "--raw", "/apis/vessel.dev/v1alpha1/namespaces/"+teamB+"/virtualmachines/"+name+"/userdata"); !strings.Contains(out, `cannot get resource "virtualmachines/userdata"`) {
+		t.Errorf("bob reads the user data through Vessel: %s", out)
+	}
+}
