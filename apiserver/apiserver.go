@@ -21,6 +21,7 @@ limitations under the License.
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -28,14 +29,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/apis/vessel/install"
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
 	"github.com/vessel-vm/vessel/registry/vessel/restore"
@@ -82,6 +86,10 @@ type ExtraConfig struct {
 	// AgentTransport is mutual TLS toward node agents' stream servers;
 	// nil disables console and log.
 	AgentTransport *http.Transport
+	// AgentIdentity says which users are node agents. NewConfig puts an
+	// authorizer in front of the delegated one that confines what agents
+	// read, and hands it to the admission plugins.
+	AgentIdentity agentidentity.Identifier
 }
 
 // Config is the whole server configuration.
@@ -149,7 +157,28 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	if c.ExtraConfig.AgentTransport != nil {
 		agents.Transport = c.ExtraConfig.AgentTransport
 	}
-	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation, agents)
+	identifier := c.ExtraConfig.AgentIdentity
+	guards := virtualmachine.Guards{
+		AgentOf: func(u user.Info) (string, bool) {
+			who := identifier.Identify(u)
+			return who.Hypervisor, who.IsAgent
+		},
+		Authorizer: c.GenericConfig.Authorization.Authorizer,
+	}
+	if core := c.ExtraConfig.CoreClientConfig; core != nil {
+		client, err := kubernetes.NewForConfig(core)
+		if err != nil {
+			return nil, fmt.Errorf("create core client for user data Secrets: %w", err)
+		}
+		guards.SecretData = func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+			secret, err := client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return secret.Data, nil
+		}
+	}
+	vms, err := virtualmachine.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation, agents, guards)
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +196,7 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 		"virtualmachines/binding":        vms.Binding,
 		"virtualmachines/console":        vms.Console,
 		"virtualmachines/log":            vms.Log,
+		"virtualmachines/userdata":       vms.UserData,
 		"virtualmachinesnapshots":        snapshots.Main,
 		"virtualmachinesnapshots/status": snapshots.Status,
 		"virtualmachinerestores":         restores.Main,

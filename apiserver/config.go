@@ -25,6 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/plugin/resourcequota"
+	"k8s.io/apiserver/pkg/authorization/union"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
@@ -36,6 +38,10 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apiserver/admission/agentrestriction"
+	"github.com/vessel-vm/vessel/apiserver/admission/hypervisorcapacity"
+	vesselinitializer "github.com/vessel-vm/vessel/apiserver/admission/initializer"
+	"github.com/vessel-vm/vessel/apiserver/agentauthorizer"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	generatedopenapi "github.com/vessel-vm/vessel/generated/openapi"
@@ -91,10 +97,13 @@ func NewConfig(recommended *genericoptions.RecommendedOptions, extra ExtraConfig
 			return nil, err
 		}
 		admissionInformers = informers.NewSharedInformerFactory(client, 10*time.Minute)
-		return []admission.PluginInitializer{admissionInitializer{admissionInformers}}, nil
+		return []admission.PluginInitializer{vesselinitializer.New(admissionInformers, extra.AgentIdentity)}, nil
 	}
 	if err := recommended.ApplyTo(serverConfig); err != nil {
 		return nil, fmt.Errorf("apply options: %w", err)
+	}
+	if err := confineAgents(serverConfig, extra.AgentIdentity); err != nil {
+		return nil, err
 	}
 	waitForFrontProxyCA(serverConfig)
 	extra.CoreClientConfig = serverConfig.ClientConfig
@@ -103,19 +112,31 @@ func NewConfig(recommended *genericoptions.RecommendedOptions, extra ExtraConfig
 }
 
 // RegisterAdmissionPlugins adds Vessel's admission plugins to the generic
-// server's, enabled by default after the recommended ones.
+// server's, enabled by default after the recommended ones, and the
+// standard ResourceQuota plugin last, as in kube-apiserver: it charges what
+// every other plugin let through.
 func RegisterAdmissionPlugins(admission *genericoptions.AdmissionOptions) {
 	agentrestriction.Register(admission.Plugins)
-	admission.RecommendedPluginOrder = append(admission.RecommendedPluginOrder, agentrestriction.PluginName)
+	hypervisorcapacity.Register(admission.Plugins)
+	resourcequota.Register(admission.Plugins)
+	admission.RecommendedPluginOrder = append(admission.RecommendedPluginOrder,
+		agentrestriction.PluginName, hypervisorcapacity.PluginName, resourcequota.PluginName)
 }
 
-// admissionInitializer hands Vessel's plugins the informers they read.
-type admissionInitializer struct {
-	informers informers.SharedInformerFactory
-}
-
-func (i admissionInitializer) Initialize(plugin admission.Interface) {
-	if wants, ok := plugin.(agentrestriction.WantsInformerFactory); ok {
-		wants.SetVesselInformerFactory(i.informers)
+// confineAgents puts the agent authorizer in front of the configured one:
+// it denies agents the VM lists and watches they may not make, and has no
+// opinion on anything else.
+func confineAgents(config *genericapiserver.RecommendedConfig, agents agentidentity.Identifier) error {
+	if config.Authorization.Authorizer == nil {
+		return nil
 	}
+	authz, err := union.New(
+		union.NamedAuthorizer{AuthorizerName: "vessel-agents", Authorizer: agentauthorizer.New(agents)},
+		union.NamedAuthorizer{AuthorizerName: "delegated", Authorizer: config.Authorization.Authorizer},
+	)
+	if err != nil {
+		return fmt.Errorf("build the authorizer chain: %w", err)
+	}
+	config.Authorization.Authorizer = authz
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
@@ -30,6 +31,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vessel-vm/vessel/controller/heartbeat"
+	quotacontroller "github.com/vessel-vm/vessel/controller/quota"
 	"github.com/vessel-vm/vessel/controller/scheduler"
 	snapshotcontroller "github.com/vessel-vm/vessel/controller/snapshot"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
@@ -41,9 +43,10 @@ const (
 	leaderElectionName      = "vessel-controllers"
 )
 
-// runControllers starts the scheduler, the heartbeat monitor and the snapshot
-// controller (it fails snapshots and restores no agent can take) against this
-// server's own API. With several replicas only the leader runs them: the
+// runControllers starts the scheduler, the heartbeat monitor, the snapshot
+// controller (it fails snapshots and restores no agent can take) and, with
+// kube-apiserver, the quota controller (it recounts Vessel's usage in
+// ResourceQuotas) against this server's own API. With several replicas only the leader runs them: the
 // Lease lives in kube-apiserver, so without a core client (a standalone
 // server, as in integration tests) there is a single instance and no
 // election.
@@ -65,6 +68,17 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 			return
 		}
 		snapshots := snapshotcontroller.New(client, factory)
+		// ResourceQuotas live in kube-apiserver: without it, no quota.
+		if core != nil {
+			coreFactory := kubeinformers.NewSharedInformerFactory(core, 10*time.Minute)
+			quotas, err := quotacontroller.New(core, coreFactory, factory)
+			if err != nil {
+				klog.FromContext(ctx).Error(err, "Cannot start the quota controller")
+				return
+			}
+			coreFactory.Start(ctx.Done())
+			go quotas.Run(ctx)
+		}
 		factory.Start(ctx.Done())
 		go monitor.Run(ctx)
 		go snapshots.Run(ctx)

@@ -150,15 +150,31 @@ func (SpecStrategy[T]) AllowCreateOnUpdate(context.Context) bool { return false 
 // resourceVersion through, as for every built-in kind.
 func (SpecStrategy[T]) AllowUnconditionalUpdate(context.Context) bool { return true }
 
-// GetResetFields says spec belongs to the main resource.
+// GetResetFields says spec and the metadata PrepareForUpdate keeps belong
+// to the main resource, so server-side apply through status never records
+// them as owned by a status writer.
 func (s StatusStrategy[T]) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(s.kind.ResetFieldsVersion): fieldpath.NewSet(fieldpath.MakePathOrDie("spec")),
+		fieldpath.APIVersion(s.kind.ResetFieldsVersion): fieldpath.NewSet(
+			fieldpath.MakePathOrDie("spec"),
+			fieldpath.MakePathOrDie("metadata", "labels"),
+			fieldpath.MakePathOrDie("metadata", "annotations"),
+			fieldpath.MakePathOrDie("metadata", "finalizers"),
+			fieldpath.MakePathOrDie("metadata", "ownerReferences"),
+		),
 	}
 }
 
+// PrepareForUpdate keeps everything but status, as for custom resources:
+// labels, annotations, finalizers and owner references sent to the status
+// subresource are ignored. Whoever may write status (agents) therefore
+// cannot change what selects an object, holds its deletion or ties it to
+// an owner; they remove finalizers through the main resource, where
+// admission checks them.
 func (s StatusStrategy[T]) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
-	s.kind.KeepSpec(obj.(T), old.(T))
+	o, prev := obj.(T), old.(T)
+	s.kind.KeepSpec(o, prev)
+	metav1.ResetObjectMetaForStatus(o, prev)
 }
 
 func (s StatusStrategy[T]) ValidateUpdate(_ context.Context, obj, old runtime.Object) field.ErrorList {

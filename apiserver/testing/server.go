@@ -42,6 +42,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 )
 
@@ -61,6 +62,8 @@ type Options struct {
 	AllowedHostPathRoots []string
 	// WritableHostPathRoots are the per-namespace roots (default none).
 	WritableHostPathRoots []string
+	// AllowedBridges are the host bridges VMs may connect to (default none).
+	AllowedBridges []string
 	// DisableControllers serves the API alone: no scheduler binds VMs and
 	// no heartbeat monitor writes hypervisor conditions behind the test's
 	// back.
@@ -155,9 +158,10 @@ func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapi
 		return nil, err
 	}
 	config, err := apiserver.NewConfig(ro, apiserver.ExtraConfig{
-		Validation:         validation.Options{AllowedHostPathRoots: roots, WritableHostPathRoots: opts.WritableHostPathRoots},
+		Validation:         validation.Options{AllowedHostPathRoots: roots, WritableHostPathRoots: opts.WritableHostPathRoots, AllowedBridges: opts.AllowedBridges},
 		DisableControllers: opts.DisableControllers,
 		AgentTransport:     agentTransport,
+		AgentIdentity:      agentidentity.Identifier{ServiceAccounts: []string{agentidentity.DefaultServiceAccount}},
 	})
 	if err != nil {
 		return nil, err

@@ -53,8 +53,9 @@ type access struct {
 	code int
 	// says is what the message of a 409 must contain: why the
 	// vessel-apiserver refused, which only it can tell, so the request
-	// got past authorization (a 403's message is checked for the user
-	// and the request it denied).
+	// got past authorization. A 403's message is checked for the user and
+	// the request RBAC denied, unless says is set: then the
+	// vessel-apiserver refused what RBAC allowed, and says why.
 	says string
 }
 
@@ -76,6 +77,8 @@ var rbacMatrix = []access{
 	{user: admin, verb: "create", resource: "virtualmachines/start", namespace: teamB, vm: v1alpha1.RunStrategyHalted, code: 201},
 	{user: admin, verb: "create", resource: "virtualmachines/stop", namespace: teamA, code: 201},
 	{user: admin, verb: "get", resource: "virtualmachines/console", namespace: teamB, code: 409, says: "is not running (phase Pending)"},
+	// User data is for the VM's agent alone, even with RBAC allowing all.
+	{user: admin, verb: "get", resource: "virtualmachines/userdata", namespace: teamA, code: 403, says: "only the node agent of the VM's hypervisor may read its user data, and kubernetes-admin is no node agent"},
 	{user: admin, verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, code: 201},
 	{user: admin, verb: "update", resource: "virtualmachinesnapshots/status", namespace: teamA, code: 200},
 	{user: admin, verb: "delete", resource: "virtualmachinerestores", namespace: teamB, code: 200},
@@ -104,6 +107,8 @@ var rbacMatrix = []access{
 	{user: "alice", verb: "get", resource: "virtualmachines/console", namespace: teamA, code: 409, says: "is not running (phase Pending)"},
 	{user: "alice", verb: "create", resource: "virtualmachines/console", namespace: teamA, code: 409, says: "is not running (phase Pending)"},
 	{user: "alice", verb: "get", resource: "virtualmachines/log", namespace: teamA, code: 409, says: "is not scheduled to a hypervisor yet (phase Pending)"},
+	// She may not read user data back through the API: only the agent may.
+	{user: "alice", verb: "get", resource: "virtualmachines/userdata", namespace: teamA, code: 403},
 	{user: "alice", verb: "create", resource: "virtualmachinesnapshots", namespace: teamA, code: 201},
 	{user: "alice", verb: "get", resource: "virtualmachinesnapshots", namespace: teamA, code: 200},
 	{user: "alice", verb: "list", resource: "virtualmachinesnapshots", namespace: teamA, code: 200},
@@ -169,6 +174,7 @@ var rbacMatrix = []access{
 	{user: "bob", verb: "create", resource: "virtualmachines/unpause", namespace: teamB, code: 403},
 	{user: "bob", verb: "get", resource: "virtualmachines/console", namespace: teamB, code: 403},
 	{user: "bob", verb: "create", resource: "virtualmachines/console", namespace: teamB, code: 403},
+	{user: "bob", verb: "get", resource: "virtualmachines/userdata", namespace: teamB, code: 403},
 	{user: "bob", verb: "update", resource: "virtualmachines/status", namespace: teamB, code: 403},
 	{user: "bob", verb: "create", resource: "virtualmachines/binding", namespace: teamB, code: 403},
 	{user: "bob", verb: "create", resource: "virtualmachinesnapshots", namespace: teamB, code: 403},
@@ -234,6 +240,10 @@ func TestRBACMatrix(t *testing.T) {
 			case code < 300:
 				if err != nil {
 					t.Errorf("answered %d, yet the client failed: %v", code, err)
+				}
+			case code == http.StatusForbidden && a.says != "":
+				if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), a.says) {
+					t.Errorf("want a Forbidden saying %q, got: %v", a.says, err)
 				}
 			case code == http.StatusForbidden:
 				// The denial names the user, who was authenticated as
@@ -468,7 +478,7 @@ func (m *matrix) do(ctx context.Context, a access) error {
 		}[strings.TrimPrefix(a.resource, "virtualmachines/")]
 		_, err := action(ctx, m.vm(ns, a.vm), &v1alpha1.VirtualMachineActionOptions{}, create)
 		return err
-	case "virtualmachines/console", "virtualmachines/log":
+	case "virtualmachines/console", "virtualmachines/log", "virtualmachines/userdata":
 		// Raw requests: these are streams, not objects.
 		req := v.RESTClient().Get()
 		if a.verb == "create" {

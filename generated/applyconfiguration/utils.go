@@ -62,6 +62,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vesselv1alpha1.KernelBootApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PowerAction"):
 		return &vesselv1alpha1.PowerActionApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("SecretKeyReference"):
+		return &vesselv1alpha1.SecretKeyReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachine"):
 		return &vesselv1alpha1.VirtualMachineApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineRestore"):

@@ -49,6 +49,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.InterfaceStatus{}.OpenAPIModelName():              schema_vessel_apis_vessel_v1alpha1_InterfaceStatus(ref),
 		v1alpha1.KernelBoot{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref),
 		v1alpha1.PowerAction{}.OpenAPIModelName():                  schema_vessel_apis_vessel_v1alpha1_PowerAction(ref),
+		v1alpha1.SecretKeyReference{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_SecretKeyReference(ref),
 		v1alpha1.VirtualMachine{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_VirtualMachine(ref),
 		v1alpha1.VirtualMachineActionOptions{}.OpenAPIModelName():  schema_vessel_apis_vessel_v1alpha1_VirtualMachineActionOptions(ref),
 		v1alpha1.VirtualMachineBinding{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineBinding(ref),
@@ -153,9 +154,15 @@ func schema_vessel_apis_vessel_v1alpha1_CloudInitSource(ref common.ReferenceCall
 				Properties: map[string]spec.Schema{
 					"userData": {
 						SchemaProps: spec.SchemaProps{
-							Description: "UserData is the cloud-init user data, for example \"#cloud-config ...\" or a shell script starting with \"#!\".",
+							Description: "UserData is the cloud-init user data, for example \"#cloud-config ...\" or a shell script starting with \"#!\". Anyone who may read the VM reads it: put secrets in userDataSecretRef instead.",
 							Type:        []string{"string"},
 							Format:      "",
+						},
+					},
+					"userDataSecretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "UserDataSecretRef takes the user data from a key of a Secret in the VM's namespace instead of from userData. Only the node agent of the hypervisor the VM is bound to obtains it, through the VM's userdata subresource; readers of the VM see only this reference.",
+							Ref:         ref(v1alpha1.SecretKeyReference{}.OpenAPIModelName()),
 						},
 					},
 					"networkData": {
@@ -168,6 +175,8 @@ func schema_vessel_apis_vessel_v1alpha1_CloudInitSource(ref common.ReferenceCall
 				},
 			},
 		},
+		Dependencies: []string{
+			v1alpha1.SecretKeyReference{}.OpenAPIModelName()},
 	}
 }
 
@@ -787,6 +796,35 @@ func schema_vessel_apis_vessel_v1alpha1_PowerAction(ref common.ReferenceCallback
 		},
 		Dependencies: []string{
 			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_vessel_apis_vessel_v1alpha1_SecretKeyReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretKeyReference names a key of a Secret in the referring object's namespace.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the Secret.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Key in the Secret's data. Defaults to \"userdata\".",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
 	}
 }
 
@@ -1651,6 +1689,19 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 							Description: "StopReason says why the guest last stopped: Requested, GuestShutdown or Crashed.",
 							Type:        []string{"string"},
 							Format:      "",
+						},
+					},
+					"restartCount": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RestartCount is how many times the agent started the guest again after it stopped on its own (runStrategy Always or RerunOnFailure). It goes back to zero once a guest has run for ten minutes.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"nextStartTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "NextStartTime is when the agent starts again a guest that keeps stopping right after it starts: the Ready condition then has reason CrashLoopBackOff, and the delay doubles with every restart (10s up to 5m, as for a pod's containers).",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
 					"interfaces": {

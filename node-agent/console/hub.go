@@ -45,6 +45,19 @@ type AttachOptions struct {
 	Force bool
 	// ReadOnly sessions never hold the input.
 	ReadOnly bool
+	// ReadOnlyReason, when set, says why the vessel-apiserver made the
+	// session read-only (its user may not create virtualmachines/console);
+	// the session then reads its input only to tell the user so.
+	ReadOnlyReason string
+}
+
+// TooManySessionsError refuses a session beyond a VM's limit.
+type TooManySessionsError struct {
+	Max int
+}
+
+func (e *TooManySessionsError) Error() string {
+	return fmt.Sprintf("the VM already has %d console sessions, the most its agent allows: close one (or ask its operator to raise --max-console-sessions)", e.Max)
 }
 
 // maxPending bounds the output queued for one session. A client that falls
@@ -78,6 +91,8 @@ func (e *StreamEndedError) Unwrap() error { return e.Err }
 // Hub owns the one console stream of a VM.
 type Hub struct {
 	uid string
+	// maxSessions bounds the sessions attached at once; 0 means no bound.
+	maxSessions int
 
 	mu       sync.Mutex
 	ring     *Ring
@@ -153,8 +168,11 @@ func (h *Hub) Attach(opts AttachOptions) (*Session, error) {
 	if h.closed {
 		return nil, h.err
 	}
+	if h.maxSessions > 0 && len(h.sessions) >= h.maxSessions {
+		return nil, &TooManySessionsError{Max: h.maxSessions}
+	}
 	h.nextID++
-	s := &Session{hub: h, id: h.nextID, readOnly: opts.ReadOnly, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &Session{hub: h, id: h.nextID, readOnly: opts.ReadOnly, readOnlyReason: opts.ReadOnlyReason, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if opts.TailBytes > 0 {
 		s.pending = h.ring.Tail(int(min(opts.TailBytes, int64(h.ring.Cap()))))
 	}
@@ -199,9 +217,12 @@ func (h *Hub) input(s *Session, p []byte) error {
 	h.mu.Lock()
 	holds, closed := h.holder == s, h.closed
 	if !holds && !closed {
-		if s.readOnly {
+		switch {
+		case s.readOnlyReason != "":
+			s.noticeOnceLocked("this session is read-only (" + s.readOnlyReason + "): input is ignored")
+		case s.readOnly:
 			s.noticeOnceLocked("this session is read-only: input is ignored")
-		} else {
+		default:
 			s.noticeOnceLocked("another session holds the console input; attach with --force to take it over")
 		}
 	}
@@ -270,11 +291,12 @@ func (h *Hub) end(err error) {
 
 // Session is one client attached to a hub.
 type Session struct {
-	hub      *Hub
-	id       int
-	readOnly bool
-	wake     chan struct{}
-	done     chan struct{}
+	hub            *Hub
+	id             int
+	readOnly       bool
+	readOnlyReason string
+	wake           chan struct{}
+	done           chan struct{}
 
 	// Guarded by hub.mu.
 	pending []byte
@@ -328,6 +350,10 @@ func (s *Session) closeLocked(err error) {
 	s.closed, s.err = true, err
 	close(s.done)
 }
+
+// Leave detaches the session; Serve does so when it returns, so only a
+// session that is never served needs it. It may be called more than once.
+func (s *Session) Leave() { s.hub.detach(s) }
 
 // Serve copies the session's output to stdout and, when it holds the
 // input, stdin to the guest. It returns when the client leaves (stdin

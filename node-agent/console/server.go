@@ -40,6 +40,10 @@ import (
 const (
 	DefaultRingBytes    = 256 << 10
 	DefaultPingInterval = 15 * time.Second
+	// DefaultMaxSessions bounds the console sessions of one VM: each holds
+	// a connection, goroutines and up to 4 MiB of queued output on the
+	// agent, so tenants cannot exhaust the node by attaching in a loop.
+	DefaultMaxSessions = 10
 	// DefaultClientName is the certificate CN the vessel-apiserver presents.
 	DefaultClientName = "vessel-apiserver"
 )
@@ -66,6 +70,9 @@ type Config struct {
 	// AllowedClientNames are the client certificate CNs allowed in; empty
 	// means DefaultClientName.
 	AllowedClientNames []string
+	// MaxSessions bounds the sessions attached to one VM's console at
+	// once; zero means DefaultMaxSessions. One more is refused with 429.
+	MaxSessions int
 }
 
 // Server serves consoles and console logs to the vessel-apiserver.
@@ -90,6 +97,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
 	}
 	names := cfg.AllowedClientNames
 	if len(names) == 0 {
@@ -235,12 +245,25 @@ func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", fmt.Sprintf("open the console of VM %s: %v", ref, err))
 		return
 	}
+	// Attached before the upgrade, so that a refusal is a plain answer the
+	// client shows; output meanwhile waits in the session.
+	session, err := hub.Attach(opts)
+	var tooMany *TooManySessionsError
+	switch {
+	case errors.As(err, &tooMany):
+		writeStatus(w, http.StatusTooManyRequests, "TooManyRequests", fmt.Sprintf("console of VM %s: %v", ref, err))
+		return
+	case err != nil:
+		writeStatus(w, http.StatusConflict, "Conflict", fmt.Sprintf("console of VM %s: %v", ref, err))
+		return
+	}
+	defer session.Leave()
 	logger := klog.FromContext(r.Context()).WithValues("vm", ref.String())
 	logger.V(2).Info("Console session starting", "tailBytes", opts.TailBytes, "force", opts.Force, "readOnly", opts.ReadOnly)
 	if isWebSocket(r) {
-		s.serveWebSocket(w, r, hub, opts)
+		s.serveWebSocket(w, r, session, opts)
 	} else {
-		s.serveSPDY(w, r, hub, opts)
+		s.serveSPDY(w, r, session, opts)
 	}
 	logger.V(2).Info("Console session ended")
 }
@@ -253,6 +276,10 @@ func parseAttachOptions(r *http.Request) (AttachOptions, error) {
 		if opts.TailBytes, err = strconv.ParseInt(v, 10, 64); err != nil || opts.TailBytes < 0 {
 			return opts, fmt.Errorf("tailBytes must be a non-negative integer, got %q", v)
 		}
+	}
+	opts.ReadOnlyReason = q.Get("readOnlyReason")
+	if opts.ReadOnlyReason != "" {
+		opts.ReadOnly = true
 	}
 	for name, dst := range map[string]*bool{"force": &opts.Force, "readOnly": &opts.ReadOnly} {
 		if v := q.Get(name); v != "" {
@@ -288,6 +315,7 @@ func (s *Server) hub(uid string) (*Hub, error) {
 	// first attach can be replayed too.
 	seed, _ := readTail(s.logPath(uid), s.cfg.RingBytes)
 	h := newHub(uid, s.cfg.RingBytes, seed)
+	h.maxSessions = s.cfg.MaxSessions
 	if err := h.start(s.baseCtx, s.cfg.Backend, s.forget); err != nil {
 		return nil, err
 	}
@@ -339,6 +367,8 @@ func reasonFor(code int) string {
 		return "BadRequest"
 	case http.StatusServiceUnavailable:
 		return "ServiceUnavailable"
+	case http.StatusTooManyRequests:
+		return "TooManyRequests"
 	}
 	return "InternalError"
 }

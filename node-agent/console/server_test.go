@@ -39,6 +39,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/streaming/pkg/httpstream"
@@ -205,6 +206,12 @@ type testServer struct {
 
 func startServer(t *testing.T, ping time.Duration) *testServer {
 	t.Helper()
+	return startServerWith(t, ping, func(*Config) {})
+}
+
+// startServerWith is startServer with changes to the server's Config.
+func startServerWith(t *testing.T, ping time.Duration, change func(*Config)) *testServer {
+	t.Helper()
 	pki := newTestPKI(t)
 	guest := &echoGuest{}
 	stateDir := t.TempDir()
@@ -212,7 +219,7 @@ func startServer(t *testing.T, ping time.Duration) *testServer {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(stateDir, "vms", stoppedUID, "console.log"), []byte("VESSEL-GUEST READY\nKernel panic - not syncing\n"))
-	srv, err := NewServer(Config{
+	cfg := Config{
 		Backend: guest,
 		Domains: fakeDomains{
 			runningUID: {UUID: runningUID, State: hypervisor.StateRunning, Owner: hypervisor.Owner{Namespace: "team-a", Name: "demo", UID: runningUID}},
@@ -220,7 +227,9 @@ func startServer(t *testing.T, ping time.Duration) *testServer {
 		},
 		StateDir:     stateDir,
 		PingInterval: ping,
-	})
+	}
+	change(&cfg)
+	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -769,5 +778,65 @@ func BenchmarkStreamServerThroughput(b *testing.B) {
 			w.Close()
 			<-done
 		})
+	}
+}
+
+// A VM's console takes only so many sessions; one more is refused with a
+// 429 that says why, through a client-go executor as the apiserver's proxy
+// would see it, and a place frees up when a session leaves.
+func TestServerBoundsTheSessionsOfAVM(t *testing.T) {
+	s := startServerWith(t, time.Second, func(c *Config) { c.MaxSessions = 2 })
+	first := s.attach(t, "first", s.addr, s.pki.client, "", false)
+	s.attach(t, "second", s.addr, s.pki.client, "?readOnly=true", true)
+	s.waitSessions(t, 2)
+	for _, spdy := range []bool{false, true} {
+		extra := s.attach(t, "third", s.addr, s.pki.client, "", spdy)
+		want := "console of VM team-a/demo: the VM already has 2 console sessions, the most its agent allows"
+		select {
+		case err := <-extra.done:
+			// The WebSocket executor returns the API status; the SPDY one
+			// only its message.
+			var upgrade *httpstream.UpgradeFailureError
+			var status *apierrors.StatusError
+			switch {
+			case spdy:
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("a third SPDY session ended with %v, want a refusal saying %q", err, want)
+				}
+			case !errors.As(err, &upgrade) || !errors.As(upgrade.Cause, &status) ||
+				status.Status().Code != http.StatusTooManyRequests || status.Status().Reason != metav1.StatusReasonTooManyRequests ||
+				!strings.Contains(status.Status().Message, want):
+				t.Errorf("a third session ended with %v, want a 429 saying %q", err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("a third session (spdy %v) was not refused", spdy)
+		}
+	}
+	s.waitSessions(t, 2)
+	first.cancel()
+	s.waitSessions(t, 1)
+	again := s.attach(t, "again", s.addr, s.pki.client, "", false)
+	again.typeIn("ping again")
+	again.waitOutput("pong")
+}
+
+// A session the apiserver made read-only (its user may only get the
+// console) passes no input to the guest, and tells its user why.
+func TestServerReadOnlySessionSaysWhy(t *testing.T) {
+	s := startServer(t, time.Second)
+	writer := s.attach(t, "writer", s.addr, s.pki.client, "", false)
+	reason := "you may get but not create virtualmachines/console"
+	viewer := s.attach(t, "viewer", s.addr, s.pki.client, "?readOnlyReason="+neturl.QueryEscape(reason), false)
+	s.waitSessions(t, 2)
+	viewer.typeIn("ping from the viewer")
+	viewer.waitOutput("[vessel: this session is read-only (" + reason + "): input is ignored]")
+	// The writer still holds the input, and the guest never got the
+	// viewer's keys.
+	writer.typeIn("ping from the writer")
+	viewer.waitOutput("ping from the writer")
+	for _, ss := range []*session{writer, viewer} {
+		if strings.Contains(ss.out.String(), "ping from the viewer") {
+			t.Errorf("%s saw the read-only viewer's input echoed by the guest: %q", ss.name, ss.out.String())
+		}
 	}
 }

@@ -31,16 +31,16 @@ const spdyIdleTimeout = 4 * time.Hour
 
 // serveSPDY serves the SPDY remote-command protocols with the upstream
 // CRI streaming server's attach handler.
-func (s *Server) serveSPDY(w http.ResponseWriter, r *http.Request, hub *Hub, opts AttachOptions) {
+func (s *Server) serveSPDY(w http.ResponseWriter, r *http.Request, session *Session, opts AttachOptions) {
 	streams := &remotecommand.Options{Stdin: !opts.ReadOnly, Stdout: true, TTY: true}
-	remotecommand.ServeAttach(w, r, attacher{hub: hub, opts: opts}, "", "", "", streams,
+	remotecommand.ServeAttach(w, r, attacher{session: session, opts: opts}, "", "", "", streams,
 		spdyIdleTimeout, remotecommand.DefaultStreamCreationTimeout, remotecommand.SupportedStreamingProtocols)
 }
 
-// attacher joins an SPDY client to a hub.
+// attacher serves an SPDY client its session.
 type attacher struct {
-	hub  *Hub
-	opts AttachOptions
+	session *Session
+	opts    AttachOptions
 }
 
 var _ remotecommand.Attacher = attacher{}
@@ -54,12 +54,8 @@ func (a attacher) AttachContainer(ctx context.Context, _, _, _ string, in io.Rea
 			}
 		}()
 	}
-	session, err := a.hub.Attach(a.opts)
-	if err != nil {
-		return err
-	}
 	if a.opts.ReadOnly {
 		in = nil
 	}
-	return session.Serve(ctx, in, out)
+	return a.session.Serve(ctx, in, out)
 }

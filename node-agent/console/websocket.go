@@ -80,7 +80,7 @@ type wsConn struct {
 	writeMu sync.Mutex
 }
 
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, hub *Hub, opts AttachOptions) {
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, session *Session, opts AttachOptions) {
 	upgrader := websocket.Upgrader{
 		Subprotocols:    websocketProtocols,
 		ReadBufferSize:  32 << 10,
@@ -113,14 +113,13 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, hub *Hub
 		conn.Close()
 		return
 	}
-	session, err := hub.Attach(opts)
-	if err == nil {
-		var stdin io.Reader = stdinR
-		if opts.ReadOnly {
-			stdin = nil
-		}
-		err = session.Serve(ctx, stdin, stdoutWriter{c})
+	// A session made read-only by the apiserver reads its input only to
+	// tell its user why it goes nowhere.
+	var stdin io.Reader = stdinR
+	if opts.ReadOnly && opts.ReadOnlyReason == "" {
+		stdin = nil
 	}
+	err = session.Serve(ctx, stdin, stdoutWriter{c})
 	_ = stdinR.CloseWithError(io.EOF)
 	c.writeStatus(err)
 	c.writeMu.Lock()

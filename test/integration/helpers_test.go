@@ -206,9 +206,10 @@ func ptr[T any](v T) *T { return &v }
 
 // startServer starts a vessel-apiserver that serves the API alone: no
 // scheduler or heartbeat monitor writes objects behind a test's back.
+// It allows the host bridge br0.
 func startServer(t testing.TB) *apiservertesting.TestServer {
 	t.Helper()
-	return apiservertesting.Start(t, apiservertesting.Options{DisableControllers: true})
+	return apiservertesting.Start(t, apiservertesting.Options{DisableControllers: true, AllowedBridges: []string{"br0"}})
 }
 
 // createSnapshot creates a snapshot of an existing VM; ready reports it

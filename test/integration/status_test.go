@@ -209,13 +209,28 @@ func (p statusProtection[T]) run(t *testing.T) {
 		t.Errorf("main resource wrote status: %+v, want %+v", p.status(main), p.status(created))
 	}
 
-	body := `{"spec": ` + p.specPatch + `, "status": ` + p.statusPatch + `}`
+	// Metadata sent to status is ignored too, as for custom resources:
+	// whoever writes status (an agent) cannot relabel, annotate, hold or
+	// re-own the object.
+	forgedMeta := `{"labels": {"forged": "yes"}, "annotations": {"forged": "yes"}, "finalizers": ["example.com/forged"],
+		"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "forged", "uid": "6b1a0c2e-0a7e-4a3b-9a51-3a4f1f0c9d10"}]}`
+	body := `{"metadata": ` + forgedMeta + `, "spec": ` + p.specPatch + `, "status": ` + p.statusPatch + `}`
 	viaStatus, err := p.patch(ctx, name, types.MergePatchType, []byte(body), metav1.PatchOptions{}, "status")
 	if err != nil {
 		t.Fatalf("patch through the status subresource: %v", err)
 	}
 	if !apiequality.Semantic.DeepEqual(p.spec(viaStatus), p.spec(main)) {
 		t.Errorf("status subresource wrote spec: %+v, want %+v", p.spec(viaStatus), p.spec(main))
+	}
+	for what, got := range map[string][2]any{
+		"labels":          {viaStatus.GetLabels(), main.GetLabels()},
+		"annotations":     {viaStatus.GetAnnotations(), main.GetAnnotations()},
+		"finalizers":      {viaStatus.GetFinalizers(), main.GetFinalizers()},
+		"ownerReferences": {viaStatus.GetOwnerReferences(), main.GetOwnerReferences()},
+	} {
+		if !apiequality.Semantic.DeepEqual(got[0], got[1]) {
+			t.Errorf("status subresource wrote metadata.%s: %v, want %v", what, got[0], got[1])
+		}
 	}
 	if apiequality.Semantic.DeepEqual(p.status(viaStatus), p.status(main)) {
 		t.Errorf("status subresource did not write status: %+v", p.status(viaStatus))

@@ -28,6 +28,9 @@ const (
 	DefaultMemory                        = "128Mi"
 	DefaultTerminationGracePeriodSeconds = 30
 	DefaultInterfaceName                 = "default"
+	// DefaultUserDataSecretKey is the key userDataSecretRef reads, as in
+	// KubeVirt's cloud-init secrets.
+	DefaultUserDataSecretKey = "userdata"
 )
 
 func addDefaultingFuncs(scheme *runtime.Scheme) error {
@@ -71,6 +74,14 @@ func SetDefaults_Disk(obj *Disk) {
 	}
 	if obj.HostPath != nil && obj.HostPath.Format == "" {
 		obj.HostPath.Format = DiskFormatRaw
+	}
+}
+
+// SetDefaults_CloudInitSource reads user data from the Secret's "userdata"
+// key unless told otherwise.
+func SetDefaults_CloudInitSource(obj *CloudInitSource) {
+	if obj.UserDataSecretRef != nil && obj.UserDataSecretRef.Key == "" {
+		obj.UserDataSecretRef.Key = DefaultUserDataSecretKey
 	}
 }
 

@@ -260,12 +260,29 @@ type BlankSource struct {
 // read-only CD-ROM.
 type CloudInitSource struct {
 	// UserData is the cloud-init user data, for example "#cloud-config ..." or
-	// a shell script starting with "#!".
+	// a shell script starting with "#!". Anyone who may read the VM reads
+	// it: put secrets in userDataSecretRef instead.
 	// +optional
 	UserData string `json:"userData,omitempty"`
+	// UserDataSecretRef takes the user data from a key of a Secret in the
+	// VM's namespace instead of from userData. Only the node agent of the
+	// hypervisor the VM is bound to obtains it, through the VM's userdata
+	// subresource; readers of the VM see only this reference.
+	// +optional
+	UserDataSecretRef *SecretKeyReference `json:"userDataSecretRef,omitempty"`
 	// NetworkData is the cloud-init network configuration (version 2).
 	// +optional
 	NetworkData string `json:"networkData,omitempty"`
+}
+
+// SecretKeyReference names a key of a Secret in the referring object's
+// namespace.
+type SecretKeyReference struct {
+	// Name of the Secret.
+	Name string `json:"name"`
+	// Key in the Secret's data. Defaults to "userdata".
+	// +optional
+	Key string `json:"key,omitempty"`
 }
 
 // DiskBus is the bus a disk is attached to.
@@ -372,6 +389,11 @@ const (
 	VirtualMachineConditionPaused = "Paused"
 )
 
+// ReasonCrashLoopBackOff is the reason of a False Ready condition while
+// the agent waits (until status.nextStartTime) before it starts again a
+// guest that keeps stopping right after it starts.
+const ReasonCrashLoopBackOff = "CrashLoopBackOff"
+
 // VirtualMachineStatus is the observed state of a virtual machine.
 type VirtualMachineStatus struct {
 	// Phase is a short summary of the VM's state.
@@ -399,6 +421,17 @@ type VirtualMachineStatus struct {
 	// StopReason says why the guest last stopped: Requested, GuestShutdown or Crashed.
 	// +optional
 	StopReason string `json:"stopReason,omitempty"`
+	// RestartCount is how many times the agent started the guest again
+	// after it stopped on its own (runStrategy Always or RerunOnFailure).
+	// It goes back to zero once a guest has run for ten minutes.
+	// +optional
+	RestartCount int32 `json:"restartCount,omitempty"`
+	// NextStartTime is when the agent starts again a guest that keeps
+	// stopping right after it starts: the Ready condition then has reason
+	// CrashLoopBackOff, and the delay doubles with every restart (10s up
+	// to 5m, as for a pod's containers).
+	// +optional
+	NextStartTime *metav1.Time `json:"nextStartTime,omitempty"`
 	// Interfaces lists the guest's network interfaces and the addresses seen on them.
 	// +optional
 	// +listType=map

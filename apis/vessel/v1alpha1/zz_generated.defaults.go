@@ -41,6 +41,9 @@ func SetObjectDefaults_VirtualMachine(in *VirtualMachine) {
 	for i := range in.Spec.Disks {
 		a := &in.Spec.Disks[i]
 		SetDefaults_Disk(a)
+		if a.CloudInit != nil {
+			SetDefaults_CloudInitSource(a.CloudInit)
+		}
 	}
 	for i := range in.Spec.Interfaces {
 		a := &in.Spec.Interfaces[i]

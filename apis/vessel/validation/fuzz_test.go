@@ -88,7 +88,7 @@ func FuzzDecodeAndValidate(f *testing.F) {
 	decoder := codecs.UniversalDecoder()
 	encoder := codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)
 	defaultGVK := v1alpha1.SchemeGroupVersion.WithKind("VirtualMachine")
-	opts := Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images", "/srv/vm"}}
+	opts := Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images", "/srv/vm"}, AllowedBridges: []string{"br0"}}
 
 	for _, seed := range fuzzSeeds {
 		f.Add([]byte(seed))
@@ -222,7 +222,7 @@ func TestDefaultsSatisfyValidation(t *testing.T) {
 	install.Install(scheme)
 	decoder := serializer.NewCodecFactory(scheme).UniversalDecoder()
 	defaultGVK := v1alpha1.SchemeGroupVersion.WithKind("VirtualMachine")
-	opts := Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images", "/srv/vm"}}
+	opts := Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images", "/srv/vm"}, AllowedBridges: []string{"br0"}}
 
 	const invalidSeed = 4
 	for i, seed := range fuzzSeeds {

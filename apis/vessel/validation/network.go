@@ -18,6 +18,7 @@ package validation
 
 import (
 	"net"
+	"slices"
 	"strings"
 
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -29,8 +30,42 @@ import (
 
 var supportedInterfaceTypes = []vessel.InterfaceType{vessel.InterfaceTypeUser, vessel.InterfaceTypeBridge}
 
+// bridgePolicy decides which host bridges a VM may connect to.
+type bridgePolicy struct {
+	allowed []string
+	// unchanged are the bridges the stored object already uses: narrowing
+	// the server's list does not make existing VMs impossible to update
+	// (or stop); their agents still refuse bridges they do not allow.
+	unchanged map[string]bool
+}
+
+func newBridgePolicy(opts Options, old *vessel.VirtualMachineSpec) bridgePolicy {
+	p := bridgePolicy{allowed: opts.AllowedBridges, unchanged: map[string]bool{}}
+	if old != nil {
+		for _, iface := range old.Interfaces {
+			if iface.Type == vessel.InterfaceTypeBridge {
+				p.unchanged[iface.Bridge] = true
+			}
+		}
+	}
+	return p
+}
+
+// check refuses a bridge the operator did not allow. A bridge puts the
+// guest on whatever network it joins (cni0 is the pod network, docker0
+// the host's containers), so only allow-listed ones are accepted.
+func (p bridgePolicy) check(bridge string, fldPath *field.Path) field.ErrorList {
+	if p.unchanged[bridge] || slices.Contains(p.allowed, bridge) {
+		return nil
+	}
+	if len(p.allowed) == 0 {
+		return field.ErrorList{field.Forbidden(fldPath, "this server allows no bridge interfaces: the operator allow-lists host bridges with --allowed-bridges")}
+	}
+	return field.ErrorList{field.NotSupported(fldPath, bridge, p.allowed)}
+}
+
 // validateInterfaces checks a VM's network interfaces.
-func validateInterfaces(ifaces []vessel.Interface, fldPath *field.Path) field.ErrorList {
+func validateInterfaces(ifaces []vessel.Interface, bridges bridgePolicy, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
 	if len(ifaces) > MaxInterfaces {
 		allErrs = append(allErrs, field.TooMany(fldPath, len(ifaces), MaxInterfaces))
@@ -56,8 +91,10 @@ func validateInterfaces(ifaces []vessel.Interface, fldPath *field.Path) field.Er
 		case vessel.InterfaceTypeBridge:
 			if iface.Bridge == "" {
 				allErrs = append(allErrs, field.Required(bridgePath, "the host bridge to connect to is required for type Bridge"))
+			} else if errs := validateLinuxIfname(iface.Bridge, bridgePath); len(errs) > 0 {
+				allErrs = append(allErrs, errs...)
 			} else {
-				allErrs = append(allErrs, validateLinuxIfname(iface.Bridge, bridgePath)...)
+				allErrs = append(allErrs, bridges.check(iface.Bridge, bridgePath)...)
 			}
 		case vessel.InterfaceTypeUser:
 			if iface.Bridge != "" {

@@ -25,6 +25,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
@@ -258,5 +260,22 @@ func validateCloudInitSource(src *vessel.CloudInitSource, fldPath *field.Path) f
 		err.Detail = fmt.Sprintf("userData and networkData together may not be more than %d bytes (got %d)", MaxCloudInitBytes, n)
 		return field.ErrorList{err}
 	}
-	return nil
+	ref := src.UserDataSecretRef
+	if ref == nil {
+		return nil
+	}
+	refPath := fldPath.Child("userDataSecretRef")
+	var allErrs field.ErrorList
+	if src.UserData != "" {
+		allErrs = append(allErrs, field.Forbidden(refPath, "may not be set together with userData: the user data comes from one of them"))
+	}
+	allErrs = append(allErrs, validateReferenceName(ref.Name, apimachineryvalidation.NameIsDNSSubdomain, refPath.Child("name"))...)
+	keyPath := refPath.Child("key")
+	if ref.Key == "" {
+		return append(allErrs, field.Required(keyPath, ""))
+	}
+	if msgs := utilvalidation.IsConfigMapKey(ref.Key); len(msgs) > 0 {
+		allErrs = append(allErrs, field.Invalid(keyPath, ref.Key, strings.Join(msgs, "; ")))
+	}
+	return allErrs
 }

@@ -49,6 +49,11 @@ type Options struct {
 	// namespace: a VM may use files under <root>/<its namespace>/ only,
 	// read-only or writable.
 	WritableHostPathRoots []string
+	// AllowedBridges are the host bridges a VM's interfaces may connect
+	// to; none allows no bridge interface. Agents enforce their own list
+	// (--allowed-bridges) on their host; this one lets the API refuse
+	// early and say why.
+	AllowedBridges []string
 }
 
 // Bounds of the API. They are part of the contract users rely on: raising one

@@ -32,9 +32,13 @@ import (
 
 const testSHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
-// testOpts: one shared root (read-only to VMs) and one writable root,
-// divided per namespace.
-var testOpts = Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images"}, WritableHostPathRoots: []string{"/srv/vm"}}
+// testOpts: one shared root (read-only to VMs), one writable root,
+// divided per namespace, and two allowed bridges.
+var testOpts = Options{
+	AllowedHostPathRoots:  []string{"/var/lib/vessel/images"},
+	WritableHostPathRoots: []string{"/srv/vm"},
+	AllowedBridges:        []string{"br0", "br-0123456789ab"},
+}
 
 var testTime = metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 
@@ -97,6 +101,8 @@ func validVMStatus() vessel.VirtualMachineStatus {
 		NodeName:              "hv-1.example.com",
 		StartedAt:             &testTime,
 		StopReason:            StopReasonGuestShutdown,
+		RestartCount:          3,
+		NextStartTime:         &testTime,
 		Interfaces: []vessel.InterfaceStatus{
 			{Name: "default", MACAddress: "52:54:00:aa:bb:cc", IPAddress: "10.0.2.15"},
 			{Name: "lan", MACAddress: "52:54:00:12:34:56", IPAddress: "2001:db8::15"},
@@ -219,7 +225,7 @@ func TestValidateVirtualMachineAcceptsValid(t *testing.T) {
 	rootDir := validVM()
 	rootDir.Spec.Disks[3].HostPath.Path = "/dev/vg0/web-1"
 	rootDir.Spec.Disks[3].ReadOnly = true
-	expectErrors(t, ValidateVirtualMachine(rootDir, Options{AllowedHostPathRoots: []string{"/"}}))
+	expectErrors(t, ValidateVirtualMachine(rootDir, Options{AllowedHostPathRoots: []string{"/"}, AllowedBridges: testOpts.AllowedBridges}))
 
 	// Read-only disks may come from a shared root, and from the VM's own
 	// namespace directory of a writable root.
@@ -357,7 +363,7 @@ func TestValidateVirtualMachineRejectsInvalid(t *testing.T) {
 		{"hostPath that is a root itself", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm" }, []want{forbidden("spec.disks[3].hostPath.path")}},
 		{"hostPath in a sibling sharing a root's prefix", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "/srv/vm-other/a.img" }, []want{forbidden("spec.disks[3].hostPath.path")}},
 		{"empty hostPath", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[3].HostPath.Path = "" }, []want{required("spec.disks[3].hostPath.path")}},
-		{"hostPath when the server allows none", &noRoots, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel = nil }, []want{forbidden("spec.disks[3].hostPath")}},
+		{"hostPath when the server allows none", &noRoots, func(vm *vessel.VirtualMachine) { vm.Spec.Kernel = nil; vm.Spec.Interfaces = nil }, []want{forbidden("spec.disks[3].hostPath")}},
 
 		// blank and cloud-init
 		{"blank size zero", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Disks[1].Blank.Size = resource.Quantity{} }, []want{invalid("spec.disks[1].blank.size")}},
@@ -386,6 +392,26 @@ func TestValidateVirtualMachineRejectsInvalid(t *testing.T) {
 		{"bridge name with a slash", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Bridge = "br/0" }, []want{invalid("spec.interfaces[1].bridge")}},
 		{"bridge name with a space", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Bridge = "br 0" }, []want{invalid("spec.interfaces[1].bridge")}},
 		{"bridge name ..", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Bridge = ".." }, []want{invalid("spec.interfaces[1].bridge")}},
+		{"bridge not allowed", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Bridge = "cni0" }, []want{notSupported("spec.interfaces[1].bridge")}},
+		{"bridge on a server that allows none", &Options{AllowedHostPathRoots: testOpts.AllowedHostPathRoots, WritableHostPathRoots: testOpts.WritableHostPathRoots},
+			func(vm *vessel.VirtualMachine) {}, []want{forbidden("spec.interfaces[1].bridge")}},
+
+		// cloud-init user data from a Secret
+		{"user data both inline and from a secret", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[2].CloudInit.UserDataSecretRef = &vessel.SecretKeyReference{Name: "seed", Key: "userdata"}
+		}, []want{forbidden("spec.disks[2].cloudInit.userDataSecretRef")}},
+		{"user data secret without a name", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[2].CloudInit = &vessel.CloudInitSource{UserDataSecretRef: &vessel.SecretKeyReference{Key: "userdata"}}
+		}, []want{required("spec.disks[2].cloudInit.userDataSecretRef.name")}},
+		{"user data secret with a bad name", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[2].CloudInit = &vessel.CloudInitSource{UserDataSecretRef: &vessel.SecretKeyReference{Name: "Seed_1", Key: "userdata"}}
+		}, []want{invalid("spec.disks[2].cloudInit.userDataSecretRef.name")}},
+		{"user data secret key cleared", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[2].CloudInit = &vessel.CloudInitSource{UserDataSecretRef: &vessel.SecretKeyReference{Name: "seed"}}
+		}, []want{required("spec.disks[2].cloudInit.userDataSecretRef.key")}},
+		{"user data secret key with a slash", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Disks[2].CloudInit = &vessel.CloudInitSource{UserDataSecretRef: &vessel.SecretKeyReference{Name: "seed", Key: "../x"}}
+		}, []want{invalid("spec.disks[2].cloudInit.userDataSecretRef.key")}},
 		{"bad MAC", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].MACAddress = "52:54:00:12:34" }, []want{invalid("spec.interfaces[1].macAddress")}},
 		{"EUI-64 MAC", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].MACAddress = "52:54:00:12:34:56:78:9a" }, []want{invalid("spec.interfaces[1].macAddress")}},
 		{"dash-separated MAC", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].MACAddress = "52-54-00-12-34-56" }, []want{invalid("spec.interfaces[1].macAddress")}},
@@ -480,6 +506,10 @@ func TestValidateVirtualMachineUpdate(t *testing.T) {
 		{"stored disk made read-only", boundVM, &Options{AllowedHostPathRoots: []string{"/var/lib/vessel/images"}}, func(vm *vessel.VirtualMachine) {
 			vm.Spec.Disks[3].ReadOnly = true
 		}, []want{forbidden("spec.disks[3].hostPath.path")}},
+		{"bridge stored before the server's list was narrowed", boundVM, &Options{AllowedHostPathRoots: testOpts.AllowedHostPathRoots, WritableHostPathRoots: testOpts.WritableHostPathRoots},
+			func(vm *vessel.VirtualMachine) { vm.Spec.RunStrategy = vessel.RunStrategyHalted }, nil},
+		{"bridge changed to one not allowed", boundVM, nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Bridge = "docker0" },
+			[]want{notSupported("spec.interfaces[1].bridge")}},
 
 		// rejected
 		{"nodeName changed", boundVM, nil, func(vm *vessel.VirtualMachine) { vm.Spec.NodeName = "hv-2" }, []want{forbidden("spec.nodeName")}},
@@ -538,6 +568,7 @@ func TestValidateVirtualMachineStatusUpdate(t *testing.T) {
 		{"negative observedPowerActionID", func(s *vessel.VirtualMachineStatus) { s.ObservedPowerActionID = -1 }, []want{invalid("status.observedPowerActionID")}},
 		{"bad nodeName", func(s *vessel.VirtualMachineStatus) { s.NodeName = "HV_1" }, []want{invalid("status.nodeName")}},
 		{"unknown stop reason", func(s *vessel.VirtualMachineStatus) { s.StopReason = "Bored" }, []want{notSupported("status.stopReason")}},
+		{"negative restartCount", func(s *vessel.VirtualMachineStatus) { s.RestartCount = -1 }, []want{invalid("status.restartCount")}},
 		{"duplicate interface statuses", func(s *vessel.VirtualMachineStatus) { s.Interfaces[1].Name = "default" }, []want{duplicate("status.interfaces[1].name")}},
 		{"interface status without a name", func(s *vessel.VirtualMachineStatus) { s.Interfaces[0].Name = "" }, []want{required("status.interfaces[0].name")}},
 		{"bad IP address", func(s *vessel.VirtualMachineStatus) { s.Interfaces[0].IPAddress = "10.0.2.256" }, []want{invalid("status.interfaces[0].ipAddress")}},

@@ -47,7 +47,7 @@ func ValidateVirtualMachine(vm *vessel.VirtualMachine, opts Options) field.Error
 	allErrs := apimachineryvalidation.ValidateObjectMeta(&vm.ObjectMeta, true, apimachineryvalidation.NameIsDNSLabel, field.NewPath("metadata"))
 
 	specPath := field.NewPath("spec")
-	allErrs = append(allErrs, validateVirtualMachineSpec(&vm.Spec, newHostPathPolicy(opts, vm.Namespace), specPath)...)
+	allErrs = append(allErrs, validateVirtualMachineSpec(&vm.Spec, newHostPathPolicy(opts, vm.Namespace), newBridgePolicy(opts, nil), specPath)...)
 	if vm.Spec.NodeName != "" {
 		allErrs = append(allErrs, field.Forbidden(specPath.Child("nodeName"), "may not be set on create: it is set through the binding subresource"))
 	}
@@ -64,7 +64,7 @@ func ValidateVirtualMachineUpdate(newVM, oldVM *vessel.VirtualMachine, opts Opti
 	specPath := field.NewPath("spec")
 	policy := newHostPathPolicy(opts, newVM.Namespace)
 	policy.unchanged = hostPathsOf(&oldVM.Spec)
-	allErrs = append(allErrs, validateVirtualMachineSpec(&newVM.Spec, policy, specPath)...)
+	allErrs = append(allErrs, validateVirtualMachineSpec(&newVM.Spec, policy, newBridgePolicy(opts, &oldVM.Spec), specPath)...)
 
 	if newVM.Spec.NodeName != oldVM.Spec.NodeName {
 		allErrs = append(allErrs, field.Forbidden(specPath.Child("nodeName"), "may only be set through the binding subresource and cannot change once set"))
@@ -75,7 +75,7 @@ func ValidateVirtualMachineUpdate(newVM, oldVM *vessel.VirtualMachine, opts Opti
 
 // validateVirtualMachineSpec checks a spec after defaulting, so fields that
 // have defaults are required.
-func validateVirtualMachineSpec(spec *vessel.VirtualMachineSpec, policy hostPathPolicy, fldPath *field.Path) field.ErrorList {
+func validateVirtualMachineSpec(spec *vessel.VirtualMachineSpec, policy hostPathPolicy, bridges bridgePolicy, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
 
 	allErrs = append(allErrs, validateEnum(spec.RunStrategy, supportedRunStrategies, fldPath.Child("runStrategy"))...)
@@ -94,7 +94,7 @@ func validateVirtualMachineSpec(spec *vessel.VirtualMachineSpec, policy hostPath
 		allErrs = append(allErrs, validateKernelBoot(spec.Kernel, policy, fldPath.Child("kernel"))...)
 	}
 	allErrs = append(allErrs, validateDisks(spec.Disks, policy, fldPath.Child("disks"))...)
-	allErrs = append(allErrs, validateInterfaces(spec.Interfaces, fldPath.Child("interfaces"))...)
+	allErrs = append(allErrs, validateInterfaces(spec.Interfaces, bridges, fldPath.Child("interfaces"))...)
 	allErrs = append(allErrs, metav1validation.ValidateLabels(spec.NodeSelector, fldPath.Child("nodeSelector"))...)
 
 	gracePath := fldPath.Child("terminationGracePeriodSeconds")

@@ -66,6 +66,7 @@ func validateVirtualMachineStatus(status *vessel.VirtualMachineStatus, fldPath *
 	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(status.ObservedPowerActionID, fldPath.Child("observedPowerActionID"))...)
 	allErrs = append(allErrs, validateOptionalReferenceName(status.NodeName, apimachineryvalidation.NameIsDNSSubdomain, fldPath.Child("nodeName"))...)
 	allErrs = append(allErrs, validateOptionalEnum(status.StopReason, supportedStopReasons, fldPath.Child("stopReason"))...)
+	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(int64(status.RestartCount), fldPath.Child("restartCount"))...)
 	allErrs = append(allErrs, validateInterfaceStatuses(status.Interfaces, fldPath.Child("interfaces"))...)
 	allErrs = append(allErrs, validateDiskStatuses(status.Disks, fldPath.Child("disks"))...)
 	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(status.ConsoleLogBytes, fldPath.Child("consoleLogBytes"))...)

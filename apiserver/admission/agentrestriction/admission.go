@@ -15,17 +15,19 @@ limitations under the License.
 */
 
 // Package agentrestriction is the VesselAgentRestriction admission plugin:
-// RBAC lets node agents (group system:vessel-agents) write Hypervisors and
-// VM status in general; this plugin narrows each agent to its own
-// Hypervisor and to the VMs, snapshots and restores bound to it, the way
-// NodeRestriction narrows kubelets.
+// RBAC lets node agents (see agentidentity) write Hypervisors and VM status
+// in general; this plugin narrows each agent to its own Hypervisor (whose
+// spec and labels stay the administrator's) and to the VMs, snapshots and
+// restores bound to it, the way NodeRestriction narrows kubelets. Reads
+// are not admission's business: the agent authorizer and the VM storage
+// confine those.
 package agentrestriction
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -33,6 +35,8 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
+	"github.com/vessel-vm/vessel/apiserver/admission/initializer"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
 )
@@ -40,10 +44,11 @@ import (
 const (
 	// PluginName is the name to enable the plugin by.
 	PluginName = "VesselAgentRestriction"
-	// AgentGroup is the group every node agent authenticates in.
-	AgentGroup = "system:vessel-agents"
-	// AgentUserPrefix precedes the hypervisor name in an agent's user name.
-	AgentUserPrefix = "system:vessel-agent:"
+	// RestrictedLabelPrefix marks Hypervisor labels only an administrator
+	// sets, never an agent, not even when it registers: nodeSelectors on
+	// them keep VMs off hypervisors whose agent would like to attract them
+	// (the node-restriction.kubernetes.io/ idea).
+	RestrictedLabelPrefix = "node-restriction.vessel.dev/"
 )
 
 // Register adds the plugin to plugins.
@@ -54,23 +59,23 @@ func Register(plugins *admission.Plugins) {
 // Plugin restricts node agents.
 type Plugin struct {
 	*admission.Handler
-	vms listers.VirtualMachineLister
+	vms      listers.VirtualMachineLister
+	identify func(user.Info) agentidentity.Agent
 }
 
 var (
-	_ admission.ValidationInterface     = &Plugin{}
-	_ admission.InitializationValidator = &Plugin{}
-	_ WantsInformerFactory              = &Plugin{}
+	_ admission.ValidationInterface          = &Plugin{}
+	_ admission.InitializationValidator      = &Plugin{}
+	_ initializer.WantsVesselInformerFactory = &Plugin{}
+	_ initializer.WantsAgentIdentifier       = &Plugin{}
 )
-
-// WantsInformerFactory is implemented by plugins that read vessel.dev objects.
-type WantsInformerFactory interface {
-	SetVesselInformerFactory(informers.SharedInformerFactory)
-}
 
 // New returns the plugin; it needs an informer factory before use.
 func New() *Plugin {
-	return &Plugin{Handler: admission.NewHandler(admission.Create, admission.Update, admission.Delete)}
+	return &Plugin{
+		Handler:  admission.NewHandler(admission.Create, admission.Update, admission.Delete),
+		identify: agentidentity.Identifier{}.Identify,
+	}
 }
 
 // SetVesselInformerFactory gives the plugin the VMs it checks ownership against.
@@ -80,6 +85,9 @@ func (p *Plugin) SetVesselInformerFactory(f informers.SharedInformerFactory) {
 	p.SetReadyFunc(vms.Informer().HasSynced)
 }
 
+// SetAgentIdentifier says which users are agents.
+func (p *Plugin) SetAgentIdentifier(id agentidentity.Identifier) { p.identify = id.Identify }
+
 // ValidateInitialization checks the plugin got its informers.
 func (p *Plugin) ValidateInitialization() error {
 	if p.vms == nil {
@@ -88,29 +96,20 @@ func (p *Plugin) ValidateInitialization() error {
 	return nil
 }
 
-// agentName returns the hypervisor a request's user is the agent of.
-func agentName(u user.Info) (string, bool) {
-	if u == nil || !slices.Contains(u.GetGroups(), AgentGroup) {
-		return "", false
-	}
-	name, ok := strings.CutPrefix(u.GetName(), AgentUserPrefix)
-	return name, ok && name != ""
-}
-
 // Validate lets through every request that is not an agent's; an agent's
 // only when it touches what belongs to its own hypervisor.
 func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
 	if a.GetResource().Group != vessel.GroupName {
 		return nil
 	}
-	agent, isAgent := agentName(a.GetUserInfo())
-	if !isAgent {
-		if slices.Contains(a.GetUserInfo().GetGroups(), AgentGroup) {
-			return admission.NewForbidden(a, fmt.Errorf("user %q is in group %s but is not named %s<hypervisor>",
-				a.GetUserInfo().GetName(), AgentGroup, AgentUserPrefix))
-		}
+	who := p.identify(a.GetUserInfo())
+	if !who.IsAgent {
 		return nil
 	}
+	if who.Hypervisor == "" {
+		return admission.NewForbidden(a, errors.New(who.Why))
+	}
+	agent := who.Hypervisor
 	if !p.WaitForReady() {
 		return admission.NewForbidden(a, fmt.Errorf("not yet ready to check agent requests"))
 	}
@@ -123,8 +122,13 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 		if a.GetName() != agent {
 			return forbid("may only write its own Hypervisor, not %q", a.GetName())
 		}
-		if a.GetOperation() == admission.Delete {
+		switch {
+		case a.GetOperation() == admission.Delete:
 			return forbid("may not delete its Hypervisor")
+		case sub == "" && a.GetOperation() == admission.Create:
+			return noRestrictedLabels(a, forbid)
+		case sub == "" && a.GetOperation() == admission.Update:
+			return onlyAdminChangesHypervisor(a, forbid)
 		}
 		return nil
 	case resource == "virtualmachines" && sub == "status" && a.GetOperation() == admission.Update:

@@ -28,6 +28,7 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
 )
 
@@ -43,9 +44,14 @@ func TestValidate(t *testing.T) {
 	p.vms = listers.NewVirtualMachineLister(indexer)
 	p.SetReadyFunc(func() bool { return true })
 
-	agent := &user.DefaultInfo{Name: "system:vessel-agent:hv1", Groups: []string{AgentGroup}}
-	impostor := &user.DefaultInfo{Name: "mallory", Groups: []string{AgentGroup}}
+	p.SetAgentIdentifier(agentidentity.Identifier{ServiceAccounts: []string{agentidentity.DefaultServiceAccount}})
+
+	agent := &user.DefaultInfo{Name: "system:vessel-agent:hv1", Groups: []string{agentidentity.Group}}
+	impostor := &user.DefaultInfo{Name: "mallory", Groups: []string{agentidentity.Group}}
 	tenant := &user.DefaultInfo{Name: "alice"}
+	// The agent DaemonSet's service account: its pod-bound token names the node.
+	podAgent := &user.DefaultInfo{Name: "system:serviceaccount:vessel-system:vessel-agent", Extra: map[string][]string{agentidentity.NodeNameExtra: {"hv1"}}}
+	unboundToken := &user.DefaultInfo{Name: "system:serviceaccount:vessel-system:vessel-agent"}
 	vm := func(name string, finalizers ...string) *vessel.VirtualMachine {
 		return &vessel.VirtualMachine{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Finalizers: finalizers},
@@ -59,8 +65,16 @@ func TestValidate(t *testing.T) {
 		Spec:       vessel.VirtualMachineSnapshotSpec{VirtualMachineName: "theirs"},
 	}
 	hv := func(name string) *vessel.Hypervisor {
-		return &vessel.Hypervisor{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		return &vessel.Hypervisor{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"zone": "a"}}}
 	}
+	cordoned := hv("hv1")
+	cordoned.Spec.Unschedulable = true
+	relabelled := hv("hv1")
+	relabelled.Labels["tenant"] = "team-b"
+	restricted := hv("hv1")
+	restricted.Labels[RestrictedLabelPrefix+"dedicated"] = "team-b"
+	annotated := hv("hv1")
+	annotated.Annotations = map[string]string{"note": "x"}
 
 	tests := []struct {
 		name                string
@@ -73,6 +87,12 @@ func TestValidate(t *testing.T) {
 		{"agent writes its own hypervisor status", agent, admission.Update, "hypervisors", "status", "hv1", hv("hv1"), hv("hv1"), true},
 		{"agent registers its own hypervisor", agent, admission.Create, "hypervisors", "", "hv1", hv("hv1"), nil, true},
 		{"agent writes another hypervisor", agent, admission.Update, "hypervisors", "status", "hv2", hv("hv2"), hv("hv2"), false},
+		{"agent registers with a restricted label", agent, admission.Create, "hypervisors", "", "hv1", restricted, nil, false},
+		{"agent uncordons its hypervisor", agent, admission.Update, "hypervisors", "", "hv1", hv("hv1"), cordoned, false},
+		{"agent cordons its hypervisor", agent, admission.Update, "hypervisors", "", "hv1", cordoned, hv("hv1"), false},
+		{"agent relabels its hypervisor", agent, admission.Update, "hypervisors", "", "hv1", relabelled, hv("hv1"), false},
+		{"agent annotates its hypervisor", agent, admission.Update, "hypervisors", "", "hv1", annotated, hv("hv1"), true},
+		{"admin relabels a hypervisor", tenant, admission.Update, "hypervisors", "", "hv1", relabelled, hv("hv1"), true},
 		{"agent deletes its hypervisor", agent, admission.Delete, "hypervisors", "", "hv1", nil, nil, false},
 		{"agent writes status of its VM", agent, admission.Update, "virtualmachines", "status", "mine", vm("mine"), vm("mine"), true},
 		{"agent writes status of another node's VM", agent, admission.Update, "virtualmachines", "status", "theirs", vm("theirs"), vm("theirs"), false},
@@ -83,6 +103,10 @@ func TestValidate(t *testing.T) {
 		{"agent binds a VM", agent, admission.Create, "virtualmachines", "binding", "mine", nil, nil, false},
 		{"agent writes a snapshot of another node's VM", agent, admission.Update, "virtualmachinesnapshots", "status", "s", snapshot, snapshot, false},
 		{"agent group member with a foreign name", impostor, admission.Update, "hypervisors", "status", "hv1", hv("hv1"), hv("hv1"), false},
+		{"pod-bound agent writes status of its VM", podAgent, admission.Update, "virtualmachines", "status", "mine", vm("mine"), vm("mine"), true},
+		{"pod-bound agent writes status of another node's VM", podAgent, admission.Update, "virtualmachines", "status", "theirs", vm("theirs"), vm("theirs"), false},
+		{"pod-bound agent writes its hypervisor status", podAgent, admission.Update, "hypervisors", "status", "hv1", hv("hv1"), hv("hv1"), true},
+		{"agent token bound to no pod", unboundToken, admission.Update, "hypervisors", "status", "hv1", hv("hv1"), hv("hv1"), false},
 		{"tenants are not this plugin's business", tenant, admission.Create, "virtualmachines", "", "new", vm("new"), nil, true},
 	}
 	for _, tt := range tests {

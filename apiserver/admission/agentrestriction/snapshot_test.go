@@ -27,6 +27,7 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
 )
 
@@ -41,7 +42,7 @@ func TestAgentSnapshotFinalizers(t *testing.T) {
 	p := New()
 	p.vms = listers.NewVirtualMachineLister(indexer)
 	p.SetReadyFunc(func() bool { return true })
-	agent := &user.DefaultInfo{Name: "system:vessel-agent:hv1", Groups: []string{AgentGroup}}
+	agent := &user.DefaultInfo{Name: "system:vessel-agent:hv1", Groups: []string{agentidentity.Group}}
 
 	snap := func(vm, node string, finalizers ...string) *vessel.VirtualMachineSnapshot {
 		return &vessel.VirtualMachineSnapshot{

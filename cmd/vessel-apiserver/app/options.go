@@ -28,6 +28,7 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver"
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 )
 
 // Options are the vessel-apiserver's command-line options: the generic
@@ -44,6 +45,11 @@ type Options struct {
 	AllowedHostPathRoots []string
 	// WritableHostPathRoots are hostPath roots divided per namespace.
 	WritableHostPathRoots []string
+	// AllowedBridges are the host bridges VM interfaces may connect to.
+	AllowedBridges []string
+	// AgentServiceAccounts are the node agents' service accounts
+	// ("<namespace>:<name>"), besides system:vessel-agents certificates.
+	AgentServiceAccounts []string
 	// AgentClient reaches node agents' stream servers for console and log.
 	AgentClient apiserver.AgentClientOptions
 }
@@ -55,6 +61,7 @@ func NewOptions() *Options {
 		EtcdDataDir:          "/var/lib/vessel/etcd",
 		EtcdListen:           "http://127.0.0.1:0",
 		AllowedHostPathRoots: apiserver.DefaultAllowedHostPathRoots(),
+		AgentServiceAccounts: []string{agentidentity.DefaultServiceAccount},
 	}
 }
 
@@ -69,6 +76,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Shared directories under which hostPath sources may lie: VMs may read files there (kernels, initrds, readOnly disks), never write them. Keep in line with the agents' flag.")
 	fs.StringSliceVar(&o.WritableHostPathRoots, "writable-host-path-roots", o.WritableHostPathRoots,
 		"Directories divided per namespace: a VM may use files under <root>/<its namespace>/, writable or not. Keep in line with the agents' flag.")
+	fs.StringSliceVar(&o.AllowedBridges, "allowed-bridges", o.AllowedBridges,
+		"Host bridges VM interfaces of type Bridge may connect to (default: none). Keep in line with the agents' flag, which each agent enforces on its host.")
+	fs.StringSliceVar(&o.AgentServiceAccounts, "agent-service-accounts", o.AgentServiceAccounts,
+		"Service accounts (<namespace>:<name>) node agents run as: a token of one bound to a pod on node N is the agent of Hypervisor N. Client certificates of users system:vessel-agent:<hypervisor> in group system:vessel-agents are agents too.")
 	fs.StringVar(&o.AgentClient.CAFile, "agent-ca-file", o.AgentClient.CAFile,
 		"CA bundle that verifies node agents' stream server certificates (console, log). Without the three --agent-* files, console and log answer 503.")
 	fs.StringVar(&o.AgentClient.CertFile, "agent-client-cert-file", o.AgentClient.CertFile,
@@ -106,6 +117,7 @@ func (o *Options) Validate() error {
 	errs := recommended.Validate()
 	errs = append(errs, validation.ValidateHostPathRoots(o.AllowedHostPathRoots, o.WritableHostPathRoots)...)
 	errs = append(errs, validateAgentClient(o.AgentClient)...)
+	errs = append(errs, agentidentity.ValidateServiceAccounts(o.AgentServiceAccounts)...)
 	if o.embeddedEtcd() && o.EtcdDataDir == "" {
 		errs = append(errs, fmt.Errorf("--etcd-data-dir is required when --etcd-servers is empty"))
 	}
@@ -134,7 +146,12 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		return nil, err
 	}
 	return apiserver.NewConfig(o.RecommendedOptions, apiserver.ExtraConfig{
-		Validation:     validation.Options{AllowedHostPathRoots: o.AllowedHostPathRoots, WritableHostPathRoots: o.WritableHostPathRoots},
+		Validation: validation.Options{
+			AllowedHostPathRoots:  o.AllowedHostPathRoots,
+			WritableHostPathRoots: o.WritableHostPathRoots,
+			AllowedBridges:        o.AllowedBridges,
+		},
 		AgentTransport: agentTransport,
+		AgentIdentity:  agentidentity.Identifier{ServiceAccounts: o.AgentServiceAccounts},
 	})
 }

@@ -68,6 +68,7 @@ type Agents struct {
 type ConsoleREST struct {
 	store  *genericregistry.Store
 	agents Agents
+	guards Guards
 }
 
 var _ rest.Connecter = &ConsoleREST{}
@@ -96,11 +97,18 @@ func (r *ConsoleREST) Connect(ctx context.Context, name string, obj runtime.Obje
 	if errs := validation.ValidateVirtualMachineConsoleOptions(opts); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(vessel.Kind("VirtualMachineConsoleOptions"), name, errs)
 	}
+	readOnlyReason, err := r.guards.confineInput(ctx, name, opts)
+	if err != nil {
+		return nil, err
+	}
 	vm, endpoint, err := r.agents.locate(ctx, r.store, name, "console", true)
 	if err != nil {
 		return nil, err
 	}
 	q := url.Values{}
+	if readOnlyReason != "" {
+		q.Set("readOnlyReason", readOnlyReason)
+	}
 	if opts.TailBytes > 0 {
 		q.Set("tailBytes", strconv.FormatInt(opts.TailBytes, 10))
 	}

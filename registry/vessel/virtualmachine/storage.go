@@ -37,17 +37,19 @@ import (
 
 // Storage is every REST endpoint of VirtualMachines, sharing one store.
 type Storage struct {
-	VirtualMachine *registry.REST
-	Status         *registry.StatusREST
+	VirtualMachine *REST
+	Status         *StatusREST
 	Binding        *BindingREST
 	Actions        map[Action]*ActionREST
 	Console        *ConsoleREST
 	Log            *LogREST
+	UserData       *UserDataREST
 }
 
 // NewStorage builds the VirtualMachine store and its subresources; agents
-// lets console and log reach the node agent running a VM.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, opts validation.Options, agents Agents) (*Storage, error) {
+// lets console and log reach the node agent running a VM, guards confine
+// what agents and console users may do.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, opts validation.Options, agents Agents, guards Guards) (*Storage, error) {
 	stores, err := registry.Resource[*vessel.VirtualMachine]{
 		Kind:       kind(opts),
 		New:        func() runtime.Object { return &vessel.VirtualMachine{} },
@@ -64,12 +66,13 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, op
 		return nil, err
 	}
 	s := &Storage{
-		VirtualMachine: stores.Main,
-		Status:         stores.Status,
+		VirtualMachine: &REST{REST: stores.Main, agentOf: guards.AgentOf},
+		Status:         &StatusREST{StatusREST: stores.Status, agentOf: guards.AgentOf},
 		Binding:        &BindingREST{store: stores.Store},
 		Actions:        map[Action]*ActionREST{},
-		Console:        &ConsoleREST{store: stores.Store, agents: agents},
+		Console:        &ConsoleREST{store: stores.Store, agents: agents, guards: guards},
 		Log:            &LogREST{store: stores.Store, agents: agents},
+		UserData:       &UserDataREST{store: stores.Store, guards: guards},
 	}
 	for _, a := range Actions {
 		s.Actions[a] = &ActionREST{store: stores.Store, action: a}

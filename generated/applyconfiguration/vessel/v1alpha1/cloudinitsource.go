@@ -25,8 +25,14 @@ package v1alpha1
 // read-only CD-ROM.
 type CloudInitSourceApplyConfiguration struct {
 	// UserData is the cloud-init user data, for example "#cloud-config ..." or
-	// a shell script starting with "#!".
+	// a shell script starting with "#!". Anyone who may read the VM reads
+	// it: put secrets in userDataSecretRef instead.
 	UserData *string `json:"userData,omitempty"`
+	// UserDataSecretRef takes the user data from a key of a Secret in the
+	// VM's namespace instead of from userData. Only the node agent of the
+	// hypervisor the VM is bound to obtains it, through the VM's userdata
+	// subresource; readers of the VM see only this reference.
+	UserDataSecretRef *SecretKeyReferenceApplyConfiguration `json:"userDataSecretRef,omitempty"`
 	// NetworkData is the cloud-init network configuration (version 2).
 	NetworkData *string `json:"networkData,omitempty"`
 }
@@ -42,6 +48,14 @@ func CloudInitSource() *CloudInitSourceApplyConfiguration {
 // If called multiple times, the UserData field is set to the value of the last call.
 func (b *CloudInitSourceApplyConfiguration) WithUserData(value string) *CloudInitSourceApplyConfiguration {
 	b.UserData = &value
+	return b
+}
+
+// WithUserDataSecretRef sets the UserDataSecretRef field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the UserDataSecretRef field is set to the value of the last call.
+func (b *CloudInitSourceApplyConfiguration) WithUserDataSecretRef(value *SecretKeyReferenceApplyConfiguration) *CloudInitSourceApplyConfiguration {
+	b.UserDataSecretRef = value
 	return b
 }
 

@@ -43,6 +43,15 @@ type VirtualMachineStatusApplyConfiguration struct {
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// StopReason says why the guest last stopped: Requested, GuestShutdown or Crashed.
 	StopReason *string `json:"stopReason,omitempty"`
+	// RestartCount is how many times the agent started the guest again
+	// after it stopped on its own (runStrategy Always or RerunOnFailure).
+	// It goes back to zero once a guest has run for ten minutes.
+	RestartCount *int32 `json:"restartCount,omitempty"`
+	// NextStartTime is when the agent starts again a guest that keeps
+	// stopping right after it starts: the Ready condition then has reason
+	// CrashLoopBackOff, and the delay doubles with every restart (10s up
+	// to 5m, as for a pod's containers).
+	NextStartTime *metav1.Time `json:"nextStartTime,omitempty"`
 	// Interfaces lists the guest's network interfaces and the addresses seen on them.
 	Interfaces []InterfaceStatusApplyConfiguration `json:"interfaces,omitempty"`
 	// Disks reports each disk's provisioning state.
@@ -118,6 +127,22 @@ func (b *VirtualMachineStatusApplyConfiguration) WithStartedAt(value metav1.Time
 // If called multiple times, the StopReason field is set to the value of the last call.
 func (b *VirtualMachineStatusApplyConfiguration) WithStopReason(value string) *VirtualMachineStatusApplyConfiguration {
 	b.StopReason = &value
+	return b
+}
+
+// WithRestartCount sets the RestartCount field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the RestartCount field is set to the value of the last call.
+func (b *VirtualMachineStatusApplyConfiguration) WithRestartCount(value int32) *VirtualMachineStatusApplyConfiguration {
+	b.RestartCount = &value
+	return b
+}
+
+// WithNextStartTime sets the NextStartTime field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the NextStartTime field is set to the value of the last call.
+func (b *VirtualMachineStatusApplyConfiguration) WithNextStartTime(value metav1.Time) *VirtualMachineStatusApplyConfiguration {
+	b.NextStartTime = &value
 	return b
 }
 
