@@ -20,6 +20,8 @@ import (
 	"slices"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/controller/runstrategy"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
@@ -82,6 +84,11 @@ type decision struct {
 	StartPaused bool
 	// RestartDone is the restart action this start completes, 0 if none.
 	RestartDone int64
+	// RestartCount and NextStartTime are status.restartCount and
+	// status.nextStartTime after this pass: a guest that keeps stopping
+	// on its own is started again with a growing delay (crashBackoff).
+	RestartCount  int32
+	NextStartTime *metav1.Time
 	// Requeue is how soon to look again, 0 for no particular time.
 	Requeue time.Duration
 }
@@ -119,7 +126,7 @@ func decide(o *observation) decision {
 	}
 	// Would the guest run if it did? If not, a stop was asked for.
 	wanted := !deleting && runstrategy.ShouldRun(in)
-	d := decision{Action: actNone, Stop: o.Stop}
+	d := decision{Action: actNone, Stop: o.Stop, RestartCount: vm.Status.RestartCount, NextStartTime: vm.Status.NextStartTime}
 	d.StopReason = noticeStop(vm.Status.Phase, vm.Status.StopReason, dom, o.Stop != nil || !wanted)
 	if !active {
 		d.Stop = nil
@@ -163,6 +170,10 @@ func decide(o *observation) decision {
 		d.Action = actStop
 		d.Stop, d.StopStep, d.Requeue = planStop(o, a)
 	case dom != nil && !active && d.ShouldRun:
+		if wait := crashBackoff(o, &d); wait > 0 {
+			d.Requeue = wait
+			break
+		}
 		d.Action, d.StartPaused = actStart, vm.Spec.Paused
 		if d.Pending != nil && d.Pending.Type == v1alpha1.PowerActionRestart {
 			d.RestartDone = d.Pending.ID
@@ -173,6 +184,53 @@ func decide(o *observation) decision {
 		d.Action = actResume
 	}
 	return d
+}
+
+// Crash loop backoff, as for a pod's containers: the first start after a
+// guest stopped on its own is immediate, each further one waits twice as
+// long as the last (from crashBackoffBase up to crashBackoffMax); a guest
+// that ran for crashBackoffReset, or a start or restart the user asks for,
+// starts the count again.
+const (
+	crashBackoffBase  = 10 * time.Second
+	crashBackoffMax   = 5 * time.Minute
+	crashBackoffReset = 10 * time.Minute
+)
+
+// crashBackoff decides whether a guest that should run but is off starts
+// now: it sets d's restart count and next start time and returns how long
+// to wait, 0 to start now.
+func crashBackoff(o *observation, d *decision) time.Duration {
+	vm := o.VM
+	userStart := d.Pending != nil && (d.Pending.Type == v1alpha1.PowerActionStart || d.Pending.Type == v1alpha1.PowerActionRestart)
+	stoppedOnItsOwn := d.StopReason == runstrategy.StopReasonGuestShutdown || d.StopReason == runstrategy.StopReasonCrashed
+	if userStart || !stoppedOnItsOwn || vm.Status.StartedAt == nil || d.SpecChanged {
+		d.RestartCount, d.NextStartTime = 0, nil
+		return 0
+	}
+	count := vm.Status.RestartCount
+	if o.Now.Sub(vm.Status.StartedAt.Time) >= crashBackoffReset {
+		count = 0
+	}
+	if count == 0 {
+		d.RestartCount, d.NextStartTime = 1, nil
+		return 0
+	}
+	next := d.NextStartTime
+	if next == nil {
+		delay := crashBackoffMax
+		if count <= 5 {
+			delay = min(crashBackoffBase<<(count-1), crashBackoffMax)
+		}
+		t := metav1.NewTime(o.Now.Add(delay))
+		next = &t
+	}
+	if wait := next.Sub(o.Now); wait > 0 {
+		d.RestartCount, d.NextStartTime = count, next
+		return wait
+	}
+	d.RestartCount, d.NextStartTime = count+1, nil
+	return 0
 }
 
 // decideDeletion: a VM being deleted is stopped (with its grace period),

@@ -197,9 +197,25 @@ func TestDecide(t *testing.T) {
 		{name: "RerunOnFailure guest powered itself off: stays off", obs: obsOf(started(testVM(rerun, running)), off(hypervisor.ReasonShutdown)),
 			want: decision{Action: actNone, Report: true, StopReason: runstrategy.StopReasonGuestShutdown}},
 		{name: "RerunOnFailure guest crashed: started again", obs: obsOf(started(testVM(rerun, running)), off(hypervisor.ReasonCrashed)),
-			want: decision{Action: actStart, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonCrashed}},
+			want: decision{Action: actStart, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonCrashed, RestartCount: 1}},
 		{name: "Always guest powered itself off: started again", obs: obsOf(started(testVM(always, running)), off(hypervisor.ReasonShutdown)),
-			want: decision{Action: actStart, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonGuestShutdown}},
+			want: decision{Action: actStart, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonGuestShutdown, RestartCount: 1}},
+
+		// Crash loop backoff.
+		{name: "second stop soon after a restart: wait 10s", obs: obsOf(restarted(testVM(always, running), 1, 5*time.Second), off(hypervisor.ReasonCrashed)),
+			want: decision{Action: actNone, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonCrashed, RestartCount: 1, NextStartTime: at(10 * time.Second), Requeue: 10 * time.Second}},
+		{name: "fourth stop: wait 40s", obs: obsOf(restarted(testVM(always, running), 3, 5*time.Second), off(hypervisor.ReasonShutdown)),
+			want: decision{Action: actNone, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonGuestShutdown, RestartCount: 3, NextStartTime: at(40 * time.Second), Requeue: 40 * time.Second}},
+		{name: "many stops: the wait is capped at 5m", obs: obsOf(restarted(testVM(always, running), 40, 5*time.Second), off(hypervisor.ReasonCrashed)),
+			want: decision{Action: actNone, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonCrashed, RestartCount: 40, NextStartTime: at(5 * time.Minute), Requeue: 5 * time.Minute}},
+		{name: "backing off: keep waiting for the time in status", obs: obsOf(backingOff(restarted(testVM(always, starting), 2, 30*time.Second), 7*time.Second), off(hypervisor.ReasonCrashed)),
+			want: decision{Action: actNone, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonCrashed, RestartCount: 2, NextStartTime: at(7 * time.Second), Requeue: 7 * time.Second}},
+		{name: "backoff over: started again, counted", obs: obsOf(backingOff(restarted(testVM(always, starting), 2, 30*time.Second), 0), off(hypervisor.ReasonCrashed)),
+			want: decision{Action: actStart, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonCrashed, RestartCount: 3}},
+		{name: "backing off: kubectl vm start starts it now", obs: obsOf(backingOff(restarted(withAction(testVM(always, starting), powerAction(v1alpha1.PowerActionStart, 4), 3), 2, 30*time.Second), 7*time.Second), off(hypervisor.ReasonCrashed)),
+			want: decision{Action: actStart, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonCrashed}},
+		{name: "a guest that ran for ten minutes starts again at once", obs: obsOf(restarted(testVM(always, running), 6, 10*time.Minute), off(hypervisor.ReasonCrashed)),
+			want: decision{Action: actStart, Report: true, ShouldRun: true, StopReason: runstrategy.StopReasonCrashed, RestartCount: 1}},
 		{name: "Once guest after its run: stays off", obs: obsOf(started(testVM(once, running)), off(hypervisor.ReasonShutdown)),
 			want: decision{Action: actNone, Report: true, StopReason: runstrategy.StopReasonGuestShutdown}},
 		{name: "a stop the agent was carrying out counts as requested", obs: obsOf(started(testVM(halted, stopping)), off(hypervisor.ReasonShutdown)),
@@ -271,6 +287,23 @@ func TestDecideIsPure(t *testing.T) {
 		t.Errorf("decide changed the observed stop: %+v -> %+v", before, *o.Stop)
 	}
 }
+
+// restarted says the agent started vm again count times after it stopped
+// on its own, the last time ago.
+func restarted(vm *v1alpha1.VirtualMachine, count int32, ago time.Duration) *v1alpha1.VirtualMachine {
+	vm.Status.StartedAt = &metav1.Time{Time: testNow.Add(-ago)}
+	vm.Status.RestartCount = count
+	return vm
+}
+
+// backingOff says the agent waits until in from now to start vm again.
+func backingOff(vm *v1alpha1.VirtualMachine, in time.Duration) *v1alpha1.VirtualMachine {
+	vm.Status.StopReason = runstrategy.StopReasonCrashed
+	vm.Status.NextStartTime = at(in)
+	return vm
+}
+
+func at(in time.Duration) *metav1.Time { return &metav1.Time{Time: testNow.Add(in)} }
 
 func started(vm *v1alpha1.VirtualMachine) *v1alpha1.VirtualMachine {
 	vm.Status.StartedAt = &metav1.Time{Time: testNow.Add(-time.Hour)}

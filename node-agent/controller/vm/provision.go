@@ -263,10 +263,17 @@ func (c *Controller) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMach
 		}
 	case d.CloudInit != nil:
 		dc.Path, dc.Format, dc.CDROM = filepath.Join(dir, "seed-"+d.Name+".iso"), "raw", true
+		userData := d.CloudInit.UserData
+		if ref := d.CloudInit.UserDataSecretRef; ref != nil {
+			var err error
+			if userData, err = c.userDataFromSecret(ctx, vm, ref.Name); err != nil {
+				return dc, err
+			}
+		}
 		err := disks.Seed(ctx, dc.Path, disks.SeedConfig{
 			InstanceID:    string(vm.UID),
 			LocalHostname: vm.Name,
-			UserData:      d.CloudInit.UserData,
+			UserData:      userData,
 			NetworkData:   d.CloudInit.NetworkData,
 		})
 		if err != nil {
@@ -329,4 +336,17 @@ func machineSpecHash(spec *v1alpha1.VirtualMachineSpec) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// userDataFromSecret reads a VM's user data through its userdata
+// subresource: the vessel-apiserver reads the Secret and answers only the
+// agent of the VM's hypervisor, so agents need no access to Secrets.
+func (c *Controller) userDataFromSecret(ctx context.Context, vm *v1alpha1.VirtualMachine, secret string) (string, error) {
+	body, err := c.client.VesselV1alpha1().RESTClient().Get().
+		Namespace(vm.Namespace).Resource("virtualmachines").Name(vm.Name).SubResource("userdata").
+		DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("user data from Secret %s: %w", secret, err)
+	}
+	return string(body), nil
 }

@@ -81,6 +81,8 @@ func (c *Controller) report(ctx context.Context, key string, o *observation, d *
 		Started:          out.started,
 		StopReason:       stopReason,
 		ObservedActionID: observedAction(d.Pending, vm.Status.ObservedPowerActionID, d.ShouldRun, active, st.restartDone),
+		RestartCount:     d.RestartCount,
+		NextStartTime:    d.NextStartTime,
 		IPs:              map[string]string{},
 		MACs:             map[string]string{},
 	}
@@ -103,7 +105,7 @@ func (c *Controller) report(ctx context.Context, key string, o *observation, d *
 		status.StartedAt != nil && o.Now.Sub(status.StartedAt.Time) < ipPollWindow {
 		requeue = minPositive(requeue, ipPollInterval)
 	}
-	if d.ShouldRun && dom != nil && !active {
+	if d.ShouldRun && dom != nil && !active && d.NextStartTime == nil {
 		requeue = minPositive(requeue, startPoll)
 	}
 	return requeue, nil

@@ -17,6 +17,9 @@ limitations under the License.
 package vm
 
 import (
+	"fmt"
+	"time"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -62,6 +65,9 @@ type statusInput struct {
 	Started          bool
 	StopReason       string
 	ObservedActionID int64
+	// RestartCount and NextStartTime: the crash loop backoff (decide).
+	RestartCount  int32
+	NextStartTime *metav1.Time
 	// IPs of the interfaces by name, as far as known.
 	IPs  map[string]string
 	MACs map[string]string
@@ -142,6 +148,7 @@ func computeStatus(vm *v1alpha1.VirtualMachine, obs *statusInput) v1alpha1.Virtu
 	st.ObservedGeneration = vm.Generation
 	st.ObservedPowerActionID = obs.ObservedActionID
 	st.StopReason = obs.StopReason
+	st.RestartCount, st.NextStartTime = obs.RestartCount, obs.NextStartTime
 	if obs.Started || (obs.Domain != nil && obs.Domain.State.Active() && st.StartedAt == nil) {
 		t := obs.Now
 		st.StartedAt = &t
@@ -165,9 +172,13 @@ func computeStatus(vm *v1alpha1.VirtualMachine, obs *statusInput) v1alpha1.Virtu
 		set(v1alpha1.VirtualMachineConditionProvisioned, metav1.ConditionFalse, "Provisioning", "preparing disks")
 	}
 
-	switch st.Phase {
-	case v1alpha1.VirtualMachineRunning:
+	switch {
+	case st.Phase == v1alpha1.VirtualMachineRunning:
 		set(v1alpha1.VirtualMachineConditionReady, metav1.ConditionTrue, "GuestRunning", "the guest is running")
+	case st.NextStartTime != nil && obs.ShouldRun:
+		set(v1alpha1.VirtualMachineConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCrashLoopBackOff, fmt.Sprintf(
+			"the guest keeps stopping on its own (%s; started again %d times): the agent waits until %s before it starts it again (kubectl vm start starts it now)",
+			st.StopReason, st.RestartCount, st.NextStartTime.UTC().Format(time.RFC3339)))
 	default:
 		set(v1alpha1.VirtualMachineConditionReady, metav1.ConditionFalse, string(st.Phase), readyMessage(st.Phase, st.StopReason))
 	}

@@ -124,6 +124,8 @@ func (a Action) apply(vm *vessel.VirtualMachine, opts *vessel.VirtualMachineActi
 	switch a {
 	case ActionStart:
 		switch {
+		case strategy == vessel.RunStrategyAlways && vm.Status.NextStartTime != nil:
+			// Backing off a guest that keeps stopping: start it now.
 		case strategy == vessel.RunStrategyAlways:
 			return notNow("VM has runStrategy Always: it already runs whenever it can")
 		case strategy == vessel.RunStrategyHalted:
