@@ -58,7 +58,10 @@ func TestMemoryCloneOfARunningGuest(t *testing.T) {
 	if err := l.Define(ctx, src); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l.Destroy(context.Background(), src.Owner.UID); _ = l.Undefine(context.Background(), src.Owner.UID) })
+	t.Cleanup(func() {
+		_ = l.Destroy(context.Background(), src.Owner.UID)
+		_ = l.Undefine(context.Background(), src.Owner.UID)
+	})
 	if err := l.Start(ctx, src.Owner.UID, false); err != nil {
 		t.Fatal(err)
 	}

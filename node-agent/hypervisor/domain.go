@@ -171,9 +171,9 @@ func domainXML(cfg *DomainConfig, name string) (string, error) {
 		// A VM generation ID device (libvirt picks the value): a memory
 		// clone gets a new one, and guests that know the device (Windows,
 		// Linux with vmgenid) reseed their RNG when it changes.
-		GenID: &libvirtxml.DomainGenID{},
-		Memory:      &libvirtxml.DomainMemory{Value: uint(cfg.MemoryKiB), Unit: "KiB"},
-		VCPU:        &libvirtxml.DomainVCPU{Value: cfg.CPUs},
+		GenID:  &libvirtxml.DomainGenID{},
+		Memory: &libvirtxml.DomainMemory{Value: uint(cfg.MemoryKiB), Unit: "KiB"},
+		VCPU:   &libvirtxml.DomainVCPU{Value: cfg.CPUs},
 		OS: &libvirtxml.DomainOS{
 			// i440fx: the test guest's cloud kernel has no AHCI, and IDE
 			// carries the cloud-init CD-ROM.
