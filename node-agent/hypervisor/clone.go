@@ -86,6 +86,16 @@ type CloneImage struct {
 	SpecHash string `json:"specHash"`
 	// Disks are the frozen copies of the source's writable disks.
 	Disks []FrozenDisk `json:"disks"`
+	// SharedDisks are the source's read-only disks (not CD-ROMs): nothing
+	// writes them, so clones attach the same files.
+	SharedDisks []SharedDisk `json:"sharedDisks,omitempty"`
+	// Kernel, Initrd and Cmdline boot the source directly (empty when it
+	// boots from a disk); its clones run the same kernel.
+	Kernel  string `json:"kernel,omitempty"`
+	Initrd  string `json:"initrd,omitempty"`
+	Cmdline string `json:"cmdline,omitempty"`
+	// KVM says the source is a KVM domain (else TCG).
+	KVM bool `json:"kvm,omitempty"`
 	// CapturedAt is when the memory was saved.
 	CapturedAt time.Time `json:"capturedAt"`
 	// Paused is how long the source's guest was paused for the capture.
@@ -109,6 +119,14 @@ type FrozenDisk struct {
 	Backing []BackingFile `json:"backing,omitempty"`
 }
 
+// SharedDisk is a read-only disk of the source, attached as it is.
+type SharedDisk struct {
+	Name    string        `json:"name"`
+	Path    string        `json:"path"`
+	Format  string        `json:"format"`
+	Backing []BackingFile `json:"backing,omitempty"`
+}
+
 // MemoryFile is the libvirt save image holding the memory.
 func (m *CloneImage) MemoryFile() string { return filepath.Join(m.Dir, memoryImageFile) }
 
@@ -123,7 +141,8 @@ func (m *CloneImage) Disk(name string) *FrozenDisk {
 }
 
 // ReadCloneImage reads the image captured in dir, ErrNoCloneImage when
-// there is none or its capture did not finish.
+// there is none or its capture did not finish. An image whose memory was
+// removed since (its clones no longer need it) says Memory false.
 func ReadCloneImage(dir string) (*CloneImage, error) {
 	b, err := os.ReadFile(filepath.Join(dir, imageInfoFile))
 	if errors.Is(err, os.ErrNotExist) {
@@ -137,8 +156,8 @@ func ReadCloneImage(dir string) (*CloneImage, error) {
 		return nil, fmt.Errorf("read clone image in %s: %w", dir, err)
 	}
 	img.Dir = dir
-	if _, err := os.Stat(img.MemoryFile()); err != nil && img.Memory {
-		return nil, fmt.Errorf("%w: %v", ErrNoCloneImage, err)
+	if _, err := os.Stat(img.MemoryFile()); err != nil {
+		img.Memory = false
 	}
 	return img, nil
 }
@@ -165,14 +184,16 @@ func (l *Libvirt) CaptureImage(ctx context.Context, uid, dir string, memory bool
 	if err != nil {
 		return nil, fmt.Errorf("read definition of domain %s: %w", uid, err)
 	}
-	disks, targets, err := writableDisks(live)
+	src, err := readSource(live)
 	if err != nil {
 		return nil, fmt.Errorf("clone image of domain %s: %w", uid, err)
 	}
+	disks, targets := src.disks, src.targets
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create clone image directory: %w", err)
 	}
-	img := &CloneImage{Dir: dir, SourceUID: uid, SpecHash: st.specHash, Memory: memory}
+	img := &CloneImage{Dir: dir, SourceUID: uid, SpecHash: st.specHash, Memory: memory,
+		SharedDisks: src.shared, Kernel: src.kernel, Initrd: src.initrd, Cmdline: src.cmdline, KVM: src.kvm}
 	// Sizes are read before the pause, to keep it short.
 	for i := range disks {
 		if disks[i].VirtualSize, err = virtualSize(ctx, disks[i].src, disks[i].Format); err != nil {
@@ -264,43 +285,65 @@ type sourceDisk struct {
 	src string
 }
 
-// writableDisks lists the domain's writable file disks and every disk
-// target (an external memory snapshot must name each one).
-func writableDisks(domXML string) ([]sourceDisk, []string, error) {
+// source is what a clone image needs of its source's definition.
+type source struct {
+	disks                   []sourceDisk
+	shared                  []SharedDisk
+	targets                 []string
+	kernel, initrd, cmdline string
+	kvm                     bool
+}
+
+// readSource reads the domain's writable and read-only file disks, every
+// disk target (an external memory snapshot must name each one) and how it
+// boots.
+func readSource(domXML string) (*source, error) {
 	var d libvirtxml.Domain
 	if err := d.Unmarshal(domXML); err != nil {
-		return nil, nil, fmt.Errorf("parse domain definition: %w", err)
+		return nil, fmt.Errorf("parse domain definition: %w", err)
 	}
-	var out []sourceDisk
-	var targets []string
+	src := &source{kvm: d.Type == "kvm"}
+	if d.OS != nil {
+		src.kernel, src.initrd, src.cmdline = d.OS.Kernel, d.OS.Initrd, d.OS.Cmdline
+	}
 	if d.Devices == nil {
-		return nil, nil, nil
+		return src, nil
 	}
 	for _, disk := range d.Devices.Disks {
 		if disk.Target == nil {
 			continue
 		}
-		targets = append(targets, disk.Target.Dev)
-		if disk.ReadOnly != nil || disk.Device == "cdrom" || disk.Device == "floppy" {
+		src.targets = append(src.targets, disk.Target.Dev)
+		if disk.Device == "cdrom" || disk.Device == "floppy" {
 			continue
 		}
 		if disk.Source == nil || disk.Source.File == nil || disk.Driver == nil || disk.Driver.Type == "" {
-			return nil, nil, fmt.Errorf("disk %s is not a file of a declared format", diskLabel(disk))
+			return nil, fmt.Errorf("disk %s is not a file of a declared format", diskLabel(disk))
 		}
 		name := disk.Target.Dev
 		if disk.Alias != nil && strings.HasPrefix(disk.Alias.Name, "ua-disk-") {
 			name = strings.TrimPrefix(disk.Alias.Name, "ua-disk-")
 		}
-		sd := sourceDisk{FrozenDisk: FrozenDisk{Name: name, Format: disk.Driver.Type}, src: disk.Source.File.File}
+		var backing []BackingFile
 		for b := disk.BackingStore; b != nil && b.Source != nil && b.Source.File != nil; b = b.BackingStore {
 			if b.Format == nil || b.Format.Type == "" {
-				return nil, nil, fmt.Errorf("disk %s: backing file %s without a declared format", name, b.Source.File.File)
+				return nil, fmt.Errorf("disk %s: backing file %s without a declared format", name, b.Source.File.File)
 			}
-			sd.Backing = append(sd.Backing, BackingFile{Path: b.Source.File.File, Format: b.Format.Type})
+			backing = append(backing, BackingFile{Path: b.Source.File.File, Format: b.Format.Type})
 		}
-		out = append(out, sd)
+		// A read-only disk is shared with clones, unless it is one of the
+		// source's own overlays (an image disk), which goes with the
+		// source: that is copied like a writable one.
+		if disk.ReadOnly != nil && len(backing) == 0 {
+			src.shared = append(src.shared, SharedDisk{Name: name, Path: disk.Source.File.File, Format: disk.Driver.Type, Backing: backing})
+			continue
+		}
+		src.disks = append(src.disks, sourceDisk{
+			FrozenDisk: FrozenDisk{Name: name, Format: disk.Driver.Type, Backing: backing},
+			src:        disk.Source.File.File,
+		})
 	}
-	return out, targets, nil
+	return src, nil
 }
 
 // virtualSize is the guest-visible size of a disk file of a declared

@@ -20,6 +20,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// AnnotationClone is set on a VirtualMachine that a VirtualMachineClone
+// creates, to the clone's UID. The node agent makes such a VM's disks and
+// domain from its source's clone image, never from the VM's spec: until
+// the clone has done so, the VM waits (phase Scheduled).
+const AnnotationClone = "vessel.dev/clone"
+
+// Condition types of a VirtualMachineClone.
+const (
+	// CloneConditionReady is True once the new VM's domain exists.
+	CloneConditionReady = "Ready"
+)
+
 // +genclient
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 

@@ -17,7 +17,7 @@ limitations under the License.
 // Package agentrestriction is the VesselAgentRestriction admission plugin:
 // RBAC lets node agents (group system:vessel-agents) write Hypervisors and
 // VM status in general; this plugin narrows each agent to its own
-// Hypervisor and to the VMs, snapshots and restores bound to it, the way
+// Hypervisor and to the VMs, snapshots, restores and clones bound to it, the way
 // NodeRestriction narrows kubelets.
 package agentrestriction
 
@@ -136,7 +136,7 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 		return onlyFinalizersChanged(a, forbid)
 	case resource == "virtualmachinesnapshots" && sub == "" && a.GetOperation() == admission.Update:
 		return p.checkSnapshotFinalizers(a, agent, forbid)
-	case (resource == "virtualmachinesnapshots" || resource == "virtualmachinerestores") && sub == "status" && a.GetOperation() == admission.Update:
+	case (resource == "virtualmachinesnapshots" || resource == "virtualmachinerestores" || resource == "virtualmachineclones") && sub == "status" && a.GetOperation() == admission.Update:
 		vmName, err := referencedVM(a.GetObject())
 		if err != nil {
 			return forbid("%v", err)
@@ -185,6 +185,9 @@ func referencedVM(obj any) (string, error) {
 		return o.Spec.VirtualMachineName, nil
 	case *vessel.VirtualMachineRestore:
 		return o.Spec.VirtualMachineName, nil
+	case *vessel.VirtualMachineClone:
+		// A clone's agent is the one its new VM is bound to.
+		return o.Spec.Target.Name, nil
 	}
 	return "", fmt.Errorf("unexpected object %T", obj)
 }
