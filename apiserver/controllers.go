@@ -29,7 +29,9 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
+	clonecontroller "github.com/vessel-vm/vessel/controller/clone"
 	"github.com/vessel-vm/vessel/controller/heartbeat"
+	poolcontroller "github.com/vessel-vm/vessel/controller/pool"
 	"github.com/vessel-vm/vessel/controller/scheduler"
 	snapshotcontroller "github.com/vessel-vm/vessel/controller/snapshot"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
@@ -41,8 +43,9 @@ const (
 	leaderElectionName      = "vessel-controllers"
 )
 
-// runControllers starts the scheduler, the heartbeat monitor and the snapshot
-// controller (it fails snapshots and restores no agent can take) against this
+// runControllers starts the scheduler, the heartbeat monitor, the snapshot
+// controller (it fails snapshots and restores no agent can take), the clone
+// controller (it creates a clone's VM) and the pool controller against this
 // server's own API. With several replicas only the leader runs them: the
 // Lease lives in kube-apiserver, so without a core client (a standalone
 // server, as in integration tests) there is a single instance and no
@@ -65,9 +68,21 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 			return
 		}
 		snapshots := snapshotcontroller.New(client, factory)
+		clones, err := clonecontroller.New(client, factory)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot start the clone controller")
+			return
+		}
+		pools, err := poolcontroller.New(client, factory)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot start the pool controller")
+			return
+		}
 		factory.Start(ctx.Done())
 		go monitor.Run(ctx)
 		go snapshots.Run(ctx)
+		go clones.Run(ctx)
+		go pools.Run(ctx)
 		sched.Run(ctx)
 	}
 	if core == nil {
