@@ -91,6 +91,10 @@ bench-boot: deps build ## Create -> Running -> console banner vs plain QEMU; age
 bench-snapshot: deps build ## Snapshot and restore (with and without memory) through Vessel vs go-libvirt directly.
 	VESSEL_E2E=1 go test -run '^$$' -bench Snapshot -benchtime 1x -timeout 30m ./node-agent/bench/
 
+.PHONY: bench-clone
+bench-clone: deps build ## Create -> first console output: cold boot vs memory clone vs warm pool (p50/p95, ratios).
+	VESSEL_E2E=1 go test -run '^$$' -bench Clone -benchtime 1x -timeout 60m ./e2e/clone/
+
 .PHONY: bench-console
 bench-console: deps build ## Console echo latency and throughput: libvirt stream vs agent vs kubectl path.
 	VESSEL_E2E=1 go test -run '^$$' -bench Console -benchtime 1x -timeout 30m ./e2e/console/

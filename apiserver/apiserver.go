@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net/http"
 
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -41,7 +42,9 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
+	"github.com/vessel-vm/vessel/registry/vessel/clone"
 	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
+	"github.com/vessel-vm/vessel/registry/vessel/pool"
 	"github.com/vessel-vm/vessel/registry/vessel/restore"
 	"github.com/vessel-vm/vessel/registry/vessel/snapshot"
 	"github.com/vessel-vm/vessel/registry/vessel/virtualmachine"
@@ -68,6 +71,12 @@ func init() {
 		&metav1.APIGroup{},
 		&metav1.APIResourceList{},
 	)
+	// A pool's scale subresource speaks autoscaling/v1 Scale. The generic
+	// server converts through the internal version of a kind's group, so
+	// the same Go type stands for both: nothing to convert.
+	Scheme.AddKnownTypes(autoscalingv1.SchemeGroupVersion, &autoscalingv1.Scale{})
+	Scheme.AddKnownTypeWithName(schema.GroupVersion{Group: autoscalingv1.GroupName, Version: runtime.APIVersionInternal}.WithKind("Scale"), &autoscalingv1.Scale{})
+	metav1.AddToGroupVersion(Scheme, autoscalingv1.SchemeGroupVersion)
 }
 
 // ExtraConfig is what Vessel adds to the generic server's configuration.
@@ -190,6 +199,14 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, err
 	}
+	clones, err := clone.NewStorage(Scheme, optsGetter, vms.VirtualMachine, snapshots.Main, c.GenericConfig.Authorization.Authorizer)
+	if err != nil {
+		return nil, err
+	}
+	pools, err := pool.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation)
+	if err != nil {
+		return nil, err
+	}
 	m := map[string]rest.Storage{
 		"virtualmachines":                vms.VirtualMachine,
 		"virtualmachines/status":         vms.Status,
@@ -203,6 +220,11 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 		"virtualmachinerestores/status":  restores.Status,
 		"hypervisors":                    hypervisors.Main,
 		"hypervisors/status":             hypervisors.Status,
+		"virtualmachineclones":           clones.Clone,
+		"virtualmachineclones/status":    clones.Status,
+		"virtualmachinepools":            pools.Pool,
+		"virtualmachinepools/status":     pools.Status,
+		"virtualmachinepools/scale":      pools.Scale,
 	}
 	for action, endpoint := range vms.Actions {
 		m["virtualmachines/"+string(action)] = endpoint

@@ -30,8 +30,10 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
+	clonecontroller "github.com/vessel-vm/vessel/controller/clone"
 	"github.com/vessel-vm/vessel/controller/heartbeat"
 	quotacontroller "github.com/vessel-vm/vessel/controller/quota"
+	poolcontroller "github.com/vessel-vm/vessel/controller/pool"
 	"github.com/vessel-vm/vessel/controller/scheduler"
 	snapshotcontroller "github.com/vessel-vm/vessel/controller/snapshot"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
@@ -44,7 +46,8 @@ const (
 )
 
 // runControllers starts the scheduler, the heartbeat monitor, the snapshot
-// controller (it fails snapshots and restores no agent can take) and, with
+// controller (it fails snapshots and restores no agent can take), the clone
+// controller (it creates a clone's VM), the pool controller and, with
 // kube-apiserver, the quota controller (it recounts Vessel's usage in
 // ResourceQuotas) against this server's own API. With several replicas only the leader runs them: the
 // Lease lives in kube-apiserver, so without a core client (a standalone
@@ -79,9 +82,21 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 			coreFactory.Start(ctx.Done())
 			go quotas.Run(ctx)
 		}
+		clones, err := clonecontroller.New(client, factory)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot start the clone controller")
+			return
+		}
+		pools, err := poolcontroller.New(client, factory)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot start the pool controller")
+			return
+		}
 		factory.Start(ctx.Done())
 		go monitor.Run(ctx)
 		go snapshots.Run(ctx)
+		go clones.Run(ctx)
+		go pools.Run(ctx)
 		sched.Run(ctx)
 	}
 	if core == nil {

@@ -121,10 +121,11 @@ KMOD="$WORK/kernel/lib/modules/$kver"
 [ -s "$KMOD/modules.dep" ] || die "depmod produced no modules.dep"
 
 # --- module set, dependencies first --------------------------------------------
-# virtio (pci, blk, net, scsi, rng, balloon), IDE cdrom on i440fx (ata_piix,
-# sr_mod), filesystems for seeds (isofs, vfat), ACPI power button + evdev.
+# virtio (pci, blk, net, scsi, rng, balloon, console: the identity port of
+# memory clones), IDE cdrom on i440fx (ata_piix, sr_mod), filesystems for
+# seeds (isofs, vfat), ACPI power button + evdev.
 WANT=(
-  virtio_pci virtio_blk virtio_net virtio_scsi virtio_rng virtio_balloon
+  virtio_pci virtio_blk virtio_net virtio_scsi virtio_rng virtio_balloon virtio_console
   scsi_mod libata ata_piix cdrom sr_mod sd_mod
   isofs fat vfat nls_cp437 nls_ascii nls_utf8
   button evdev
@@ -166,6 +167,7 @@ install -m 755 "$GUEST_SRC/init" "$R/init"
 install -m 755 "$GUEST_SRC/udhcpc.script" "$R/etc/udhcpc.script"
 install -m 755 "$GUEST_SRC/vessel-shutdown" "$R/etc/vessel-shutdown"
 install -m 755 "$GUEST_SRC/acpi-power-button" "$R/etc/acpi/PWRF/00000080"
+install -m 755 "$GUEST_SRC/vessel-identity" "$R/etc/vessel-identity"
 install -m 644 "$GUEST_SRC/inittab" "$R/etc/inittab"
 install -m 644 "$GUEST_SRC/profile" "$R/etc/profile"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"

@@ -31,6 +31,7 @@ kube::codegen::gen_openapi \
     --update-report \
     --output-model-name-file "zz_generated.model_name.go" \
     --boilerplate "${BOILERPLATE}" \
+    --extra-pkgs k8s.io/api/autoscaling/v1 \
     "${ROOT}/apis"
 
 kube::codegen::gen_client \

@@ -57,6 +57,10 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&VirtualMachineRestoreList{},
 		&Hypervisor{},
 		&HypervisorList{},
+		&VirtualMachineClone{},
+		&VirtualMachineCloneList{},
+		&VirtualMachinePool{},
+		&VirtualMachinePoolList{},
 	)
 	return nil
 }

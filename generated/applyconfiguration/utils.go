@@ -34,6 +34,10 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=vessel.dev, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("BlankSource"):
 		return &vesselv1alpha1.BlankSourceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CloneSource"):
+		return &vesselv1alpha1.CloneSourceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CloneTarget"):
+		return &vesselv1alpha1.CloneTargetApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("CloudInitSource"):
 		return &vesselv1alpha1.CloudInitSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Disk"):
@@ -66,6 +70,18 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vesselv1alpha1.SecretKeyReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachine"):
 		return &vesselv1alpha1.VirtualMachineApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineClone"):
+		return &vesselv1alpha1.VirtualMachineCloneApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineCloneSpec"):
+		return &vesselv1alpha1.VirtualMachineCloneSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineCloneStatus"):
+		return &vesselv1alpha1.VirtualMachineCloneStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachinePool"):
+		return &vesselv1alpha1.VirtualMachinePoolApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachinePoolSpec"):
+		return &vesselv1alpha1.VirtualMachinePoolSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachinePoolStatus"):
+		return &vesselv1alpha1.VirtualMachinePoolStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineRestore"):
 		return &vesselv1alpha1.VirtualMachineRestoreApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineRestoreSpec"):
@@ -82,6 +98,12 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vesselv1alpha1.VirtualMachineSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineStatus"):
 		return &vesselv1alpha1.VirtualMachineStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineTemplate"):
+		return &vesselv1alpha1.VirtualMachineTemplateApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineTemplateMetadata"):
+		return &vesselv1alpha1.VirtualMachineTemplateMetadataApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("WarmPool"):
+		return &vesselv1alpha1.WarmPoolApplyConfiguration{}
 
 	}
 	return nil

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -47,6 +49,7 @@ import (
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	vesselinformers "github.com/vessel-vm/vessel/generated/informers/externalversions/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/controller/boundvm"
+	"github.com/vessel-vm/vessel/node-agent/controller/clone"
 	"github.com/vessel-vm/vessel/node-agent/controller/nodestatus"
 	"github.com/vessel-vm/vessel/node-agent/controller/restore"
 	"github.com/vessel-vm/vessel/node-agent/controller/snapshot"
@@ -122,6 +125,24 @@ const (
 // VMs.
 const snapshotWorkers = 2
 
+// cloneWorkers is how many clones are made at once (each holds its new
+// VM's lock, and a VM source's while its image is captured).
+const cloneWorkers = 2
+
+// hypervisorLabels are the configured labels and vessel.dev/hypervisor
+// naming this Hypervisor, for nodeSelectors that pick one host (clones
+// land on the host holding their source's memory).
+func hypervisorLabels(cfg Config) map[string]string {
+	labels := maps.Clone(cfg.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if len(validation.IsValidLabelValue(cfg.HypervisorName)) == 0 {
+		labels[v1alpha1.LabelHypervisor] = cfg.HypervisorName
+	}
+	return labels
+}
+
 // Agent runs the controllers of one Hypervisor.
 type Agent struct {
 	cfg Config
@@ -183,11 +204,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	vmInformer := nodeInformers.Vessel().V1alpha1().VirtualMachines()
 	snapshotInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineSnapshots()
 	restoreInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineRestores()
+	cloneInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineClones()
 	locks := &boundvm.Locks{}
 
 	status := nodestatus.New(nodestatus.Config{
 		Name:               cfg.HypervisorName,
-		Labels:             cfg.Labels,
+		Labels:             hypervisorLabels(cfg),
 		Capacity:           cfg.Capacity,
 		ReservedCPUs:       cfg.ReservedCPUs,
 		ReservedMemory:     cfg.ReservedMemory,
@@ -228,6 +250,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		Locks:      locks,
 		Recorder:   recorder,
 		Clock:      clk,
+		StateDir:   cfg.StateDir,
+	})
+	if err != nil {
+		return err
+	}
+	clones, err := clone.New(clone.Config{Node: cfg.HypervisorName, StateDir: cfg.StateDir}, clone.Deps{
+		Client:       cfg.Client,
+		Clones:       cloneInformer,
+		Snapshots:    snapshotInformer.Lister(),
+		VMs:          vmInformer,
+		VMController: vms,
+		Hypervisor:   cfg.Hypervisor,
+		Locks:        locks,
+		Identity:     status,
+		Recorder:     recorder,
+		Clock:        clk,
 	})
 	if err != nil {
 		return err
@@ -257,7 +295,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	clusterInformers.Start(ctx.Done())
 	defer clusterInformers.Shutdown()
 	if !cache.WaitForNamedCacheSyncWithContext(ctx, vmInformer.Informer().HasSynced,
-		snapshotInformer.Informer().HasSynced, restoreInformer.Informer().HasSynced) {
+		snapshotInformer.Informer().HasSynced, restoreInformer.Informer().HasSynced, cloneInformer.Informer().HasSynced) {
 		return fmt.Errorf("informers did not sync")
 	}
 	logger.Info("Node agent started", "kvm", cfg.KVM, "stateDir", cfg.StateDir, "hypervisorUID", status.HypervisorUID())
@@ -267,6 +305,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { vms.Run(ctx, cfg.Workers) })
 	wg.Go(func() { snapshots.Run(ctx, snapshotWorkers) })
 	wg.Go(func() { restores.Run(ctx, snapshotWorkers) })
+	wg.Go(func() { clones.Run(ctx, cloneWorkers) })
 	wg.Go(func() { dispatchDomainEvents(ctx, cfg.Hypervisor, vms, status) })
 	wg.Wait()
 	return nil

@@ -120,6 +120,10 @@ func (c *Cache) collect() {
 	}
 }
 
+// BackingFilesUnder is backingFilesUnder for the clone controller: a clone
+// image's frozen disks stay while an overlay is backed by them.
+func BackingFilesUnder(dir string) (map[string]bool, error) { return backingFilesUnder(dir) }
+
 // backingFilesUnder returns the backing files the qcow2 overlays in dir's
 // subdirectories (one per VM) name. Those overlays are Vessel's own files,
 // created with a cache image as backing file.

@@ -54,6 +54,23 @@ func Overlay(ctx context.Context, base string, format Format, path string) error
 	})
 }
 
+// CloneOverlay creates, or replaces, a clone's qcow2 overlay at path on
+// base, a frozen copy of the source's disk in a declared format, of size
+// bytes. qemu-img is told the size (-u), so it never opens base or its
+// backing chain: the domain XML declares the whole chain.
+func CloneOverlay(ctx context.Context, base string, format Format, path string, size int64) error {
+	if _, err := ParseFormat(string(format)); err != nil {
+		return fmt.Errorf("clone overlay %s: %w", path, err)
+	}
+	if size <= 0 {
+		return fmt.Errorf("clone overlay %s: size must be positive", path)
+	}
+	return atomicCreate(path, func(tmp string) error {
+		_, err := run(ctx, "qemu-img", "create", "-q", "-f", string(QCOW2), "-F", string(format), "-b", base, "-u", tmp, strconv.FormatInt(size, 10))
+		return err
+	})
+}
+
 // overlayBacking reads the backing file and its format from one of Vessel's
 // own overlays.
 func overlayBacking(path string) (backing, format string, err error) {

@@ -65,9 +65,21 @@ type DiskConfig struct {
 	ReadOnly bool
 	CDROM    bool
 	// BackingPath and BackingFormat are the backing file of a qcow2
-	// overlay, itself without a backing file.
+	// overlay, itself without a backing file unless BackingChain goes on.
 	BackingPath   string
 	BackingFormat string
+	// BackingChain is the rest of the chain below BackingPath, in order
+	// (each file is a qcow2 backed by the next): a clone's overlay is
+	// backed by a frozen copy of its source's overlay, which is backed by
+	// the source's image.
+	BackingChain []BackingFile
+}
+
+// BackingFile is one file of a disk's backing chain, with its declared
+// format.
+type BackingFile struct {
+	Path   string
+	Format string
 }
 
 // NICConfig is one network interface.
@@ -148,7 +160,7 @@ func domainXML(cfg *DomainConfig, name string) (string, error) {
 	if cfg.KVM {
 		domType = "kvm"
 	}
-	port0 := uint(0)
+	port0, zero := uint(0), uint(0)
 	dom := &libvirtxml.Domain{
 		Type:        domType,
 		Name:        name,
@@ -156,8 +168,12 @@ func domainXML(cfg *DomainConfig, name string) (string, error) {
 		Title:       cfg.Owner.Namespace + "/" + cfg.Owner.Name,
 		Description: "Vessel VirtualMachine " + cfg.Owner.Namespace + "/" + cfg.Owner.Name,
 		Metadata:    &libvirtxml.DomainMetadata{XML: marshalOwner(cfg.Owner, cfg.SpecHash)},
-		Memory:      &libvirtxml.DomainMemory{Value: uint(cfg.MemoryKiB), Unit: "KiB"},
-		VCPU:        &libvirtxml.DomainVCPU{Value: cfg.CPUs},
+		// A VM generation ID device (libvirt picks the value): a memory
+		// clone gets a new one, and guests that know the device (Windows,
+		// Linux with vmgenid) reseed their RNG when it changes.
+		GenID:  &libvirtxml.DomainGenID{},
+		Memory: &libvirtxml.DomainMemory{Value: uint(cfg.MemoryKiB), Unit: "KiB"},
+		VCPU:   &libvirtxml.DomainVCPU{Value: cfg.CPUs},
 		OS: &libvirtxml.DomainOS{
 			// i440fx: the test guest's cloud kernel has no AHCI, and IDE
 			// carries the cloud-init CD-ROM.
@@ -184,6 +200,11 @@ func domainXML(cfg *DomainConfig, name string) (string, error) {
 			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
 		},
 	}
+	// The bus of the identity port a memory clone's guest is told its new
+	// identity on (identity.go). The port itself is plugged in only then;
+	// the controller must be there from boot, as it is part of the
+	// machine a clone resumes.
+	dom.Devices.Controllers = append(dom.Devices.Controllers, libvirtxml.DomainController{Type: "virtio-serial", Index: &zero})
 	if !cfg.KVM {
 		// A smaller translation cache trims QEMU's RSS by ~32 MiB per guest.
 		dom.Features.TCG = &libvirtxml.DomainFeatureTCG{TBCache: &libvirtxml.DomainFeatureTCGTBCache{Size: 32, Unit: "MiB"}}
@@ -270,20 +291,9 @@ func domainDisks(in []DiskConfig) ([]libvirtxml.DomainDisk, bool, error) {
 		if d.Format == "" {
 			return nil, false, fmt.Errorf("disk %s: no format: formats are declared, never probed", d.Name)
 		}
-		// An empty <backingStore/> ends the chain: libvirt then gives
-		// QEMU "backing": null and never follows a backing file named
-		// in the image.
-		chainEnd := &libvirtxml.DomainDiskBackingStore{}
-		backing := chainEnd
-		if d.BackingPath != "" {
-			if d.BackingFormat == "" {
-				return nil, false, fmt.Errorf("disk %s: backing file without a format", d.Name)
-			}
-			backing = &libvirtxml.DomainDiskBackingStore{
-				Format:       &libvirtxml.DomainDiskFormat{Type: d.BackingFormat},
-				Source:       &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: d.BackingPath}},
-				BackingStore: chainEnd,
-			}
+		backing, err := backingStore(d)
+		if err != nil {
+			return nil, false, err
 		}
 		disk := libvirtxml.DomainDisk{
 			Device:       "disk",
@@ -302,6 +312,35 @@ func domainDisks(in []DiskConfig) ([]libvirtxml.DomainDisk, bool, error) {
 		out = append(out, disk)
 	}
 	return out, needSCSI, nil
+}
+
+// backingStore spells out d's whole backing chain. An empty
+// <backingStore/> ends it: libvirt then gives QEMU "backing": null and
+// never follows a backing file named in the last image.
+func backingStore(d DiskConfig) (*libvirtxml.DomainDiskBackingStore, error) {
+	if d.BackingPath == "" {
+		if len(d.BackingChain) > 0 {
+			return nil, fmt.Errorf("disk %s: backing chain without a backing file", d.Name)
+		}
+		return &libvirtxml.DomainDiskBackingStore{}, nil
+	}
+	files := append([]BackingFile{{Path: d.BackingPath, Format: d.BackingFormat}}, d.BackingChain...)
+	chain := &libvirtxml.DomainDiskBackingStore{}
+	for i := len(files) - 1; i >= 0; i-- {
+		f := files[i]
+		if f.Path == "" || f.Format == "" {
+			return nil, fmt.Errorf("disk %s: backing file %q without a path or a format", d.Name, f.Path)
+		}
+		if i < len(files)-1 && f.Format != "qcow2" {
+			return nil, fmt.Errorf("disk %s: backing file %s is %s but has a backing file", d.Name, f.Path, f.Format)
+		}
+		chain = &libvirtxml.DomainDiskBackingStore{
+			Format:       &libvirtxml.DomainDiskFormat{Type: f.Format},
+			Source:       &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: f.Path}},
+			BackingStore: chain,
+		}
+	}
+	return chain, nil
 }
 
 // diskLetters is the letter suffix of the idx-th disk: a..z, aa..

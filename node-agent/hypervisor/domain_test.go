@@ -119,8 +119,16 @@ func TestDomainXML(t *testing.T) {
 	if !strings.Contains(x, "<backingStore></backingStore>") && !strings.Contains(x, "<backingStore/>") {
 		t.Errorf("no empty <backingStore/> in\n%s", x)
 	}
-	if len(d.Devices.Controllers) != 1 || d.Devices.Controllers[0].Model != "virtio-scsi" {
+	models := map[string]bool{}
+	for _, c := range d.Devices.Controllers {
+		models[c.Type+"/"+c.Model] = true
+	}
+	if len(d.Devices.Controllers) != 2 || !models["scsi/virtio-scsi"] {
 		t.Errorf("scsi disk without a virtio-scsi controller: %+v", d.Devices.Controllers)
+	}
+	// Memory clones: the identity port's bus and a VM generation ID.
+	if !models["virtio-serial/"] || d.GenID == nil {
+		t.Errorf("no virtio-serial controller (%+v) or no <genid/> (%+v)", d.Devices.Controllers, d.GenID)
 	}
 	if n := d.Devices.Interfaces; len(n) != 2 || n[0].Source.User == nil || n[0].Model.Type != "virtio" ||
 		n[0].MAC.Address != "52:54:00:01:02:03" || n[1].Source.Bridge == nil || n[1].Source.Bridge.Bridge != "br0" {

@@ -118,6 +118,24 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			c.FillNoCustom(s)
 			s.Phase = snapshotPhase(c)
 		},
+		func(s *vessel.VirtualMachineCloneSpec, c randfill.Continue) {
+			c.FillNoCustom(s)
+			if s.Memory == nil {
+				memory := c.Bool()
+				s.Memory = &memory
+			}
+		},
+		func(s *vessel.VirtualMachineCloneStatus, c randfill.Continue) {
+			c.FillNoCustom(s)
+			s.Phase = oneOf(c, "", vessel.ClonePending, vessel.CloneInProgress, vessel.CloneSucceeded, vessel.CloneFailed)
+		},
+		func(s *vessel.VirtualMachinePoolSpec, c randfill.Continue) {
+			c.FillNoCustom(s)
+			if s.Replicas == nil {
+				replicas := c.Int31n(100)
+				s.Replicas = &replicas
+			}
+		},
 	}
 }
 

@@ -33,6 +33,7 @@ var selectableFields = map[string][]string{
 	"VirtualMachineSnapshot": {"spec.virtualMachineName", "status.phase"},
 	"VirtualMachineRestore":  {"spec.virtualMachineName", "spec.snapshotName"},
 	"Hypervisor":             {"spec.unschedulable"},
+	"VirtualMachineClone":    {"spec.source.virtualMachineName", "spec.source.snapshotName", "spec.target.name", "status.phase"},
 }
 
 func addFieldLabelConversionFuncs(scheme *runtime.Scheme) error {

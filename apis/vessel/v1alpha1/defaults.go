@@ -103,3 +103,19 @@ func SetDefaults_VirtualMachineSnapshotSpec(obj *VirtualMachineSnapshotSpec) {
 		obj.DeletionPolicy = SnapshotDeletionPolicyDelete
 	}
 }
+
+// SetDefaults_VirtualMachineCloneSpec clones memory unless told otherwise.
+func SetDefaults_VirtualMachineCloneSpec(obj *VirtualMachineCloneSpec) {
+	if obj.Memory == nil {
+		memory := true
+		obj.Memory = &memory
+	}
+}
+
+// SetDefaults_VirtualMachinePoolSpec keeps one VM by default.
+func SetDefaults_VirtualMachinePoolSpec(obj *VirtualMachinePoolSpec) {
+	if obj.Replicas == nil {
+		one := int32(1)
+		obj.Replicas = &one
+	}
+}

@@ -55,6 +55,10 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&VirtualMachineRestoreList{},
 		&Hypervisor{},
 		&HypervisorList{},
+		&VirtualMachineClone{},
+		&VirtualMachineCloneList{},
+		&VirtualMachinePool{},
+		&VirtualMachinePoolList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

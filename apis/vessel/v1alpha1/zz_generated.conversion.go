@@ -47,6 +47,26 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.AddGeneratedConversionFunc((*CloneSource)(nil), (*vessel.CloneSource)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CloneSource_To_vessel_CloneSource(a.(*CloneSource), b.(*vessel.CloneSource), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.CloneSource)(nil), (*CloneSource)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_CloneSource_To_v1alpha1_CloneSource(a.(*vessel.CloneSource), b.(*CloneSource), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CloneTarget)(nil), (*vessel.CloneTarget)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CloneTarget_To_vessel_CloneTarget(a.(*CloneTarget), b.(*vessel.CloneTarget), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.CloneTarget)(nil), (*CloneTarget)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_CloneTarget_To_v1alpha1_CloneTarget(a.(*vessel.CloneTarget), b.(*CloneTarget), scope)
+	}); err != nil {
+		return err
+	}
 	if err := s.AddGeneratedConversionFunc((*CloudInitSource)(nil), (*vessel.CloudInitSource)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_v1alpha1_CloudInitSource_To_vessel_CloudInitSource(a.(*CloudInitSource), b.(*vessel.CloudInitSource), scope)
 	}); err != nil {
@@ -237,6 +257,46 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachineClone)(nil), (*vessel.VirtualMachineClone)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachineClone_To_vessel_VirtualMachineClone(a.(*VirtualMachineClone), b.(*vessel.VirtualMachineClone), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachineClone)(nil), (*VirtualMachineClone)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachineClone_To_v1alpha1_VirtualMachineClone(a.(*vessel.VirtualMachineClone), b.(*VirtualMachineClone), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachineCloneList)(nil), (*vessel.VirtualMachineCloneList)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachineCloneList_To_vessel_VirtualMachineCloneList(a.(*VirtualMachineCloneList), b.(*vessel.VirtualMachineCloneList), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachineCloneList)(nil), (*VirtualMachineCloneList)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachineCloneList_To_v1alpha1_VirtualMachineCloneList(a.(*vessel.VirtualMachineCloneList), b.(*VirtualMachineCloneList), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachineCloneSpec)(nil), (*vessel.VirtualMachineCloneSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachineCloneSpec_To_vessel_VirtualMachineCloneSpec(a.(*VirtualMachineCloneSpec), b.(*vessel.VirtualMachineCloneSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachineCloneSpec)(nil), (*VirtualMachineCloneSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachineCloneSpec_To_v1alpha1_VirtualMachineCloneSpec(a.(*vessel.VirtualMachineCloneSpec), b.(*VirtualMachineCloneSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachineCloneStatus)(nil), (*vessel.VirtualMachineCloneStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachineCloneStatus_To_vessel_VirtualMachineCloneStatus(a.(*VirtualMachineCloneStatus), b.(*vessel.VirtualMachineCloneStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachineCloneStatus)(nil), (*VirtualMachineCloneStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachineCloneStatus_To_v1alpha1_VirtualMachineCloneStatus(a.(*vessel.VirtualMachineCloneStatus), b.(*VirtualMachineCloneStatus), scope)
+	}); err != nil {
+		return err
+	}
 	if err := s.AddGeneratedConversionFunc((*VirtualMachineConsoleOptions)(nil), (*vessel.VirtualMachineConsoleOptions)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_v1alpha1_VirtualMachineConsoleOptions_To_vessel_VirtualMachineConsoleOptions(a.(*VirtualMachineConsoleOptions), b.(*vessel.VirtualMachineConsoleOptions), scope)
 	}); err != nil {
@@ -254,6 +314,46 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}
 	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachineList)(nil), (*VirtualMachineList)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_vessel_VirtualMachineList_To_v1alpha1_VirtualMachineList(a.(*vessel.VirtualMachineList), b.(*VirtualMachineList), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachinePool)(nil), (*vessel.VirtualMachinePool)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachinePool_To_vessel_VirtualMachinePool(a.(*VirtualMachinePool), b.(*vessel.VirtualMachinePool), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachinePool)(nil), (*VirtualMachinePool)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachinePool_To_v1alpha1_VirtualMachinePool(a.(*vessel.VirtualMachinePool), b.(*VirtualMachinePool), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachinePoolList)(nil), (*vessel.VirtualMachinePoolList)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachinePoolList_To_vessel_VirtualMachinePoolList(a.(*VirtualMachinePoolList), b.(*vessel.VirtualMachinePoolList), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachinePoolList)(nil), (*VirtualMachinePoolList)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachinePoolList_To_v1alpha1_VirtualMachinePoolList(a.(*vessel.VirtualMachinePoolList), b.(*VirtualMachinePoolList), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachinePoolSpec)(nil), (*vessel.VirtualMachinePoolSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachinePoolSpec_To_vessel_VirtualMachinePoolSpec(a.(*VirtualMachinePoolSpec), b.(*vessel.VirtualMachinePoolSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachinePoolSpec)(nil), (*VirtualMachinePoolSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachinePoolSpec_To_v1alpha1_VirtualMachinePoolSpec(a.(*vessel.VirtualMachinePoolSpec), b.(*VirtualMachinePoolSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachinePoolStatus)(nil), (*vessel.VirtualMachinePoolStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachinePoolStatus_To_vessel_VirtualMachinePoolStatus(a.(*VirtualMachinePoolStatus), b.(*vessel.VirtualMachinePoolStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachinePoolStatus)(nil), (*VirtualMachinePoolStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachinePoolStatus_To_v1alpha1_VirtualMachinePoolStatus(a.(*vessel.VirtualMachinePoolStatus), b.(*VirtualMachinePoolStatus), scope)
 	}); err != nil {
 		return err
 	}
@@ -357,6 +457,36 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachineTemplate)(nil), (*vessel.VirtualMachineTemplate)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachineTemplate_To_vessel_VirtualMachineTemplate(a.(*VirtualMachineTemplate), b.(*vessel.VirtualMachineTemplate), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachineTemplate)(nil), (*VirtualMachineTemplate)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachineTemplate_To_v1alpha1_VirtualMachineTemplate(a.(*vessel.VirtualMachineTemplate), b.(*VirtualMachineTemplate), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*VirtualMachineTemplateMetadata)(nil), (*vessel.VirtualMachineTemplateMetadata)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_VirtualMachineTemplateMetadata_To_vessel_VirtualMachineTemplateMetadata(a.(*VirtualMachineTemplateMetadata), b.(*vessel.VirtualMachineTemplateMetadata), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.VirtualMachineTemplateMetadata)(nil), (*VirtualMachineTemplateMetadata)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_VirtualMachineTemplateMetadata_To_v1alpha1_VirtualMachineTemplateMetadata(a.(*vessel.VirtualMachineTemplateMetadata), b.(*VirtualMachineTemplateMetadata), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*WarmPool)(nil), (*vessel.WarmPool)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_WarmPool_To_vessel_WarmPool(a.(*WarmPool), b.(*vessel.WarmPool), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*vessel.WarmPool)(nil), (*WarmPool)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_vessel_WarmPool_To_v1alpha1_WarmPool(a.(*vessel.WarmPool), b.(*WarmPool), scope)
+	}); err != nil {
+		return err
+	}
 	if err := s.AddGeneratedConversionFunc((*url.Values)(nil), (*VirtualMachineConsoleOptions)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_url_Values_To_v1alpha1_VirtualMachineConsoleOptions(a.(*url.Values), b.(*VirtualMachineConsoleOptions), scope)
 	}); err != nil {
@@ -383,6 +513,46 @@ func autoConvert_vessel_BlankSource_To_v1alpha1_BlankSource(in *vessel.BlankSour
 // Convert_vessel_BlankSource_To_v1alpha1_BlankSource is an autogenerated conversion function.
 func Convert_vessel_BlankSource_To_v1alpha1_BlankSource(in *vessel.BlankSource, out *BlankSource, s conversion.Scope) error {
 	return autoConvert_vessel_BlankSource_To_v1alpha1_BlankSource(in, out, s)
+}
+
+func autoConvert_v1alpha1_CloneSource_To_vessel_CloneSource(in *CloneSource, out *vessel.CloneSource, s conversion.Scope) error {
+	*out = *(*vessel.CloneSource)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CloneSource_To_vessel_CloneSource is an autogenerated conversion function.
+func Convert_v1alpha1_CloneSource_To_vessel_CloneSource(in *CloneSource, out *vessel.CloneSource, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CloneSource_To_vessel_CloneSource(in, out, s)
+}
+
+func autoConvert_vessel_CloneSource_To_v1alpha1_CloneSource(in *vessel.CloneSource, out *CloneSource, s conversion.Scope) error {
+	*out = *(*CloneSource)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_CloneSource_To_v1alpha1_CloneSource is an autogenerated conversion function.
+func Convert_vessel_CloneSource_To_v1alpha1_CloneSource(in *vessel.CloneSource, out *CloneSource, s conversion.Scope) error {
+	return autoConvert_vessel_CloneSource_To_v1alpha1_CloneSource(in, out, s)
+}
+
+func autoConvert_v1alpha1_CloneTarget_To_vessel_CloneTarget(in *CloneTarget, out *vessel.CloneTarget, s conversion.Scope) error {
+	*out = *(*vessel.CloneTarget)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CloneTarget_To_vessel_CloneTarget is an autogenerated conversion function.
+func Convert_v1alpha1_CloneTarget_To_vessel_CloneTarget(in *CloneTarget, out *vessel.CloneTarget, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CloneTarget_To_vessel_CloneTarget(in, out, s)
+}
+
+func autoConvert_vessel_CloneTarget_To_v1alpha1_CloneTarget(in *vessel.CloneTarget, out *CloneTarget, s conversion.Scope) error {
+	*out = *(*CloneTarget)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_CloneTarget_To_v1alpha1_CloneTarget is an autogenerated conversion function.
+func Convert_vessel_CloneTarget_To_v1alpha1_CloneTarget(in *vessel.CloneTarget, out *CloneTarget, s conversion.Scope) error {
+	return autoConvert_vessel_CloneTarget_To_v1alpha1_CloneTarget(in, out, s)
 }
 
 func autoConvert_v1alpha1_CloudInitSource_To_vessel_CloudInitSource(in *CloudInitSource, out *vessel.CloudInitSource, s conversion.Scope) error {
@@ -793,6 +963,100 @@ func Convert_vessel_VirtualMachineBinding_To_v1alpha1_VirtualMachineBinding(in *
 	return autoConvert_vessel_VirtualMachineBinding_To_v1alpha1_VirtualMachineBinding(in, out, s)
 }
 
+func autoConvert_v1alpha1_VirtualMachineClone_To_vessel_VirtualMachineClone(in *VirtualMachineClone, out *vessel.VirtualMachineClone, s conversion.Scope) error {
+	out.ObjectMeta = in.ObjectMeta
+	if err := Convert_v1alpha1_VirtualMachineCloneSpec_To_vessel_VirtualMachineCloneSpec(&in.Spec, &out.Spec, s); err != nil {
+		return err
+	}
+	if err := Convert_v1alpha1_VirtualMachineCloneStatus_To_vessel_VirtualMachineCloneStatus(&in.Status, &out.Status, s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachineClone_To_vessel_VirtualMachineClone is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachineClone_To_vessel_VirtualMachineClone(in *VirtualMachineClone, out *vessel.VirtualMachineClone, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachineClone_To_vessel_VirtualMachineClone(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachineClone_To_v1alpha1_VirtualMachineClone(in *vessel.VirtualMachineClone, out *VirtualMachineClone, s conversion.Scope) error {
+	out.ObjectMeta = in.ObjectMeta
+	if err := Convert_vessel_VirtualMachineCloneSpec_To_v1alpha1_VirtualMachineCloneSpec(&in.Spec, &out.Spec, s); err != nil {
+		return err
+	}
+	if err := Convert_vessel_VirtualMachineCloneStatus_To_v1alpha1_VirtualMachineCloneStatus(&in.Status, &out.Status, s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Convert_vessel_VirtualMachineClone_To_v1alpha1_VirtualMachineClone is an autogenerated conversion function.
+func Convert_vessel_VirtualMachineClone_To_v1alpha1_VirtualMachineClone(in *vessel.VirtualMachineClone, out *VirtualMachineClone, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachineClone_To_v1alpha1_VirtualMachineClone(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachineCloneList_To_vessel_VirtualMachineCloneList(in *VirtualMachineCloneList, out *vessel.VirtualMachineCloneList, s conversion.Scope) error {
+	out.ListMeta = in.ListMeta
+	out.Items = *(*[]vessel.VirtualMachineClone)(unsafe.Pointer(&in.Items))
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachineCloneList_To_vessel_VirtualMachineCloneList is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachineCloneList_To_vessel_VirtualMachineCloneList(in *VirtualMachineCloneList, out *vessel.VirtualMachineCloneList, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachineCloneList_To_vessel_VirtualMachineCloneList(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachineCloneList_To_v1alpha1_VirtualMachineCloneList(in *vessel.VirtualMachineCloneList, out *VirtualMachineCloneList, s conversion.Scope) error {
+	out.ListMeta = in.ListMeta
+	out.Items = *(*[]VirtualMachineClone)(unsafe.Pointer(&in.Items))
+	return nil
+}
+
+// Convert_vessel_VirtualMachineCloneList_To_v1alpha1_VirtualMachineCloneList is an autogenerated conversion function.
+func Convert_vessel_VirtualMachineCloneList_To_v1alpha1_VirtualMachineCloneList(in *vessel.VirtualMachineCloneList, out *VirtualMachineCloneList, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachineCloneList_To_v1alpha1_VirtualMachineCloneList(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachineCloneSpec_To_vessel_VirtualMachineCloneSpec(in *VirtualMachineCloneSpec, out *vessel.VirtualMachineCloneSpec, s conversion.Scope) error {
+	*out = *(*vessel.VirtualMachineCloneSpec)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachineCloneSpec_To_vessel_VirtualMachineCloneSpec is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachineCloneSpec_To_vessel_VirtualMachineCloneSpec(in *VirtualMachineCloneSpec, out *vessel.VirtualMachineCloneSpec, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachineCloneSpec_To_vessel_VirtualMachineCloneSpec(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachineCloneSpec_To_v1alpha1_VirtualMachineCloneSpec(in *vessel.VirtualMachineCloneSpec, out *VirtualMachineCloneSpec, s conversion.Scope) error {
+	*out = *(*VirtualMachineCloneSpec)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_VirtualMachineCloneSpec_To_v1alpha1_VirtualMachineCloneSpec is an autogenerated conversion function.
+func Convert_vessel_VirtualMachineCloneSpec_To_v1alpha1_VirtualMachineCloneSpec(in *vessel.VirtualMachineCloneSpec, out *VirtualMachineCloneSpec, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachineCloneSpec_To_v1alpha1_VirtualMachineCloneSpec(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachineCloneStatus_To_vessel_VirtualMachineCloneStatus(in *VirtualMachineCloneStatus, out *vessel.VirtualMachineCloneStatus, s conversion.Scope) error {
+	*out = *(*vessel.VirtualMachineCloneStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachineCloneStatus_To_vessel_VirtualMachineCloneStatus is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachineCloneStatus_To_vessel_VirtualMachineCloneStatus(in *VirtualMachineCloneStatus, out *vessel.VirtualMachineCloneStatus, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachineCloneStatus_To_vessel_VirtualMachineCloneStatus(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachineCloneStatus_To_v1alpha1_VirtualMachineCloneStatus(in *vessel.VirtualMachineCloneStatus, out *VirtualMachineCloneStatus, s conversion.Scope) error {
+	*out = *(*VirtualMachineCloneStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_VirtualMachineCloneStatus_To_v1alpha1_VirtualMachineCloneStatus is an autogenerated conversion function.
+func Convert_vessel_VirtualMachineCloneStatus_To_v1alpha1_VirtualMachineCloneStatus(in *vessel.VirtualMachineCloneStatus, out *VirtualMachineCloneStatus, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachineCloneStatus_To_v1alpha1_VirtualMachineCloneStatus(in, out, s)
+}
+
 func autoConvert_v1alpha1_VirtualMachineConsoleOptions_To_vessel_VirtualMachineConsoleOptions(in *VirtualMachineConsoleOptions, out *vessel.VirtualMachineConsoleOptions, s conversion.Scope) error {
 	out.TailBytes = in.TailBytes
 	out.Force = in.Force
@@ -869,6 +1133,100 @@ func autoConvert_vessel_VirtualMachineList_To_v1alpha1_VirtualMachineList(in *ve
 // Convert_vessel_VirtualMachineList_To_v1alpha1_VirtualMachineList is an autogenerated conversion function.
 func Convert_vessel_VirtualMachineList_To_v1alpha1_VirtualMachineList(in *vessel.VirtualMachineList, out *VirtualMachineList, s conversion.Scope) error {
 	return autoConvert_vessel_VirtualMachineList_To_v1alpha1_VirtualMachineList(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachinePool_To_vessel_VirtualMachinePool(in *VirtualMachinePool, out *vessel.VirtualMachinePool, s conversion.Scope) error {
+	out.ObjectMeta = in.ObjectMeta
+	if err := Convert_v1alpha1_VirtualMachinePoolSpec_To_vessel_VirtualMachinePoolSpec(&in.Spec, &out.Spec, s); err != nil {
+		return err
+	}
+	if err := Convert_v1alpha1_VirtualMachinePoolStatus_To_vessel_VirtualMachinePoolStatus(&in.Status, &out.Status, s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachinePool_To_vessel_VirtualMachinePool is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachinePool_To_vessel_VirtualMachinePool(in *VirtualMachinePool, out *vessel.VirtualMachinePool, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachinePool_To_vessel_VirtualMachinePool(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachinePool_To_v1alpha1_VirtualMachinePool(in *vessel.VirtualMachinePool, out *VirtualMachinePool, s conversion.Scope) error {
+	out.ObjectMeta = in.ObjectMeta
+	if err := Convert_vessel_VirtualMachinePoolSpec_To_v1alpha1_VirtualMachinePoolSpec(&in.Spec, &out.Spec, s); err != nil {
+		return err
+	}
+	if err := Convert_vessel_VirtualMachinePoolStatus_To_v1alpha1_VirtualMachinePoolStatus(&in.Status, &out.Status, s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Convert_vessel_VirtualMachinePool_To_v1alpha1_VirtualMachinePool is an autogenerated conversion function.
+func Convert_vessel_VirtualMachinePool_To_v1alpha1_VirtualMachinePool(in *vessel.VirtualMachinePool, out *VirtualMachinePool, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachinePool_To_v1alpha1_VirtualMachinePool(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachinePoolList_To_vessel_VirtualMachinePoolList(in *VirtualMachinePoolList, out *vessel.VirtualMachinePoolList, s conversion.Scope) error {
+	out.ListMeta = in.ListMeta
+	out.Items = *(*[]vessel.VirtualMachinePool)(unsafe.Pointer(&in.Items))
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachinePoolList_To_vessel_VirtualMachinePoolList is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachinePoolList_To_vessel_VirtualMachinePoolList(in *VirtualMachinePoolList, out *vessel.VirtualMachinePoolList, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachinePoolList_To_vessel_VirtualMachinePoolList(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachinePoolList_To_v1alpha1_VirtualMachinePoolList(in *vessel.VirtualMachinePoolList, out *VirtualMachinePoolList, s conversion.Scope) error {
+	out.ListMeta = in.ListMeta
+	out.Items = *(*[]VirtualMachinePool)(unsafe.Pointer(&in.Items))
+	return nil
+}
+
+// Convert_vessel_VirtualMachinePoolList_To_v1alpha1_VirtualMachinePoolList is an autogenerated conversion function.
+func Convert_vessel_VirtualMachinePoolList_To_v1alpha1_VirtualMachinePoolList(in *vessel.VirtualMachinePoolList, out *VirtualMachinePoolList, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachinePoolList_To_v1alpha1_VirtualMachinePoolList(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachinePoolSpec_To_vessel_VirtualMachinePoolSpec(in *VirtualMachinePoolSpec, out *vessel.VirtualMachinePoolSpec, s conversion.Scope) error {
+	*out = *(*vessel.VirtualMachinePoolSpec)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachinePoolSpec_To_vessel_VirtualMachinePoolSpec is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachinePoolSpec_To_vessel_VirtualMachinePoolSpec(in *VirtualMachinePoolSpec, out *vessel.VirtualMachinePoolSpec, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachinePoolSpec_To_vessel_VirtualMachinePoolSpec(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachinePoolSpec_To_v1alpha1_VirtualMachinePoolSpec(in *vessel.VirtualMachinePoolSpec, out *VirtualMachinePoolSpec, s conversion.Scope) error {
+	*out = *(*VirtualMachinePoolSpec)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_VirtualMachinePoolSpec_To_v1alpha1_VirtualMachinePoolSpec is an autogenerated conversion function.
+func Convert_vessel_VirtualMachinePoolSpec_To_v1alpha1_VirtualMachinePoolSpec(in *vessel.VirtualMachinePoolSpec, out *VirtualMachinePoolSpec, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachinePoolSpec_To_v1alpha1_VirtualMachinePoolSpec(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachinePoolStatus_To_vessel_VirtualMachinePoolStatus(in *VirtualMachinePoolStatus, out *vessel.VirtualMachinePoolStatus, s conversion.Scope) error {
+	*out = *(*vessel.VirtualMachinePoolStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachinePoolStatus_To_vessel_VirtualMachinePoolStatus is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachinePoolStatus_To_vessel_VirtualMachinePoolStatus(in *VirtualMachinePoolStatus, out *vessel.VirtualMachinePoolStatus, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachinePoolStatus_To_vessel_VirtualMachinePoolStatus(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachinePoolStatus_To_v1alpha1_VirtualMachinePoolStatus(in *vessel.VirtualMachinePoolStatus, out *VirtualMachinePoolStatus, s conversion.Scope) error {
+	*out = *(*VirtualMachinePoolStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_VirtualMachinePoolStatus_To_v1alpha1_VirtualMachinePoolStatus is an autogenerated conversion function.
+func Convert_vessel_VirtualMachinePoolStatus_To_v1alpha1_VirtualMachinePoolStatus(in *vessel.VirtualMachinePoolStatus, out *VirtualMachinePoolStatus, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachinePoolStatus_To_v1alpha1_VirtualMachinePoolStatus(in, out, s)
 }
 
 func autoConvert_v1alpha1_VirtualMachineRestore_To_vessel_VirtualMachineRestore(in *VirtualMachineRestore, out *vessel.VirtualMachineRestore, s conversion.Scope) error {
@@ -1097,4 +1455,64 @@ func autoConvert_vessel_VirtualMachineStatus_To_v1alpha1_VirtualMachineStatus(in
 // Convert_vessel_VirtualMachineStatus_To_v1alpha1_VirtualMachineStatus is an autogenerated conversion function.
 func Convert_vessel_VirtualMachineStatus_To_v1alpha1_VirtualMachineStatus(in *vessel.VirtualMachineStatus, out *VirtualMachineStatus, s conversion.Scope) error {
 	return autoConvert_vessel_VirtualMachineStatus_To_v1alpha1_VirtualMachineStatus(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachineTemplate_To_vessel_VirtualMachineTemplate(in *VirtualMachineTemplate, out *vessel.VirtualMachineTemplate, s conversion.Scope) error {
+	*out = *(*vessel.VirtualMachineTemplate)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachineTemplate_To_vessel_VirtualMachineTemplate is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachineTemplate_To_vessel_VirtualMachineTemplate(in *VirtualMachineTemplate, out *vessel.VirtualMachineTemplate, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachineTemplate_To_vessel_VirtualMachineTemplate(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachineTemplate_To_v1alpha1_VirtualMachineTemplate(in *vessel.VirtualMachineTemplate, out *VirtualMachineTemplate, s conversion.Scope) error {
+	*out = *(*VirtualMachineTemplate)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_VirtualMachineTemplate_To_v1alpha1_VirtualMachineTemplate is an autogenerated conversion function.
+func Convert_vessel_VirtualMachineTemplate_To_v1alpha1_VirtualMachineTemplate(in *vessel.VirtualMachineTemplate, out *VirtualMachineTemplate, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachineTemplate_To_v1alpha1_VirtualMachineTemplate(in, out, s)
+}
+
+func autoConvert_v1alpha1_VirtualMachineTemplateMetadata_To_vessel_VirtualMachineTemplateMetadata(in *VirtualMachineTemplateMetadata, out *vessel.VirtualMachineTemplateMetadata, s conversion.Scope) error {
+	*out = *(*vessel.VirtualMachineTemplateMetadata)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_VirtualMachineTemplateMetadata_To_vessel_VirtualMachineTemplateMetadata is an autogenerated conversion function.
+func Convert_v1alpha1_VirtualMachineTemplateMetadata_To_vessel_VirtualMachineTemplateMetadata(in *VirtualMachineTemplateMetadata, out *vessel.VirtualMachineTemplateMetadata, s conversion.Scope) error {
+	return autoConvert_v1alpha1_VirtualMachineTemplateMetadata_To_vessel_VirtualMachineTemplateMetadata(in, out, s)
+}
+
+func autoConvert_vessel_VirtualMachineTemplateMetadata_To_v1alpha1_VirtualMachineTemplateMetadata(in *vessel.VirtualMachineTemplateMetadata, out *VirtualMachineTemplateMetadata, s conversion.Scope) error {
+	*out = *(*VirtualMachineTemplateMetadata)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_VirtualMachineTemplateMetadata_To_v1alpha1_VirtualMachineTemplateMetadata is an autogenerated conversion function.
+func Convert_vessel_VirtualMachineTemplateMetadata_To_v1alpha1_VirtualMachineTemplateMetadata(in *vessel.VirtualMachineTemplateMetadata, out *VirtualMachineTemplateMetadata, s conversion.Scope) error {
+	return autoConvert_vessel_VirtualMachineTemplateMetadata_To_v1alpha1_VirtualMachineTemplateMetadata(in, out, s)
+}
+
+func autoConvert_v1alpha1_WarmPool_To_vessel_WarmPool(in *WarmPool, out *vessel.WarmPool, s conversion.Scope) error {
+	*out = *(*vessel.WarmPool)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_WarmPool_To_vessel_WarmPool is an autogenerated conversion function.
+func Convert_v1alpha1_WarmPool_To_vessel_WarmPool(in *WarmPool, out *vessel.WarmPool, s conversion.Scope) error {
+	return autoConvert_v1alpha1_WarmPool_To_vessel_WarmPool(in, out, s)
+}
+
+func autoConvert_vessel_WarmPool_To_v1alpha1_WarmPool(in *vessel.WarmPool, out *WarmPool, s conversion.Scope) error {
+	*out = *(*WarmPool)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_vessel_WarmPool_To_v1alpha1_WarmPool is an autogenerated conversion function.
+func Convert_vessel_WarmPool_To_v1alpha1_WarmPool(in *vessel.WarmPool, out *WarmPool, s conversion.Scope) error {
+	return autoConvert_vessel_WarmPool_To_v1alpha1_WarmPool(in, out, s)
 }

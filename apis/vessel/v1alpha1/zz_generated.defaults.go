@@ -30,7 +30,11 @@ import (
 // All generated defaulters are covering - they call all nested defaulters.
 func RegisterDefaults(scheme *runtime.Scheme) error {
 	scheme.AddTypeDefaultingFunc(&VirtualMachine{}, func(obj interface{}) { SetObjectDefaults_VirtualMachine(obj.(*VirtualMachine)) })
+	scheme.AddTypeDefaultingFunc(&VirtualMachineClone{}, func(obj interface{}) { SetObjectDefaults_VirtualMachineClone(obj.(*VirtualMachineClone)) })
+	scheme.AddTypeDefaultingFunc(&VirtualMachineCloneList{}, func(obj interface{}) { SetObjectDefaults_VirtualMachineCloneList(obj.(*VirtualMachineCloneList)) })
 	scheme.AddTypeDefaultingFunc(&VirtualMachineList{}, func(obj interface{}) { SetObjectDefaults_VirtualMachineList(obj.(*VirtualMachineList)) })
+	scheme.AddTypeDefaultingFunc(&VirtualMachinePool{}, func(obj interface{}) { SetObjectDefaults_VirtualMachinePool(obj.(*VirtualMachinePool)) })
+	scheme.AddTypeDefaultingFunc(&VirtualMachinePoolList{}, func(obj interface{}) { SetObjectDefaults_VirtualMachinePoolList(obj.(*VirtualMachinePoolList)) })
 	scheme.AddTypeDefaultingFunc(&VirtualMachineSnapshot{}, func(obj interface{}) { SetObjectDefaults_VirtualMachineSnapshot(obj.(*VirtualMachineSnapshot)) })
 	scheme.AddTypeDefaultingFunc(&VirtualMachineSnapshotList{}, func(obj interface{}) { SetObjectDefaults_VirtualMachineSnapshotList(obj.(*VirtualMachineSnapshotList)) })
 	return nil
@@ -51,10 +55,46 @@ func SetObjectDefaults_VirtualMachine(in *VirtualMachine) {
 	}
 }
 
+func SetObjectDefaults_VirtualMachineClone(in *VirtualMachineClone) {
+	SetDefaults_VirtualMachineCloneSpec(&in.Spec)
+}
+
+func SetObjectDefaults_VirtualMachineCloneList(in *VirtualMachineCloneList) {
+	for i := range in.Items {
+		a := &in.Items[i]
+		SetObjectDefaults_VirtualMachineClone(a)
+	}
+}
+
 func SetObjectDefaults_VirtualMachineList(in *VirtualMachineList) {
 	for i := range in.Items {
 		a := &in.Items[i]
 		SetObjectDefaults_VirtualMachine(a)
+	}
+}
+
+func SetObjectDefaults_VirtualMachinePool(in *VirtualMachinePool) {
+	SetDefaults_VirtualMachinePoolSpec(&in.Spec)
+	if in.Spec.Template.Spec != nil {
+		SetDefaults_VirtualMachineSpec(in.Spec.Template.Spec)
+		for i := range in.Spec.Template.Spec.Disks {
+			a := &in.Spec.Template.Spec.Disks[i]
+			SetDefaults_Disk(a)
+			if a.CloudInit != nil {
+				SetDefaults_CloudInitSource(a.CloudInit)
+			}
+		}
+		for i := range in.Spec.Template.Spec.Interfaces {
+			a := &in.Spec.Template.Spec.Interfaces[i]
+			SetDefaults_Interface(a)
+		}
+	}
+}
+
+func SetObjectDefaults_VirtualMachinePoolList(in *VirtualMachinePoolList) {
+	for i := range in.Items {
+		a := &in.Items[i]
+		SetObjectDefaults_VirtualMachinePool(a)
 	}
 }
 

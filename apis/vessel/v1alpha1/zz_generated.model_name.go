@@ -27,6 +27,16 @@ func (in BlankSource) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CloneSource) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.CloneSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CloneTarget) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.CloneTarget"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in CloudInitSource) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.CloudInitSource"
 }
@@ -122,6 +132,26 @@ func (in VirtualMachineBinding) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineClone) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineClone"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineCloneList) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineCloneList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineCloneSpec) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineCloneSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineCloneStatus) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineCloneStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in VirtualMachineConsoleOptions) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.VirtualMachineConsoleOptions"
 }
@@ -129,6 +159,26 @@ func (in VirtualMachineConsoleOptions) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in VirtualMachineList) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.VirtualMachineList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachinePool) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachinePool"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachinePoolList) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachinePoolList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachinePoolSpec) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachinePoolSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachinePoolStatus) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachinePoolStatus"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -179,4 +229,19 @@ func (in VirtualMachineSpec) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in VirtualMachineStatus) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.VirtualMachineStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineTemplate) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineTemplate"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineTemplateMetadata) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineTemplateMetadata"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in WarmPool) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.WarmPool"
 }

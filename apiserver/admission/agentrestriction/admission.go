@@ -17,8 +17,8 @@ limitations under the License.
 // Package agentrestriction is the VesselAgentRestriction admission plugin:
 // RBAC lets node agents (see agentidentity) write Hypervisors and VM status
 // in general; this plugin narrows each agent to its own Hypervisor (whose
-// spec and labels stay the administrator's) and to the VMs, snapshots and
-// restores bound to it, the way NodeRestriction narrows kubelets. Reads
+// spec and labels stay the administrator's) and to the VMs, snapshots,
+// restores and clones bound to it, the way NodeRestriction narrows kubelets. Reads
 // are not admission's business: the agent authorizer and the VM storage
 // confine those.
 package agentrestriction
@@ -140,7 +140,7 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 		return onlyFinalizersChanged(a, forbid)
 	case resource == "virtualmachinesnapshots" && sub == "" && a.GetOperation() == admission.Update:
 		return p.checkSnapshotFinalizers(a, agent, forbid)
-	case (resource == "virtualmachinesnapshots" || resource == "virtualmachinerestores") && sub == "status" && a.GetOperation() == admission.Update:
+	case (resource == "virtualmachinesnapshots" || resource == "virtualmachinerestores" || resource == "virtualmachineclones") && sub == "status" && a.GetOperation() == admission.Update:
 		vmName, err := referencedVM(a.GetObject())
 		if err != nil {
 			return forbid("%v", err)
@@ -189,6 +189,9 @@ func referencedVM(obj any) (string, error) {
 		return o.Spec.VirtualMachineName, nil
 	case *vessel.VirtualMachineRestore:
 		return o.Spec.VirtualMachineName, nil
+	case *vessel.VirtualMachineClone:
+		// A clone's agent is the one its new VM is bound to.
+		return o.Spec.Target.Name, nil
 	}
 	return "", fmt.Errorf("unexpected object %T", obj)
 }

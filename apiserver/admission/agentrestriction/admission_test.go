@@ -64,6 +64,12 @@ func TestValidate(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns"},
 		Spec:       vessel.VirtualMachineSnapshotSpec{VirtualMachineName: "theirs"},
 	}
+	clone := func(target string) *vessel.VirtualMachineClone {
+		return &vessel.VirtualMachineClone{
+			ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns"},
+			Spec:       vessel.VirtualMachineCloneSpec{Target: vessel.CloneTarget{Name: target}},
+		}
+	}
 	hv := func(name string) *vessel.Hypervisor {
 		return &vessel.Hypervisor{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"zone": "a"}}}
 	}
@@ -102,6 +108,9 @@ func TestValidate(t *testing.T) {
 		{"agent deletes a VM", agent, admission.Delete, "virtualmachines", "", "mine", nil, nil, false},
 		{"agent binds a VM", agent, admission.Create, "virtualmachines", "binding", "mine", nil, nil, false},
 		{"agent writes a snapshot of another node's VM", agent, admission.Update, "virtualmachinesnapshots", "status", "s", snapshot, snapshot, false},
+		{"agent writes the status of a clone whose VM is bound to it", agent, admission.Update, "virtualmachineclones", "status", "c", clone("mine"), clone("mine"), true},
+		{"agent writes the status of another node's clone", agent, admission.Update, "virtualmachineclones", "status", "c", clone("theirs"), clone("theirs"), false},
+		{"agent changes a clone", agent, admission.Update, "virtualmachineclones", "", "c", clone("mine"), clone("mine"), false},
 		{"agent group member with a foreign name", impostor, admission.Update, "hypervisors", "status", "hv1", hv("hv1"), hv("hv1"), false},
 		{"pod-bound agent writes status of its VM", podAgent, admission.Update, "virtualmachines", "status", "mine", vm("mine"), vm("mine"), true},
 		{"pod-bound agent writes status of another node's VM", podAgent, admission.Update, "virtualmachines", "status", "theirs", vm("theirs"), vm("theirs"), false},

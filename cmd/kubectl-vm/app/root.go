@@ -48,7 +48,7 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Short:       "Work with Vessel virtual machines",
 		Long: `kubectl vm drives Vessel virtual machines (vessel.dev VirtualMachines):
 attach to their serial console, read its recent output, start, stop,
-restart, pause or unpause them, and take and restore snapshots. It uses
+restart, pause or unpause them, take and restore snapshots, and clone them. It uses
 kubectl's configuration and flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -67,6 +67,7 @@ kubectl's configuration and flags.`,
 		newPauseCommand,
 		newUnpauseCommand,
 		newSnapshotCommand,
+		newCloneCommand,
 		newRestoreCommand,
 	} {
 		cmd.AddCommand(sub(o))

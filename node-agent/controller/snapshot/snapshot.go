@@ -33,6 +33,7 @@ import (
 	vesselinformers "github.com/vessel-vm/vessel/generated/informers/externalversions/vessel/v1alpha1"
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/controller/boundvm"
+	"github.com/vessel-vm/vessel/node-agent/controller/cloneimage"
 	"github.com/vessel-vm/vessel/node-agent/controller/worker"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
@@ -51,6 +52,11 @@ type Deps struct {
 	Locks    *boundvm.Locks
 	Recorder record.EventRecorder
 	Clock    clock.PassiveClock
+	// StateDir, when set and the Hypervisor is a hypervisor.Cloner, is
+	// where a memory snapshot's clone image is kept (cloneimage), taken
+	// at the same instant as the snapshot: clones of the snapshot resume
+	// from it.
+	StateDir string
 }
 
 // Controller reconciles the snapshots of the VMs bound to one hypervisor.
@@ -58,8 +64,11 @@ type Controller struct {
 	node   string
 	client versioned.Interface
 	// hv is nil when the Hypervisor implementation cannot take snapshots.
-	hv       hypervisor.Snapshotter
-	domains  hypervisor.Hypervisor
+	hv      hypervisor.Snapshotter
+	domains hypervisor.Hypervisor
+	// cloner is nil when no clone images are taken.
+	cloner   hypervisor.Cloner
+	stateDir string
 	snaps    listers.VirtualMachineSnapshotLister
 	byVM     cache.Indexer
 	vms      boundvm.Lister
@@ -91,6 +100,10 @@ func New(node string, deps Deps) (*Controller, error) {
 		queue:    worker.NewQueue("vessel-agent-snapshots"),
 	}
 	c.hv, _ = deps.Hypervisor.(hypervisor.Snapshotter)
+	if deps.StateDir != "" {
+		c.cloner, _ = deps.Hypervisor.(hypervisor.Cloner)
+		c.stateDir = deps.StateDir
+	}
 	inf := deps.Snapshots.Informer()
 	if err := inf.AddIndexers(cache.Indexers{byVMIndex: func(obj any) ([]string, error) {
 		s, ok := obj.(*v1alpha1.VirtualMachineSnapshot)
@@ -268,10 +281,7 @@ func (c *Controller) take(ctx context.Context, snap *v1alpha1.VirtualMachineSnap
 
 	wantMemory := includeMemory(snap)
 	start := time.Now()
-	info, err := c.hv.CreateSnapshot(ctx, uid, hypervisor.SnapshotSpec{
-		Name:        LibvirtName(snap),
-		Description: fmt.Sprintf("vessel.dev VirtualMachineSnapshot %s/%s of VM %s (includeMemory=%t)", snap.Namespace, snap.Name, vm.Name, wantMemory),
-	})
+	info, imageErr, err := c.snapshotAndImage(ctx, snap, vm, dom, wantMemory)
 	switch {
 	case errors.Is(err, hypervisor.ErrDisconnected):
 		return 0, err
@@ -305,6 +315,12 @@ func (c *Controller) take(ctx context.Context, snap *v1alpha1.VirtualMachineSnap
 	case info.Memory:
 		msg = "the snapshot holds the VM's disks (taken while the guest ran, with includeMemory=false: a restore boots the guest from them)"
 	}
+	switch {
+	case imageErr != nil:
+		msg += fmt.Sprintf("; it cannot be cloned: %v", imageErr)
+	case snap.Status.MemoryIncluded && c.cloner != nil:
+		msg += "; it keeps a clone image: clones of it resume from its memory"
+	}
 	c.setCondition(snap, metav1.ConditionTrue, "Succeeded", msg)
 	if _, err := c.writeStatus(ctx, snap); err != nil {
 		return 0, err
@@ -313,6 +329,40 @@ func (c *Controller) take(ctx context.Context, snap *v1alpha1.VirtualMachineSnap
 		"memory", snap.Status.MemoryIncluded, "size", size.String(), "took", took)
 	c.event(snap, corev1.EventTypeNormal, "SnapshotTaken", "Took snapshot of VM %s on %s (%s) in %.1fs", vm.Name, node, kindOfSnapshot(snap), took.Seconds())
 	return 0, c.updateVMSnapshotList(ctx, vm)
+}
+
+// snapshotAndImage takes the libvirt snapshot and, for a memory snapshot
+// of a running guest on a hypervisor that clones, its clone image at the
+// same instant: the guest is paused for both (the snapshot alone pauses it
+// too, briefly). A clone image that cannot be taken leaves the snapshot
+// good, only not cloneable (imageErr).
+func (c *Controller) snapshotAndImage(ctx context.Context, snap *v1alpha1.VirtualMachineSnapshot, vm *v1alpha1.VirtualMachine, dom *hypervisor.Domain, wantMemory bool) (info *hypervisor.Snapshot, imageErr, err error) {
+	uid := string(vm.UID)
+	spec := hypervisor.SnapshotSpec{
+		Name:        LibvirtName(snap),
+		Description: fmt.Sprintf("vessel.dev VirtualMachineSnapshot %s/%s of VM %s (includeMemory=%t)", snap.Namespace, snap.Name, vm.Name, wantMemory),
+	}
+	if c.cloner == nil || !wantMemory || !dom.State.Active() {
+		info, err = c.hv.CreateSnapshot(ctx, uid, spec)
+		return info, nil, err
+	}
+	if dom.State == hypervisor.StateRunning {
+		if err := c.domains.Suspend(ctx, uid); err != nil {
+			return nil, nil, err
+		}
+		defer func() {
+			if rerr := c.domains.Resume(ctx, uid); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
+	if info, err = c.hv.CreateSnapshot(ctx, uid, spec); err != nil {
+		return nil, nil, err
+	}
+	if _, imageErr = c.cloner.CaptureImage(ctx, uid, cloneimage.ForSnapshot(c.stateDir, string(snap.UID)), true); imageErr != nil {
+		klog.FromContext(ctx).Info("Could not keep a clone image with the snapshot", "snapshot", snap.Namespace+"/"+snap.Name, "err", imageErr)
+	}
+	return info, imageErr, nil
 }
 
 func kindOfSnapshot(s *v1alpha1.VirtualMachineSnapshot) string {

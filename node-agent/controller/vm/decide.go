@@ -153,6 +153,9 @@ func decide(o *observation) decision {
 	switch {
 	case o.Conflict != "":
 		// Status says why; nothing is touched.
+	case needDefinition && o.MadeByClone && dom == nil:
+		// The clone controller makes the domain from the source's clone
+		// image; provisioning from the spec would boot a new machine.
 	case needDefinition && prov != nil && prov.State.Reason != "":
 		// Provisioning failed: status says why; a spec change or the
 		// retry time makes the run stale.

@@ -136,6 +136,12 @@ func TestDecide(t *testing.T) {
 				o.Prov = &provObservation{State: provState{InProgress: true}, Generation: 1, Hash: "older"}
 			},
 			want: decision{Action: actProvision, Report: true, ShouldRun: true, DropProvisioning: true}},
+		{name: "a clone's VM waits for its clone to make the domain", obs: obsOf(testVM(always, sched), nil),
+			edit: func(o *observation) { o.MadeByClone = true },
+			want: decision{Action: actNone, Report: true, ShouldRun: true}},
+		{name: "a clone's domain, once made, is run as any", obs: obsOf(testVM(always, sched), off(hypervisor.ReasonUnknown)),
+			edit: func(o *observation) { o.MadeByClone = true },
+			want: decision{Action: actStart, Report: true, ShouldRun: true}},
 		{name: "a domain Vessel does not own holds the UUID: hands off", obs: obsOf(testVM(always, sched), nil),
 			edit: func(o *observation) { o.Conflict = "foreign" },
 			want: decision{Action: actNone, Report: true}},

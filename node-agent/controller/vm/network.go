@@ -66,6 +66,10 @@ func scanIP(r io.Reader) string {
 	return ip
 }
 
+// MACFor is macFor for the controllers that define a VM's domain
+// themselves (clones): status reports the MACs macFor gives.
+func MACFor(uid, nic, specMAC string) string { return macFor(uid, nic, specMAC) }
+
 // macFor is the MAC address of a VM's interface: the one in spec, else one
 // derived from the VM UID and the interface name, so it stays the same
 // across redefinitions and agent restarts. 52:54:00 is QEMU's prefix.

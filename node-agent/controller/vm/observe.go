@@ -34,6 +34,9 @@ type observation struct {
 	Domain *hypervisor.Domain
 	// Conflict says a domain Vessel does not own holds the VM's UUID.
 	Conflict string
+	// MadeByClone says the VM is a clone's (v1alpha1.AnnotationClone):
+	// the agent's clone controller makes its disks and domain.
+	MadeByClone bool
 	// WantHash identifies the machine spec (machineSpecHash).
 	WantHash string
 	// Prov is the provisioning run, nil when none.
@@ -67,6 +70,7 @@ func (c *Controller) observe(ctx context.Context, cached *v1alpha1.VirtualMachin
 		VM:           vm,
 		Domain:       dom,
 		Conflict:     conflict,
+		MadeByClone:  vm.Annotations[v1alpha1.AnnotationClone] != "",
 		WantHash:     machineSpecHash(&vm.Spec),
 		RestartDone:  st.restartDone,
 		ACPIInterval: c.cfg.ACPIInterval,

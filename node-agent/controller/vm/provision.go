@@ -322,6 +322,11 @@ func (c *Controller) hostPaths() disks.HostPaths {
 	return disks.HostPaths{Shared: c.cfg.AllowedHostPathRoots, Writable: c.cfg.WritableHostPathRoots}
 }
 
+// MachineSpecHash is machineSpecHash for the controllers that define a VM's
+// domain themselves (clones): the VM controller compares it with the
+// domain's stamp.
+func MachineSpecHash(spec *v1alpha1.VirtualMachineSpec) string { return machineSpecHash(spec) }
+
 // machineSpecHash identifies the parts of a spec that shape the domain
 // (hardware, boot, disks, NICs), not its power state or placement. It is
 // stamped into the domain so a spec edited since can be noticed and

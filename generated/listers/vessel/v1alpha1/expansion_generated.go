@@ -30,6 +30,22 @@ type VirtualMachineListerExpansion interface{}
 // VirtualMachineNamespaceLister.
 type VirtualMachineNamespaceListerExpansion interface{}
 
+// VirtualMachineCloneListerExpansion allows custom methods to be added to
+// VirtualMachineCloneLister.
+type VirtualMachineCloneListerExpansion interface{}
+
+// VirtualMachineCloneNamespaceListerExpansion allows custom methods to be added to
+// VirtualMachineCloneNamespaceLister.
+type VirtualMachineCloneNamespaceListerExpansion interface{}
+
+// VirtualMachinePoolListerExpansion allows custom methods to be added to
+// VirtualMachinePoolLister.
+type VirtualMachinePoolListerExpansion interface{}
+
+// VirtualMachinePoolNamespaceListerExpansion allows custom methods to be added to
+// VirtualMachinePoolNamespaceLister.
+type VirtualMachinePoolNamespaceListerExpansion interface{}
+
 // VirtualMachineRestoreListerExpansion allows custom methods to be added to
 // VirtualMachineRestoreLister.
 type VirtualMachineRestoreListerExpansion interface{}

@@ -28,6 +28,10 @@ type Interface interface {
 	Hypervisors() TypedHypervisorInformer
 	// VirtualMachines returns a VirtualMachineInformer.
 	VirtualMachines() TypedVirtualMachineInformer
+	// VirtualMachineClones returns a VirtualMachineCloneInformer.
+	VirtualMachineClones() TypedVirtualMachineCloneInformer
+	// VirtualMachinePools returns a VirtualMachinePoolInformer.
+	VirtualMachinePools() TypedVirtualMachinePoolInformer
 	// VirtualMachineRestores returns a VirtualMachineRestoreInformer.
 	VirtualMachineRestores() TypedVirtualMachineRestoreInformer
 	// VirtualMachineSnapshots returns a VirtualMachineSnapshotInformer.
@@ -53,6 +57,16 @@ func (v *version) Hypervisors() TypedHypervisorInformer {
 // VirtualMachines returns a TypedVirtualMachineInformer.
 func (v *version) VirtualMachines() TypedVirtualMachineInformer {
 	return &virtualMachineInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// VirtualMachineClones returns a TypedVirtualMachineCloneInformer.
+func (v *version) VirtualMachineClones() TypedVirtualMachineCloneInformer {
+	return &virtualMachineCloneInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// VirtualMachinePools returns a TypedVirtualMachinePoolInformer.
+func (v *version) VirtualMachinePools() TypedVirtualMachinePoolInformer {
+	return &virtualMachinePoolInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }
 
 // VirtualMachineRestores returns a TypedVirtualMachineRestoreInformer.

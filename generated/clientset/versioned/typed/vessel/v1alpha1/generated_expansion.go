@@ -22,6 +22,10 @@ type HypervisorExpansion interface{}
 
 type VirtualMachineExpansion interface{}
 
+type VirtualMachineCloneExpansion interface{}
+
+type VirtualMachinePoolExpansion interface{}
+
 type VirtualMachineRestoreExpansion interface{}
 
 type VirtualMachineSnapshotExpansion interface{}

@@ -30,6 +30,8 @@ type VesselV1alpha1Interface interface {
 	RESTClient() rest.Interface
 	HypervisorsGetter
 	VirtualMachinesGetter
+	VirtualMachineClonesGetter
+	VirtualMachinePoolsGetter
 	VirtualMachineRestoresGetter
 	VirtualMachineSnapshotsGetter
 }
@@ -45,6 +47,14 @@ func (c *VesselV1alpha1Client) Hypervisors() HypervisorInterface {
 
 func (c *VesselV1alpha1Client) VirtualMachines(namespace string) VirtualMachineInterface {
 	return newVirtualMachines(c, namespace)
+}
+
+func (c *VesselV1alpha1Client) VirtualMachineClones(namespace string) VirtualMachineCloneInterface {
+	return newVirtualMachineClones(c, namespace)
+}
+
+func (c *VesselV1alpha1Client) VirtualMachinePools(namespace string) VirtualMachinePoolInterface {
+	return newVirtualMachinePools(c, namespace)
 }
 
 func (c *VesselV1alpha1Client) VirtualMachineRestores(namespace string) VirtualMachineRestoreInterface {

@@ -36,6 +36,14 @@ func (c *FakeVesselV1alpha1) VirtualMachines(namespace string) v1alpha1.VirtualM
 	return newFakeVirtualMachines(c, namespace)
 }
 
+func (c *FakeVesselV1alpha1) VirtualMachineClones(namespace string) v1alpha1.VirtualMachineCloneInterface {
+	return newFakeVirtualMachineClones(c, namespace)
+}
+
+func (c *FakeVesselV1alpha1) VirtualMachinePools(namespace string) v1alpha1.VirtualMachinePoolInterface {
+	return newFakeVirtualMachinePools(c, namespace)
+}
+
 func (c *FakeVesselV1alpha1) VirtualMachineRestores(namespace string) v1alpha1.VirtualMachineRestoreInterface {
 	return newFakeVirtualMachineRestores(c, namespace)
 }

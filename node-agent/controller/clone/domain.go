@@ -1,0 +1,116 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package clone
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/node-agent/controller/vm"
+	"github.com/vessel-vm/vessel/node-agent/disks"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+)
+
+// domainConfig makes the clone's files in its VM directory and returns the
+// definition of its domain: the machine its source's image was captured
+// from, with the clone's identity. A writable disk becomes a new qcow2
+// overlay on the image's frozen copy (the source's disk as it was, never
+// written again: neither machine sees the other's writes); a read-only
+// disk is shared; a cloud-init seed is made anew with the clone's instance
+// ID and hostname, so cloud-init treats the clone as a new instance the
+// next time it looks. MACs are the clone's own, as its status reports.
+func (c *Controller) domainConfig(ctx context.Context, target *v1alpha1.VirtualMachine, img *hypervisor.CloneImage, specHash string) (*hypervisor.DomainConfig, error) {
+	uid := string(target.UID)
+	dir := filepath.Join(c.cfg.StateDir, "vms", uid)
+	if err := disks.PrivateDir(dir); err != nil {
+		return nil, fmt.Errorf("create VM directory: %w", err)
+	}
+	memory := target.Spec.Memory
+	if memory.IsZero() {
+		memory = resource.MustParse(v1alpha1.DefaultMemory)
+	}
+	cfg := &hypervisor.DomainConfig{
+		Owner: hypervisor.Owner{
+			Namespace: target.Namespace, Name: target.Name, UID: uid,
+			Hypervisor: c.cfg.Node, HypervisorUID: c.identity.HypervisorUID(),
+		},
+		SpecHash:   specHash,
+		KVM:        img.KVM,
+		CPUs:       uint(max(target.Spec.CPUs, 1)),
+		MemoryKiB:  uint64(memory.Value() / 1024),
+		UEFI:       target.Spec.Firmware == v1alpha1.FirmwareUEFI,
+		Kernel:     img.Kernel,
+		Initrd:     img.Initrd,
+		Cmdline:    img.Cmdline,
+		ConsoleLog: filepath.Join(dir, "console.log"),
+	}
+	for _, d := range target.Spec.Disks {
+		dc, err := c.cloneDisk(ctx, target, dir, d, img)
+		if err != nil {
+			return nil, fmt.Errorf("disk %s: %w", d.Name, err)
+		}
+		cfg.Disks = append(cfg.Disks, dc)
+	}
+	for _, nic := range target.Spec.Interfaces {
+		n := hypervisor.NICConfig{Name: nic.Name, MAC: vm.MACFor(uid, nic.Name, nic.MACAddress)}
+		if nic.Type == v1alpha1.InterfaceTypeBridge {
+			n.Bridge = nic.Bridge
+		}
+		cfg.NICs = append(cfg.NICs, n)
+	}
+	if _, err := hypervisor.DomainXML(cfg); err != nil {
+		return nil, fail("InvalidDomain", "%v", err)
+	}
+	return cfg, nil
+}
+
+func (c *Controller) cloneDisk(ctx context.Context, target *v1alpha1.VirtualMachine, dir string, d v1alpha1.Disk, img *hypervisor.CloneImage) (hypervisor.DiskConfig, error) {
+	dc := hypervisor.DiskConfig{Name: d.Name, Bus: string(d.Bus), ReadOnly: d.ReadOnly}
+	if d.CloudInit != nil {
+		dc.Path, dc.Format, dc.CDROM = filepath.Join(dir, "seed-"+d.Name+".iso"), "raw", true
+		err := disks.Seed(ctx, dc.Path, disks.SeedConfig{
+			InstanceID:    string(target.UID),
+			LocalHostname: target.Name,
+			UserData:      d.CloudInit.UserData,
+			NetworkData:   d.CloudInit.NetworkData,
+		})
+		return dc, err
+	}
+	if frozen := img.Disk(d.Name); frozen != nil {
+		dc.Path, dc.Format = filepath.Join(dir, "disk-"+d.Name+".qcow2"), "qcow2"
+		dc.BackingPath, dc.BackingFormat, dc.BackingChain = frozen.Path, frozen.Format, frozen.Backing
+		if err := disks.CloneOverlay(ctx, frozen.Path, disks.Format(frozen.Format), dc.Path, frozen.VirtualSize); err != nil {
+			return dc, fail("OverlayFailed", "disk %s: %v", d.Name, err)
+		}
+		return dc, nil
+	}
+	for _, s := range img.SharedDisks {
+		if s.Name != d.Name {
+			continue
+		}
+		dc.Path, dc.Format, dc.ReadOnly = s.Path, s.Format, true
+		if len(s.Backing) > 0 {
+			dc.BackingPath, dc.BackingFormat, dc.BackingChain = s.Backing[0].Path, s.Backing[0].Format, s.Backing[1:]
+		}
+		return dc, nil
+	}
+	return dc, fail("DiskNotInImage", "disk %s is not in the clone image (the source's spec changed since it was captured?)", d.Name)
+}
