@@ -35,10 +35,10 @@ const (
 	ImagesDir = "/var/lib/vessel/images"
 )
 
-// HypervisorLabel is put on each Hypervisor the launcher runs, with the
-// hypervisor's name, so that a VM's nodeSelector can pick one (as
-// kubernetes.io/hostname does for pods).
-const HypervisorLabel = "vessel.dev/hypervisor-name"
+// HypervisorLabel is on each Hypervisor, with the hypervisor's name, so
+// that a VM's nodeSelector can pick one (as kubernetes.io/hostname does for
+// pods). Every agent sets it when it registers.
+const HypervisorLabel = v1alpha1.LabelHypervisor
 
 // agentComponent runs the node agent of hv, on hv's libvirtd,
 // authenticated to kube-apiserver as system:vessel-agent:<name> in
@@ -59,7 +59,6 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 	args := []string{
 		"--kubeconfig=" + kubeconfig,
 		"--hypervisor-name=" + name,
-		"--node-labels=" + HypervisorLabel + "=" + name,
 		"--libvirt-socket=" + hv.Socket(),
 		"--state-dir=" + hv.AgentStateDir(),
 		"--allowed-host-path-roots=" + ImagesDir,

@@ -48,20 +48,21 @@ import (
 // guests. The resize is refused, with the field and the room left.
 func TestVMCannotGrowPastItsHypervisor(t *testing.T) {
 	e := env(t)
-	// Another tenant's VM on the same (only) hypervisor.
-	neighbour := framework.GuestVM("team-b", "neighbour")
-	neighbour.Spec.RunStrategy = v1alpha1.RunStrategyHalted
-	neighbour.Spec.Memory = resource.MustParse("256Mi")
-	if _, err := e.Admin.VesselV1alpha1().VirtualMachines("team-b").Create(t.Context(), neighbour, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", "team-b", "delete", "vm", "neighbour", "--wait=false") })
 	manifest := strings.Replace(vmYAML("grow", "  - name: scratch\n    blank: {size: 64Mi}\n"), "runStrategy: Always", "runStrategy: Halted", 1)
 	if out, err := applyAsAlice(t, e, manifest); err != nil {
 		t.Fatalf("alice's kubectl apply: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", ns, "delete", "vm", "grow", "--wait=false") })
 	vm := e.WaitVM(t, ns, "grow", time.Minute, "bound", func(vm *v1alpha1.VirtualMachine) bool { return vm.Spec.NodeName != "" })
+	// Another tenant's VM on the same hypervisor.
+	neighbour := framework.GuestVM("team-b", "neighbour")
+	neighbour.Spec.RunStrategy = v1alpha1.RunStrategyHalted
+	neighbour.Spec.Memory = resource.MustParse("256Mi")
+	neighbour.Spec.NodeSelector = map[string]string{v1alpha1.LabelHypervisor: vm.Spec.NodeName}
+	if _, err := e.Admin.VesselV1alpha1().VirtualMachines("team-b").Create(t.Context(), neighbour, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", "team-b", "delete", "vm", "neighbour", "--wait=false") })
 	e.WaitVM(t, "team-b", "neighbour", time.Minute, "bound", func(n *v1alpha1.VirtualMachine) bool { return n.Spec.NodeName == vm.Spec.NodeName })
 	hv, err := e.Admin.VesselV1alpha1().Hypervisors().Get(t.Context(), vm.Spec.NodeName, metav1.GetOptions{})
 	if err != nil {
