@@ -347,9 +347,15 @@ func machineSpecHash(spec *v1alpha1.VirtualMachineSpec) string {
 // subresource: the vessel-apiserver reads the Secret and answers only the
 // agent of the VM's hypervisor, so agents need no access to Secrets.
 func (c *Controller) userDataFromSecret(ctx context.Context, vm *v1alpha1.VirtualMachine, secret string) (string, error) {
-	body, err := c.client.VesselV1alpha1().RESTClient().Get().
+	res := c.client.VesselV1alpha1().RESTClient().Get().
 		Namespace(vm.Namespace).Resource("virtualmachines").Name(vm.Name).SubResource("userdata").
-		DoRaw(ctx)
+		Do(ctx)
+	// Error, unlike DoRaw, turns the server's Status into the error, so
+	// the VM's status says what is missing.
+	if err := res.Error(); err != nil {
+		return "", fmt.Errorf("user data from Secret %s: %w", secret, err)
+	}
+	body, err := res.Raw()
 	if err != nil {
 		return "", fmt.Errorf("user data from Secret %s: %w", secret, err)
 	}
