@@ -23,8 +23,8 @@ import "time"
 // kubelet does for a pod's containers: users read status.restartCount,
 // status.nextStartTime and the Ready condition's CrashLoopBackOff reason.
 const (
-	// RestartBackoffInitial is the wait before the first restart after a
-	// guest stopped on its own.
+	// RestartBackoffInitial is the wait before the second restart of a
+	// guest that keeps stopping on its own; the first one is immediate.
 	RestartBackoffInitial = 10 * time.Second
 	// RestartBackoffMax bounds the wait.
 	RestartBackoffMax = 5 * time.Minute
@@ -33,12 +33,15 @@ const (
 	RestartBackoffReset = 10 * time.Minute
 )
 
-// RestartBackoff is how long the agent waits before it starts a guest that
-// stopped on its own after restartCount earlier restarts: 10s, 20s, 40s,
-// ... up to 5m.
+// RestartBackoff is how long the agent waits before it starts again a
+// guest that stopped on its own after restartCount earlier restarts: none
+// after the first stop, then 10s, 20s, 40s, ... up to 5m.
 func RestartBackoff(restartCount int32) time.Duration {
+	if restartCount <= 0 {
+		return 0
+	}
 	d := RestartBackoffInitial
-	for i := int32(0); i < restartCount && d < RestartBackoffMax; i++ {
+	for i := int32(1); i < restartCount && d < RestartBackoffMax; i++ {
 		d *= 2
 	}
 	return min(d, RestartBackoffMax)

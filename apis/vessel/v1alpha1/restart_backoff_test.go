@@ -24,11 +24,12 @@ import (
 
 func TestRestartBackoff(t *testing.T) {
 	for count, want := range map[int32]time.Duration{
-		0:             10 * time.Second,
-		1:             20 * time.Second,
-		2:             40 * time.Second,
-		4:             160 * time.Second,
-		5:             5 * time.Minute, // 320s, capped
+		0:             0, // the first restart is immediate
+		1:             10 * time.Second,
+		2:             20 * time.Second,
+		3:             40 * time.Second,
+		5:             160 * time.Second,
+		6:             5 * time.Minute, // 320s, capped
 		100:           5 * time.Minute,
 		math.MaxInt32: 5 * time.Minute,
 	} {

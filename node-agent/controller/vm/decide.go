@@ -189,20 +189,11 @@ func decide(o *observation) decision {
 	return d
 }
 
-// Crash loop backoff, as for a pod's containers: the first start after a
-// guest stopped on its own is immediate, each further one waits twice as
-// long as the last (from crashBackoffBase up to crashBackoffMax); a guest
-// that ran for crashBackoffReset, or a start or restart the user asks for,
-// starts the count again.
-const (
-	crashBackoffBase  = 10 * time.Second
-	crashBackoffMax   = 5 * time.Minute
-	crashBackoffReset = 10 * time.Minute
-)
-
 // crashBackoff decides whether a guest that should run but is off starts
-// now: it sets d's restart count and next start time and returns how long
-// to wait, 0 to start now.
+// now, as the kubelet does for a pod's containers (v1alpha1.RestartBackoff):
+// it sets d's restart count and next start time and returns how long to
+// wait, 0 to start now. A guest that ran for RestartBackoffReset, or a
+// start or restart the user asks for, starts the count again.
 func crashBackoff(o *observation, d *decision) time.Duration {
 	vm := o.VM
 	userStart := d.Pending != nil && (d.Pending.Type == v1alpha1.PowerActionStart || d.Pending.Type == v1alpha1.PowerActionRestart)
@@ -212,19 +203,16 @@ func crashBackoff(o *observation, d *decision) time.Duration {
 		return 0
 	}
 	count := vm.Status.RestartCount
-	if o.Now.Sub(vm.Status.StartedAt.Time) >= crashBackoffReset {
+	if o.Now.Sub(vm.Status.StartedAt.Time) >= v1alpha1.RestartBackoffReset {
 		count = 0
 	}
-	if count == 0 {
-		d.RestartCount, d.NextStartTime = 1, nil
+	delay := v1alpha1.RestartBackoff(count)
+	if delay == 0 {
+		d.RestartCount, d.NextStartTime = count+1, nil
 		return 0
 	}
 	next := d.NextStartTime
 	if next == nil {
-		delay := crashBackoffMax
-		if count <= 5 {
-			delay = min(crashBackoffBase<<(count-1), crashBackoffMax)
-		}
 		t := metav1.NewTime(o.Now.Add(delay))
 		next = &t
 	}
