@@ -32,8 +32,8 @@ import (
 
 	clonecontroller "github.com/vessel-vm/vessel/controller/clone"
 	"github.com/vessel-vm/vessel/controller/heartbeat"
-	quotacontroller "github.com/vessel-vm/vessel/controller/quota"
 	poolcontroller "github.com/vessel-vm/vessel/controller/pool"
+	quotacontroller "github.com/vessel-vm/vessel/controller/quota"
 	"github.com/vessel-vm/vessel/controller/scheduler"
 	snapshotcontroller "github.com/vessel-vm/vessel/controller/snapshot"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
