@@ -22,7 +22,8 @@ limitations under the License.
 package openapi
 
 import (
-	v1alpha1 "github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	v1alpha1 "github.com/vessel-vm/vessel/apis/metrics/v1alpha1"
+	vesselv1alpha1 "github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	resource "k8s.io/apimachinery/pkg/api/resource"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
@@ -33,92 +34,207 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
-		v1alpha1.BlankSource{}.OpenAPIModelName():                  schema_vessel_apis_vessel_v1alpha1_BlankSource(ref),
-		v1alpha1.CloudInitSource{}.OpenAPIModelName():              schema_vessel_apis_vessel_v1alpha1_CloudInitSource(ref),
-		v1alpha1.Disk{}.OpenAPIModelName():                         schema_vessel_apis_vessel_v1alpha1_Disk(ref),
-		v1alpha1.DiskStatus{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_DiskStatus(ref),
-		v1alpha1.FileSource{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_FileSource(ref),
-		v1alpha1.HostPathSource{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HostPathSource(ref),
-		v1alpha1.Hypervisor{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_Hypervisor(ref),
-		v1alpha1.HypervisorList{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref),
-		v1alpha1.HypervisorResources{}.OpenAPIModelName():          schema_vessel_apis_vessel_v1alpha1_HypervisorResources(ref),
-		v1alpha1.HypervisorSpec{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HypervisorSpec(ref),
-		v1alpha1.HypervisorStatus{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref),
-		v1alpha1.ImageSource{}.OpenAPIModelName():                  schema_vessel_apis_vessel_v1alpha1_ImageSource(ref),
-		v1alpha1.Interface{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_Interface(ref),
-		v1alpha1.InterfaceStatus{}.OpenAPIModelName():              schema_vessel_apis_vessel_v1alpha1_InterfaceStatus(ref),
-		v1alpha1.KernelBoot{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref),
-		v1alpha1.PowerAction{}.OpenAPIModelName():                  schema_vessel_apis_vessel_v1alpha1_PowerAction(ref),
-		v1alpha1.VirtualMachine{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_VirtualMachine(ref),
-		v1alpha1.VirtualMachineActionOptions{}.OpenAPIModelName():  schema_vessel_apis_vessel_v1alpha1_VirtualMachineActionOptions(ref),
-		v1alpha1.VirtualMachineBinding{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineBinding(ref),
-		v1alpha1.VirtualMachineConsoleOptions{}.OpenAPIModelName(): schema_vessel_apis_vessel_v1alpha1_VirtualMachineConsoleOptions(ref),
-		v1alpha1.VirtualMachineList{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref),
-		v1alpha1.VirtualMachineRestore{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestore(ref),
-		v1alpha1.VirtualMachineRestoreList{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreList(ref),
-		v1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreSpec(ref),
-		v1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName():  schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreStatus(ref),
-		v1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName():       schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshot(ref),
-		v1alpha1.VirtualMachineSnapshotList{}.OpenAPIModelName():   schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotList(ref),
-		v1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName():   schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotSpec(ref),
-		v1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName(): schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotStatus(ref),
-		v1alpha1.VirtualMachineSpec{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref),
-		v1alpha1.VirtualMachineStatus{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref),
-		resource.Quantity{}.OpenAPIModelName():                     schema_apimachinery_pkg_api_resource_Quantity(ref),
-		v1.APIGroup{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_APIGroup(ref),
-		v1.APIGroupList{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_APIGroupList(ref),
-		v1.APIResource{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_APIResource(ref),
-		v1.APIResourceList{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_APIResourceList(ref),
-		v1.APIVersions{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_APIVersions(ref),
-		v1.ApplyOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_ApplyOptions(ref),
-		v1.Condition{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Condition(ref),
-		v1.CreateOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_CreateOptions(ref),
-		v1.DeleteOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_DeleteOptions(ref),
-		v1.Duration{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_Duration(ref),
-		v1.FieldSelectorRequirement{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
-		v1.FieldsV1{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_FieldsV1(ref),
-		v1.GetOptions{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_GetOptions(ref),
-		v1.GroupKind{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_GroupKind(ref),
-		v1.GroupResource{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_GroupResource(ref),
-		v1.GroupVersion{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_GroupVersion(ref),
-		v1.GroupVersionForDiscovery{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
-		v1.GroupVersionKind{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_GroupVersionKind(ref),
-		v1.GroupVersionResource{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_GroupVersionResource(ref),
-		v1.InternalEvent{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_InternalEvent(ref),
-		v1.LabelSelector{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_LabelSelector(ref),
-		v1.LabelSelectorRequirement{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
-		v1.List{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_List(ref),
-		v1.ListMeta{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_ListMeta(ref),
-		v1.ListOptions{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_ListOptions(ref),
-		v1.ManagedFieldsEntry{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
-		v1.MicroTime{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_MicroTime(ref),
-		v1.ObjectMeta{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_ObjectMeta(ref),
-		v1.OwnerReference{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_OwnerReference(ref),
-		v1.PartialObjectMetadata{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
-		v1.PartialObjectMetadataList{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
-		v1.Patch{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_Patch(ref),
-		v1.PatchOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_PatchOptions(ref),
-		v1.Preconditions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Preconditions(ref),
-		v1.RootPaths{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_RootPaths(ref),
-		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
-		v1.ShardInfo{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_ShardInfo(ref),
-		v1.Status{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_Status(ref),
-		v1.StatusCause{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_StatusCause(ref),
-		v1.StatusDetails{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_StatusDetails(ref),
-		v1.Table{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_Table(ref),
-		v1.TableColumnDefinition{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
-		v1.TableOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_TableOptions(ref),
-		v1.TableRow{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_TableRow(ref),
-		v1.TableRowCondition{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_TableRowCondition(ref),
-		v1.Time{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_Time(ref),
-		v1.Timestamp{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Timestamp(ref),
-		v1.TypeMeta{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_TypeMeta(ref),
-		v1.UpdateOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_UpdateOptions(ref),
-		v1.WatchEvent{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_WatchEvent(ref),
-		runtime.RawExtension{}.OpenAPIModelName():                  schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
-		runtime.TypeMeta{}.OpenAPIModelName():                      schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
-		runtime.Unknown{}.OpenAPIModelName():                       schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
-		version.Info{}.OpenAPIModelName():                          schema_k8sio_apimachinery_pkg_version_Info(ref),
+		v1alpha1.VirtualMachineMetrics{}.OpenAPIModelName():              schema_vessel_apis_metrics_v1alpha1_VirtualMachineMetrics(ref),
+		v1alpha1.VirtualMachineMetricsList{}.OpenAPIModelName():          schema_vessel_apis_metrics_v1alpha1_VirtualMachineMetricsList(ref),
+		vesselv1alpha1.BlankSource{}.OpenAPIModelName():                  schema_vessel_apis_vessel_v1alpha1_BlankSource(ref),
+		vesselv1alpha1.CloudInitSource{}.OpenAPIModelName():              schema_vessel_apis_vessel_v1alpha1_CloudInitSource(ref),
+		vesselv1alpha1.Disk{}.OpenAPIModelName():                         schema_vessel_apis_vessel_v1alpha1_Disk(ref),
+		vesselv1alpha1.DiskStatus{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_DiskStatus(ref),
+		vesselv1alpha1.FileSource{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_FileSource(ref),
+		vesselv1alpha1.HostPathSource{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HostPathSource(ref),
+		vesselv1alpha1.Hypervisor{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_Hypervisor(ref),
+		vesselv1alpha1.HypervisorList{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref),
+		vesselv1alpha1.HypervisorResources{}.OpenAPIModelName():          schema_vessel_apis_vessel_v1alpha1_HypervisorResources(ref),
+		vesselv1alpha1.HypervisorSpec{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HypervisorSpec(ref),
+		vesselv1alpha1.HypervisorStatus{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref),
+		vesselv1alpha1.ImageSource{}.OpenAPIModelName():                  schema_vessel_apis_vessel_v1alpha1_ImageSource(ref),
+		vesselv1alpha1.Interface{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_Interface(ref),
+		vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName():              schema_vessel_apis_vessel_v1alpha1_InterfaceStatus(ref),
+		vesselv1alpha1.KernelBoot{}.OpenAPIModelName():                   schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref),
+		vesselv1alpha1.PowerAction{}.OpenAPIModelName():                  schema_vessel_apis_vessel_v1alpha1_PowerAction(ref),
+		vesselv1alpha1.VirtualMachine{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_VirtualMachine(ref),
+		vesselv1alpha1.VirtualMachineActionOptions{}.OpenAPIModelName():  schema_vessel_apis_vessel_v1alpha1_VirtualMachineActionOptions(ref),
+		vesselv1alpha1.VirtualMachineBinding{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineBinding(ref),
+		vesselv1alpha1.VirtualMachineConsoleOptions{}.OpenAPIModelName(): schema_vessel_apis_vessel_v1alpha1_VirtualMachineConsoleOptions(ref),
+		vesselv1alpha1.VirtualMachineList{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref),
+		vesselv1alpha1.VirtualMachineRestore{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestore(ref),
+		vesselv1alpha1.VirtualMachineRestoreList{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreList(ref),
+		vesselv1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreSpec(ref),
+		vesselv1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName():  schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreStatus(ref),
+		vesselv1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName():       schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshot(ref),
+		vesselv1alpha1.VirtualMachineSnapshotList{}.OpenAPIModelName():   schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotList(ref),
+		vesselv1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName():   schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotSpec(ref),
+		vesselv1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName(): schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotStatus(ref),
+		vesselv1alpha1.VirtualMachineSpec{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref),
+		vesselv1alpha1.VirtualMachineStatus{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref),
+		resource.Quantity{}.OpenAPIModelName():                           schema_apimachinery_pkg_api_resource_Quantity(ref),
+		v1.APIGroup{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_APIGroup(ref),
+		v1.APIGroupList{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_APIGroupList(ref),
+		v1.APIResource{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_APIResource(ref),
+		v1.APIResourceList{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_APIResourceList(ref),
+		v1.APIVersions{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_APIVersions(ref),
+		v1.ApplyOptions{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_ApplyOptions(ref),
+		v1.Condition{}.OpenAPIModelName():                                schema_pkg_apis_meta_v1_Condition(ref),
+		v1.CreateOptions{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_CreateOptions(ref),
+		v1.DeleteOptions{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_DeleteOptions(ref),
+		v1.Duration{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_Duration(ref),
+		v1.FieldSelectorRequirement{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
+		v1.FieldsV1{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_FieldsV1(ref),
+		v1.GetOptions{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_GetOptions(ref),
+		v1.GroupKind{}.OpenAPIModelName():                                schema_pkg_apis_meta_v1_GroupKind(ref),
+		v1.GroupResource{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_GroupResource(ref),
+		v1.GroupVersion{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_GroupVersion(ref),
+		v1.GroupVersionForDiscovery{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
+		v1.GroupVersionKind{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_GroupVersionKind(ref),
+		v1.GroupVersionResource{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_GroupVersionResource(ref),
+		v1.InternalEvent{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_InternalEvent(ref),
+		v1.LabelSelector{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_LabelSelector(ref),
+		v1.LabelSelectorRequirement{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
+		v1.List{}.OpenAPIModelName():                                     schema_pkg_apis_meta_v1_List(ref),
+		v1.ListMeta{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_ListMeta(ref),
+		v1.ListOptions{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_ListOptions(ref),
+		v1.ManagedFieldsEntry{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
+		v1.MicroTime{}.OpenAPIModelName():                                schema_pkg_apis_meta_v1_MicroTime(ref),
+		v1.ObjectMeta{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_ObjectMeta(ref),
+		v1.OwnerReference{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_OwnerReference(ref),
+		v1.PartialObjectMetadata{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
+		v1.PartialObjectMetadataList{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
+		v1.Patch{}.OpenAPIModelName():                                    schema_pkg_apis_meta_v1_Patch(ref),
+		v1.PatchOptions{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_PatchOptions(ref),
+		v1.Preconditions{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_Preconditions(ref),
+		v1.RootPaths{}.OpenAPIModelName():                                schema_pkg_apis_meta_v1_RootPaths(ref),
+		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
+		v1.ShardInfo{}.OpenAPIModelName():                                schema_pkg_apis_meta_v1_ShardInfo(ref),
+		v1.Status{}.OpenAPIModelName():                                   schema_pkg_apis_meta_v1_Status(ref),
+		v1.StatusCause{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_StatusCause(ref),
+		v1.StatusDetails{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_StatusDetails(ref),
+		v1.Table{}.OpenAPIModelName():                                    schema_pkg_apis_meta_v1_Table(ref),
+		v1.TableColumnDefinition{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
+		v1.TableOptions{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_TableOptions(ref),
+		v1.TableRow{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_TableRow(ref),
+		v1.TableRowCondition{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_TableRowCondition(ref),
+		v1.Time{}.OpenAPIModelName():                                     schema_pkg_apis_meta_v1_Time(ref),
+		v1.Timestamp{}.OpenAPIModelName():                                schema_pkg_apis_meta_v1_Timestamp(ref),
+		v1.TypeMeta{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_TypeMeta(ref),
+		v1.UpdateOptions{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_UpdateOptions(ref),
+		v1.WatchEvent{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_WatchEvent(ref),
+		runtime.RawExtension{}.OpenAPIModelName():                        schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
+		runtime.TypeMeta{}.OpenAPIModelName():                            schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
+		runtime.Unknown{}.OpenAPIModelName():                             schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
+		version.Info{}.OpenAPIModelName():                                schema_k8sio_apimachinery_pkg_version_Info(ref),
+	}
+}
+
+func schema_vessel_apis_metrics_v1alpha1_VirtualMachineMetrics(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VirtualMachineMetrics is the current resource usage of one VirtualMachine, with the VM's name, namespace and labels. It exists while the VM's guest runs and its node agent has been read twice.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard object metadata: the VM's name, namespace and labels.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"timestamp": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Timestamp is when the usage was read by the VM's node agent.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"window": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Window is the interval before Timestamp over which CPU usage was averaged.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"usage": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Usage is the VM's consumption of host resources: cpu in cores (all threads of its QEMU process: vCPUs, emulator and I/O) and memory in bytes (resident in that process).",
+							Type:        []string{"object"},
+							AdditionalProperties: &spec.SchemaOrBool{
+								Allows: true,
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(resource.Quantity{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"timestamp", "window", "usage"},
+			},
+		},
+		Dependencies: []string{
+			resource.Quantity{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_vessel_apis_metrics_v1alpha1_VirtualMachineMetricsList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VirtualMachineMetricsList is a list of VirtualMachineMetrics.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard list metadata.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Items are the VMs' usages.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.VirtualMachineMetrics{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.VirtualMachineMetrics{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -204,25 +320,25 @@ func schema_vessel_apis_vessel_v1alpha1_Disk(ref common.ReferenceCallback) commo
 					"image": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Image is a disk image downloaded once into the node's image cache; the VM writes to its own copy-on-write overlay.",
-							Ref:         ref(v1alpha1.ImageSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.ImageSource{}.OpenAPIModelName()),
 						},
 					},
 					"hostPath": {
 						SchemaProps: spec.SchemaProps{
 							Description: "HostPath is an image file on the host, used in place.",
-							Ref:         ref(v1alpha1.HostPathSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HostPathSource{}.OpenAPIModelName()),
 						},
 					},
 					"blank": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Blank is a new empty disk of the given size.",
-							Ref:         ref(v1alpha1.BlankSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.BlankSource{}.OpenAPIModelName()),
 						},
 					},
 					"cloudInit": {
 						SchemaProps: spec.SchemaProps{
 							Description: "CloudInit is a NoCloud seed built from the given user and network data.",
-							Ref:         ref(v1alpha1.CloudInitSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.CloudInitSource{}.OpenAPIModelName()),
 						},
 					},
 				},
@@ -230,7 +346,7 @@ func schema_vessel_apis_vessel_v1alpha1_Disk(ref common.ReferenceCallback) commo
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.BlankSource{}.OpenAPIModelName(), v1alpha1.CloudInitSource{}.OpenAPIModelName(), v1alpha1.HostPathSource{}.OpenAPIModelName(), v1alpha1.ImageSource{}.OpenAPIModelName()},
+			vesselv1alpha1.BlankSource{}.OpenAPIModelName(), vesselv1alpha1.CloudInitSource{}.OpenAPIModelName(), vesselv1alpha1.HostPathSource{}.OpenAPIModelName(), vesselv1alpha1.ImageSource{}.OpenAPIModelName()},
 	}
 }
 
@@ -288,20 +404,20 @@ func schema_vessel_apis_vessel_v1alpha1_FileSource(ref common.ReferenceCallback)
 					"image": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Image is a file downloaded from a URL and checked against its sha256.",
-							Ref:         ref(v1alpha1.ImageSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.ImageSource{}.OpenAPIModelName()),
 						},
 					},
 					"hostPath": {
 						SchemaProps: spec.SchemaProps{
 							Description: "HostPath is a file on the hypervisor host, under one of the agent's allowed roots.",
-							Ref:         ref(v1alpha1.HostPathSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HostPathSource{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.HostPathSource{}.OpenAPIModelName(), v1alpha1.ImageSource{}.OpenAPIModelName()},
+			vesselv1alpha1.HostPathSource{}.OpenAPIModelName(), vesselv1alpha1.ImageSource{}.OpenAPIModelName()},
 	}
 }
 
@@ -367,21 +483,21 @@ func schema_vessel_apis_vessel_v1alpha1_Hypervisor(ref common.ReferenceCallback)
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec holds what an administrator controls.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is what the agent reports. Read-only for users.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.HypervisorSpec{}.OpenAPIModelName(), v1alpha1.HypervisorStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.HypervisorSpec{}.OpenAPIModelName(), vesselv1alpha1.HypervisorStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -420,7 +536,7 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref common.ReferenceCallb
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.Hypervisor{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.Hypervisor{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -431,7 +547,7 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref common.ReferenceCallb
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Hypervisor{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.Hypervisor{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -501,21 +617,21 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref common.ReferenceCal
 						SchemaProps: spec.SchemaProps{
 							Description: "Capacity is what the host has.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorResources{}.OpenAPIModelName()),
 						},
 					},
 					"allocatable": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Allocatable is what VMs may use: capacity less the agent's reserve. vCPUs may exceed capacity: the agent overcommits them by its CPU allocation ratio.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorResources{}.OpenAPIModelName()),
 						},
 					},
 					"allocated": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Allocated is what the VMs bound to this hypervisor ask for, as counted by its agent.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorResources{}.OpenAPIModelName()),
 						},
 					},
 					"daemonEndpoint": {
@@ -586,7 +702,7 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref common.ReferenceCal
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.HypervisorResources{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			vesselv1alpha1.HypervisorResources{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -719,13 +835,13 @@ func schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref common.ReferenceCallback)
 						SchemaProps: spec.SchemaProps{
 							Description: "Kernel is the kernel image.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.FileSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.FileSource{}.OpenAPIModelName()),
 						},
 					},
 					"initrd": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Initrd is the initial ramdisk, if any.",
-							Ref:         ref(v1alpha1.FileSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.FileSource{}.OpenAPIModelName()),
 						},
 					},
 					"cmdline": {
@@ -740,7 +856,7 @@ func schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref common.ReferenceCallback)
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.FileSource{}.OpenAPIModelName()},
+			vesselv1alpha1.FileSource{}.OpenAPIModelName()},
 	}
 }
 
@@ -822,21 +938,21 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachine(ref common.ReferenceCallb
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec is the desired machine and power state.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the state observed by the node agent. Read-only.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachineStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1002,7 +1118,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref common.ReferenceC
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.VirtualMachine{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.VirtualMachine{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1013,7 +1129,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref common.ReferenceC
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachine{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachine{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1049,21 +1165,21 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestore(ref common.Referen
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec names the VM and the snapshot.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the restore's progress. Read-only.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1102,7 +1218,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreList(ref common.Ref
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.VirtualMachineRestore{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.VirtualMachineRestore{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1113,7 +1229,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreList(ref common.Ref
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineRestore{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineRestore{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1245,21 +1361,21 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshot(ref common.Refere
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec says which VM to snapshot and how.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the snapshot's progress. Read-only.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1298,7 +1414,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotList(ref common.Re
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1309,7 +1425,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotList(ref common.Re
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1482,7 +1598,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 					"kernel": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Kernel boots the guest directly from a kernel (and initrd) instead of from a disk's boot loader.",
-							Ref:         ref(v1alpha1.KernelBoot{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.KernelBoot{}.OpenAPIModelName()),
 						},
 					},
 					"disks": {
@@ -1502,7 +1618,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.Disk{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.Disk{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1525,7 +1641,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.Interface{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.Interface{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1570,14 +1686,14 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 					"powerAction": {
 						SchemaProps: spec.SchemaProps{
 							Description: "PowerAction is the last start, stop or restart requested through the VM's action subresources. The node agent carries each one out once.",
-							Ref:         ref(v1alpha1.PowerAction{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.PowerAction{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Disk{}.OpenAPIModelName(), v1alpha1.Interface{}.OpenAPIModelName(), v1alpha1.KernelBoot{}.OpenAPIModelName(), v1alpha1.PowerAction{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
+			vesselv1alpha1.Disk{}.OpenAPIModelName(), vesselv1alpha1.Interface{}.OpenAPIModelName(), vesselv1alpha1.KernelBoot{}.OpenAPIModelName(), vesselv1alpha1.PowerAction{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
 	}
 }
 
@@ -1670,7 +1786,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.InterfaceStatus{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1693,7 +1809,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.DiskStatus{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.DiskStatus{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1729,7 +1845,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.DiskStatus{}.OpenAPIModelName(), v1alpha1.InterfaceStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			vesselv1alpha1.DiskStatus{}.OpenAPIModelName(), vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 
