@@ -23,6 +23,7 @@ package apiserver
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,6 +33,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	restclient "k8s.io/client-go/rest"
 
+	metricsinstall "github.com/vessel-vm/vessel/apis/metrics/install"
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/apis/vessel/install"
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
@@ -54,6 +56,7 @@ var (
 
 func init() {
 	install.Install(Scheme)
+	metricsinstall.Install(Scheme)
 	// The generic server decodes options (ListOptions, ...) as unversioned v1.
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
 	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
@@ -80,8 +83,11 @@ type ExtraConfig struct {
 	// the heartbeat monitor.
 	DisableControllers bool
 	// AgentTransport is mutual TLS toward node agents' stream servers;
-	// nil disables console and log.
+	// nil disables console and log, and leaves metrics.vessel.dev empty.
 	AgentTransport *http.Transport
+	// UsageResolution is how often agents are read for the VMs' usage
+	// (metrics.vessel.dev); zero is usage.DefaultResolution.
+	UsageResolution time.Duration
 }
 
 // Config is the whole server configuration.
@@ -120,6 +126,9 @@ func (c CompletedConfig) New() (*Server, error) {
 	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = storage
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("install API group %s: %w", vessel.GroupName, err)
+	}
+	if err := c.installMetricsAPI(generic, storage["virtualmachines"]); err != nil {
+		return nil, err
 	}
 	if f := c.ExtraConfig.AdmissionInformers; f != nil {
 		err := generic.AddPostStartHook("start-vessel-admission-informers", func(hook genericapiserver.PostStartHookContext) error {
