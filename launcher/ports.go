@@ -37,10 +37,13 @@ type Ports struct {
 	VesselAPIServer int `json:"vesselAPIServer"`
 	ControllerMgr   int `json:"kubeControllerManager"`
 	Agent           int `json:"agent"`
+	// AgentMetrics is the agent's Prometheus endpoint (HTTPS, delegated
+	// authentication and authorization).
+	AgentMetrics int `json:"agentMetrics"`
 }
 
 func (p *Ports) all() []*int {
-	return []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr, &p.Agent}
+	return []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr, &p.Agent, &p.AgentMetrics}
 }
 
 // ensurePorts loads the saved ports and replaces any that is unset or now

@@ -131,6 +131,27 @@ State: vessel-up --status (make status). Logs: %[1]s/logs. Stop it with: make do
 
 Tenants: %[4]s (edit in team-a), %[5]s (view in team-b)
 `, res.Status.StateDir, res.Kubeconfig(launcher.AdminKubeconfig), bin, res.Kubeconfig("alice"), res.Kubeconfig("bob"))
+	if err != nil {
+		return err
+	}
+	return writeMetricsHowTo(out, res)
+}
+
+// writeMetricsHowTo says where the Prometheus metrics are and how to
+// scrape them (with the admin's certificate here; Prometheus gets a
+// binding to vessel.dev:metrics-scraper, see the README).
+func writeMetricsHowTo(out io.Writer, res *launcher.UpResult) error {
+	m, err := res.Metrics()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, `
+Usage per VM: kubectl vm top -A
+Prometheus metrics (HTTPS; the caller needs get on /metrics, ClusterRole vessel.dev:metrics-scraper):
+  agent:            %[1]s   (CA %[3]s)
+  vessel-apiserver: %[2]s   (CA %[4]s)
+  curl --cacert %[3]s --cert %[5]s --key %[6]s %[1]s
+`, m.Agent, m.VesselAPIServer, m.AgentCAFile, m.ClusterCAFile, m.AdminCertFile, m.AdminKeyFile)
 	return err
 }
 
