@@ -25,6 +25,10 @@ deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest 
 	hack/build-guest.sh
 	install -D -m 0644 -t /var/lib/vessel/images/vessel-guest _output/guest/vmlinuz _output/guest/initrd.img _output/guest/disk.img
 
+.PHONY: prometheus
+prometheus: ## Build Prometheus and promtool (hack/tools/prometheus) into _output/bin for e2e/metrics (cached).
+	hack/build-prometheus.sh
+
 .PHONY: up
 up: deps build ## Set everything up and start the local control plane and an agent, supervised (again: starts only what is missing).
 	$(BIN)/vessel-up
@@ -64,7 +68,7 @@ fuzz: ## Fuzz decoding + validation, and the qcow2 header parser, for a few seco
 	go test -run '^$$' -fuzz FuzzReadQCOW2Header -fuzztime 10s ./node-agent/disks/
 
 .PHONY: test-e2e
-test-e2e: deps build ## End-to-end tests: real kube-apiserver, kubectl, libvirt and guests.
+test-e2e: deps prometheus build ## End-to-end tests: real kube-apiserver, kubectl, libvirt and guests.
 	# One package at a time: the suites share this host's libvirtd.
 	VESSEL_E2E=1 go test -p 1 $(GO_TEST_FLAGS) -timeout 40m ./e2e/... ./node-agent/...
 
@@ -86,6 +90,14 @@ bench-boot: deps build ## Create -> Running -> console banner vs plain QEMU; age
 .PHONY: bench-snapshot
 bench-snapshot: deps build ## Snapshot and restore (with and without memory) through Vessel vs go-libvirt directly.
 	VESSEL_E2E=1 go test -run '^$$' -bench Snapshot -benchtime 1x -timeout 30m ./node-agent/bench/
+
+.PHONY: test-e2e-metrics
+test-e2e-metrics: deps prometheus build ## Only e2e/metrics: kubectl vm top, RBAC, agent scrape auth, counters, promtool and a real Prometheus.
+	VESSEL_E2E=1 go test $(GO_TEST_FLAGS) -timeout 20m ./e2e/metrics/
+
+.PHONY: bench-metrics
+bench-metrics: ## One scrape of an agent with 20 VMs vs the bare bulk-stats call (real libvirt call too when libvirtd runs).
+	go test -run '^$$' -bench Scrape -benchmem ./node-agent/metrics/
 
 .PHONY: bench-console
 bench-console: deps build ## Console echo latency and throughput: libvirt stream vs agent vs kubectl path.
