@@ -19,7 +19,6 @@ package metrics
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -43,42 +42,21 @@ func TestMain(m *testing.M) { framework.Main(m) }
 // binds it to vessel.dev:metrics-scraper.
 const scraperUser = "vessel-prometheus"
 
-// busyVM is the test guest with a blank disk, spinning `yes` and, every
-// second, writing to its disk and fetching a file from the test over
-// user-mode networking (10.0.2.2 is the host's loopback).
-func busyVM(namespace, name string, httpPort int) *v1alpha1.VirtualMachine {
+// busyVM is the test guest with a blank disk, spinning `yes` and writing
+// 1 MiB to its disk every second.
+func busyVM(namespace, name string) *v1alpha1.VirtualMachine {
 	vm := framework.GuestVM(namespace, name)
 	vm.Spec.Disks = []v1alpha1.Disk{
 		{Name: "scratch", Blank: &v1alpha1.BlankSource{Size: resource.MustParse("64Mi")}},
-		{Name: "seed", CloudInit: &v1alpha1.CloudInitSource{UserData: fmt.Sprintf(`#!/bin/sh
+		{Name: "seed", CloudInit: &v1alpha1.CloudInitSource{UserData: `#!/bin/sh
 yes >/dev/null &
 while true; do
-	dd if=/dev/zero of=/dev/vda bs=64k count=16 conv=fsync 2>/dev/null
-	wget -q -O /dev/null http://10.0.2.2:%d/blob
+	dd if=/dev/zero of=/dev/vda bs=64k count=16 conv=fsync
 	sleep 1
 done >/dev/null 2>&1 &
-`, httpPort)}},
+`}},
 	}
 	return vm
-}
-
-// blobServer serves 256 KiB at /blob on loopback, for the busy guest to
-// fetch; it returns its port and how many fetches it served.
-func blobServer(t *testing.T) (int, func() int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blob := make([]byte, 256<<10)
-	served := make(chan struct{}, 1<<16)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write(blob)
-		served <- struct{}{}
-	})}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().(*net.TCPAddr).Port, func() int { return len(served) }
 }
 
 // top runs `kubectl vm top` as user and returns the CPU (millicores) and
@@ -139,8 +117,7 @@ func TestMetrics(t *testing.T) {
 	}
 	asPrometheus := newScraper(t, c.PKI.AgentCA.CertFile, &promCert)
 
-	httpPort, fetches := blobServer(t)
-	busy := busyVM("team-a", "busy", httpPort)
+	busy := busyVM("team-a", "busy")
 	if _, err := e.Admin.VesselV1alpha1().VirtualMachines("team-a").Create(context.Background(), busy, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -208,31 +185,27 @@ func TestMetrics(t *testing.T) {
 		}
 	})
 
-	t.Run("disk and network counters move when the guest writes and fetches", func(t *testing.T) {
-		busyLabels := labelsOf("team-a", "busy")
+	// Network counters are not checked here: libvirt has none for
+	// user-mode (slirp) NICs, the only kind a guest may have in the host's
+	// network namespace; node-agent/metrics' unit tests cover their
+	// parsing and naming.
+	t.Run("disk counters move when the guest writes", func(t *testing.T) {
 		diskLabels := labelsOf("team-a", "busy")
 		diskLabels["disk"] = "vda"
 		before, _ := asPrometheus.families(t, agentURL)
-		fetched := fetches()
 		time.Sleep(5 * time.Second)
 		after, _ := asPrometheus.families(t, agentURL)
-		for _, name := range []string{"vessel_vm_disk_written_bytes_total", "vessel_vm_disk_writes_total", "vessel_vm_disk_write_time_seconds_total"} {
+		for _, name := range []string{"vessel_vm_disk_written_bytes_total", "vessel_vm_disk_writes_total", "vessel_vm_disk_write_time_seconds_total", "vessel_vm_disk_flushes_total"} {
 			b, a := mustValue(t, before, name, diskLabels), mustValue(t, after, name, diskLabels)
 			if a <= b {
 				t.Errorf("%s of busy's vda did not move in 5 s of writing: %v then %v", name, b, a)
 			}
 		}
-		if fetches() == fetched {
-			t.Fatalf("the busy guest fetched nothing from the test's server in 5 s (%d fetches in all)", fetched)
+		idle := labelsOf("team-b", "idle")
+		idle["disk"] = "vda"
+		if _, ok := value(after, "vessel_vm_disk_written_bytes_total", idle); ok {
+			t.Error("the idle guest, which has no disk, reports disk vda")
 		}
-		for _, name := range []string{"vessel_vm_network_receive_bytes_total", "vessel_vm_network_transmit_bytes_total", "vessel_vm_network_receive_packets_total"} {
-			b, a := mustValue(t, before, name, busyLabels), mustValue(t, after, name, busyLabels)
-			if a <= b {
-				t.Errorf("%s of busy did not move while it fetched %d KiB: %v then %v", name, (fetches()-fetched)*256, b, a)
-			}
-		}
-		idleRx := mustValue(t, after, "vessel_vm_network_receive_bytes_total", labelsOf("team-b", "idle"))
-		t.Logf("busy received %v bytes in all; idle %v", mustValue(t, after, "vessel_vm_network_receive_bytes_total", busyLabels), idleRx)
 	})
 
 	t.Run("promtool check metrics passes on the agent and the vessel-apiserver", func(t *testing.T) {
