@@ -25,6 +25,10 @@ deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest 
 	hack/build-guest.sh
 	install -D -m 0644 -t /var/lib/vessel/images/vessel-guest _output/guest/vmlinuz _output/guest/initrd.img _output/guest/disk.img
 
+.PHONY: prometheus
+prometheus: ## Build Prometheus and promtool (hack/tools/prometheus) into _output/bin for e2e/metrics (cached).
+	hack/build-prometheus.sh
+
 .PHONY: up
 up: deps build ## Set everything up and start the local control plane and two hypervisors, supervised (again: starts only what is missing).
 	$(BIN)/vessel-up
@@ -68,7 +72,7 @@ fuzz: ## Fuzz decoding + validation, and the qcow2 header parser, for a few seco
 	go test -run '^$$' -fuzz FuzzReadQCOW2Header -fuzztime 10s ./node-agent/disks/
 
 .PHONY: test-e2e
-test-e2e: deps build ## End-to-end tests: real kube-apiserver, kubectl, libvirt and guests.
+test-e2e: deps prometheus build ## End-to-end tests: real kube-apiserver, kubectl, libvirt and guests.
 	# One package at a time: each runs libvirtds and guests of its own, on 2 cores.
 	VESSEL_E2E=1 go test -p 1 $(GO_TEST_FLAGS) -timeout 40m ./e2e/... ./node-agent/...
 
@@ -94,6 +98,13 @@ bench-snapshot: deps build ## Snapshot and restore (with and without memory) thr
 .PHONY: bench-clone
 bench-clone: deps build ## Create -> first console output: cold boot vs memory clone vs warm pool (p50/p95, ratios).
 	VESSEL_E2E=1 go test -run '^$$' -bench Clone -benchtime 1x -timeout 60m ./e2e/clone/
+.PHONY: test-e2e-metrics
+test-e2e-metrics: deps prometheus build ## Only e2e/metrics: kubectl vm top, RBAC, agent scrape auth, counters, promtool and a real Prometheus.
+	VESSEL_E2E=1 go test $(GO_TEST_FLAGS) -timeout 20m ./e2e/metrics/
+
+.PHONY: bench-metrics
+bench-metrics: deps ## One scrape of an agent with 20 real guests vs the bare virConnectGetAllDomainStats call, as a ratio.
+	VESSEL_E2E=1 go test -run '^$$' -bench Scrape -benchtime 1x -timeout 10m ./node-agent/bench/
 
 .PHONY: bench-console
 bench-console: deps build ## Console echo latency and throughput: libvirt stream vs agent vs kubectl path.

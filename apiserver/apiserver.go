@@ -24,6 +24,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,6 +37,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
 
+	metricsinstall "github.com/vessel-vm/vessel/apis/metrics/install"
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/apis/vessel/install"
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
@@ -61,6 +63,7 @@ var (
 
 func init() {
 	install.Install(Scheme)
+	metricsinstall.Install(Scheme)
 	// The generic server decodes options (ListOptions, ...) as unversioned v1.
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
 	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
@@ -93,12 +96,15 @@ type ExtraConfig struct {
 	// the heartbeat monitor.
 	DisableControllers bool
 	// AgentTransport is mutual TLS toward node agents' stream servers;
-	// nil disables console and log.
+	// nil disables console and log, and leaves metrics.vessel.dev empty.
 	AgentTransport *http.Transport
 	// AgentIdentity says which users are node agents. NewConfig puts an
 	// authorizer in front of the delegated one that confines what agents
 	// read, and hands it to the admission plugins.
 	AgentIdentity agentidentity.Identifier
+	// UsageResolution is how often agents are read for the VMs' usage
+	// (metrics.vessel.dev); zero is usage.DefaultResolution.
+	UsageResolution time.Duration
 }
 
 // Config is the whole server configuration.
@@ -137,6 +143,9 @@ func (c CompletedConfig) New() (*Server, error) {
 	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = storage
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("install API group %s: %w", vessel.GroupName, err)
+	}
+	if err := c.installMetricsAPI(generic, storage["virtualmachines"]); err != nil {
+		return nil, err
 	}
 	if f := c.ExtraConfig.AdmissionInformers; f != nil {
 		err := generic.AddPostStartHook("start-vessel-admission-informers", func(hook genericapiserver.PostStartHookContext) error {

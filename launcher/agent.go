@@ -68,6 +68,9 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 		"--stream-cert-file=" + c.PKI.AgentServer.CertFile,
 		"--stream-key-file=" + c.PKI.AgentServer.KeyFile,
 		"--stream-client-ca-file=" + c.PKI.AgentCA.CertFile,
+		// Prometheus metrics, same serving certificate; callers need get
+		// on /metrics (manifests: vessel.dev:metrics-scraper).
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", c.Ports.AgentMetrics[name]),
 	}
 	args = append(args, c.opts.AgentArgs...)
 	return &component{

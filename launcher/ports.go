@@ -38,28 +38,39 @@ type Ports struct {
 	ControllerMgr   int `json:"kubeControllerManager"`
 	// Agents are the agents' console stream servers, by hypervisor.
 	Agents map[string]int `json:"agents,omitempty"`
+	// AgentMetrics are the agents' Prometheus endpoints (HTTPS, delegated
+	// authentication and authorization), by hypervisor.
+	AgentMetrics map[string]int `json:"agentMetrics,omitempty"`
 }
 
-// all returns the ports to keep: the control plane's, and those of the
-// agents of hypervisors (an agents map has them all, made if need be).
+// all returns the ports to keep: the control plane's, then the agents'
+// stream ports and the agents' metrics ports of hypervisors, in their
+// order (the maps have them all, made if need be).
 func (p *Ports) all(hypervisors []string) []*int {
 	ports := []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr}
 	if p.Agents == nil {
 		p.Agents = map[string]int{}
 	}
-	for _, hv := range hypervisors {
-		port := new(int)
-		*port = p.Agents[hv]
-		ports = append(ports, port)
+	if p.AgentMetrics == nil {
+		p.AgentMetrics = map[string]int{}
+	}
+	for _, m := range []map[string]int{p.Agents, p.AgentMetrics} {
+		for _, hv := range hypervisors {
+			port := new(int)
+			*port = m[hv]
+			ports = append(ports, port)
+		}
 	}
 	return ports
 }
 
 // setAgents stores back the agents' ports all returned.
 func (p *Ports) setAgents(hypervisors []string, ports []*int) {
-	agents := ports[len(ports)-len(hypervisors):]
+	n := len(hypervisors)
+	agents, metrics := ports[len(ports)-2*n:len(ports)-n], ports[len(ports)-n:]
 	for i, hv := range hypervisors {
 		p.Agents[hv] = *agents[i]
+		p.AgentMetrics[hv] = *metrics[i]
 	}
 }
 

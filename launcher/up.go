@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -247,4 +248,43 @@ func LoadOptions(path string) (Options, error) {
 		return opts, fmt.Errorf("read %s: %w", path, err)
 	}
 	return opts, nil
+}
+
+// MetricsEndpoints say where the local system's Prometheus metrics are and
+// with which files to scrape them.
+type MetricsEndpoints struct {
+	// Agents (by hypervisor) and VesselAPIServer are the /metrics URLs.
+	// They need a caller with get on /metrics (ClusterRole
+	// vessel.dev:metrics-scraper; the admin has it).
+	Agents          map[string]string
+	VesselAPIServer string
+	// AgentCAFile verifies the agent, ClusterCAFile the vessel-apiserver.
+	AgentCAFile, ClusterCAFile string
+	// AdminCertFile and AdminKeyFile are the admin's client certificate.
+	AdminCertFile, AdminKeyFile string
+}
+
+// Metrics says where the metrics of the control plane Up left running are.
+func (r *UpResult) Metrics() (MetricsEndpoints, error) {
+	data, err := os.ReadFile(r.layout.portsFile())
+	if err != nil {
+		return MetricsEndpoints{}, fmt.Errorf("read the control plane's ports: %w", err)
+	}
+	var ports Ports
+	if err := json.Unmarshal(data, &ports); err != nil {
+		return MetricsEndpoints{}, fmt.Errorf("read the control plane's ports from %s: %w", r.layout.portsFile(), err)
+	}
+	pkiDir := r.layout.pkiDir()
+	agents := map[string]string{}
+	for hv, port := range ports.AgentMetrics {
+		agents[hv] = fmt.Sprintf("https://127.0.0.1:%d/metrics", port)
+	}
+	return MetricsEndpoints{
+		Agents:          agents,
+		VesselAPIServer: fmt.Sprintf("https://127.0.0.1:%d/metrics", ports.VesselAPIServer),
+		AgentCAFile:     filepath.Join(pkiDir, "agent-ca.crt"),
+		ClusterCAFile:   filepath.Join(pkiDir, "ca.crt"),
+		AdminCertFile:   filepath.Join(pkiDir, "admin.crt"),
+		AdminKeyFile:    filepath.Join(pkiDir, "admin.key"),
+	}, nil
 }

@@ -22,7 +22,8 @@ limitations under the License.
 package openapi
 
 import (
-	v1alpha1 "github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	v1alpha1 "github.com/vessel-vm/vessel/apis/metrics/v1alpha1"
+	vesselv1alpha1 "github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	v1 "k8s.io/api/autoscaling/v1"
 	resource "k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,127 +35,242 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
-		v1alpha1.BlankSource{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_BlankSource(ref),
-		v1alpha1.CloneSource{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_CloneSource(ref),
-		v1alpha1.CloneTarget{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_CloneTarget(ref),
-		v1alpha1.CloudInitSource{}.OpenAPIModelName():                schema_vessel_apis_vessel_v1alpha1_CloudInitSource(ref),
-		v1alpha1.Disk{}.OpenAPIModelName():                           schema_vessel_apis_vessel_v1alpha1_Disk(ref),
-		v1alpha1.DiskStatus{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_DiskStatus(ref),
-		v1alpha1.FileSource{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_FileSource(ref),
-		v1alpha1.HostPathSource{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HostPathSource(ref),
-		v1alpha1.Hypervisor{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_Hypervisor(ref),
-		v1alpha1.HypervisorList{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref),
-		v1alpha1.HypervisorResources{}.OpenAPIModelName():            schema_vessel_apis_vessel_v1alpha1_HypervisorResources(ref),
-		v1alpha1.HypervisorSpec{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HypervisorSpec(ref),
-		v1alpha1.HypervisorStatus{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref),
-		v1alpha1.ImageSource{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_ImageSource(ref),
-		v1alpha1.Interface{}.OpenAPIModelName():                      schema_vessel_apis_vessel_v1alpha1_Interface(ref),
-		v1alpha1.InterfaceStatus{}.OpenAPIModelName():                schema_vessel_apis_vessel_v1alpha1_InterfaceStatus(ref),
-		v1alpha1.KernelBoot{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref),
-		v1alpha1.PowerAction{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_PowerAction(ref),
-		v1alpha1.SecretKeyReference{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_SecretKeyReference(ref),
-		v1alpha1.VirtualMachine{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_VirtualMachine(ref),
-		v1alpha1.VirtualMachineActionOptions{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineActionOptions(ref),
-		v1alpha1.VirtualMachineBinding{}.OpenAPIModelName():          schema_vessel_apis_vessel_v1alpha1_VirtualMachineBinding(ref),
-		v1alpha1.VirtualMachineClone{}.OpenAPIModelName():            schema_vessel_apis_vessel_v1alpha1_VirtualMachineClone(ref),
-		v1alpha1.VirtualMachineCloneList{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneList(ref),
-		v1alpha1.VirtualMachineCloneSpec{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneSpec(ref),
-		v1alpha1.VirtualMachineCloneStatus{}.OpenAPIModelName():      schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneStatus(ref),
-		v1alpha1.VirtualMachineConsoleOptions{}.OpenAPIModelName():   schema_vessel_apis_vessel_v1alpha1_VirtualMachineConsoleOptions(ref),
-		v1alpha1.VirtualMachineList{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref),
-		v1alpha1.VirtualMachinePool{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_VirtualMachinePool(ref),
-		v1alpha1.VirtualMachinePoolList{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolList(ref),
-		v1alpha1.VirtualMachinePoolSpec{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolSpec(ref),
-		v1alpha1.VirtualMachinePoolStatus{}.OpenAPIModelName():       schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolStatus(ref),
-		v1alpha1.VirtualMachineRestore{}.OpenAPIModelName():          schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestore(ref),
-		v1alpha1.VirtualMachineRestoreList{}.OpenAPIModelName():      schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreList(ref),
-		v1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName():      schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreSpec(ref),
-		v1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreStatus(ref),
-		v1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshot(ref),
-		v1alpha1.VirtualMachineSnapshotList{}.OpenAPIModelName():     schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotList(ref),
-		v1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName():     schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotSpec(ref),
-		v1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName():   schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotStatus(ref),
-		v1alpha1.VirtualMachineSpec{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref),
-		v1alpha1.VirtualMachineStatus{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref),
-		v1alpha1.VirtualMachineTemplate{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachineTemplate(ref),
-		v1alpha1.VirtualMachineTemplateMetadata{}.OpenAPIModelName(): schema_vessel_apis_vessel_v1alpha1_VirtualMachineTemplateMetadata(ref),
-		v1alpha1.WarmPool{}.OpenAPIModelName():                       schema_vessel_apis_vessel_v1alpha1_WarmPool(ref),
-		v1.ContainerResourceMetricSource{}.OpenAPIModelName():        schema_k8sio_api_autoscaling_v1_ContainerResourceMetricSource(ref),
-		v1.ContainerResourceMetricStatus{}.OpenAPIModelName():        schema_k8sio_api_autoscaling_v1_ContainerResourceMetricStatus(ref),
-		v1.CrossVersionObjectReference{}.OpenAPIModelName():          schema_k8sio_api_autoscaling_v1_CrossVersionObjectReference(ref),
-		v1.ExternalMetricSource{}.OpenAPIModelName():                 schema_k8sio_api_autoscaling_v1_ExternalMetricSource(ref),
-		v1.ExternalMetricStatus{}.OpenAPIModelName():                 schema_k8sio_api_autoscaling_v1_ExternalMetricStatus(ref),
-		v1.HorizontalPodAutoscaler{}.OpenAPIModelName():              schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscaler(ref),
-		v1.HorizontalPodAutoscalerCondition{}.OpenAPIModelName():     schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscalerCondition(ref),
-		v1.HorizontalPodAutoscalerList{}.OpenAPIModelName():          schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscalerList(ref),
-		v1.HorizontalPodAutoscalerSpec{}.OpenAPIModelName():          schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscalerSpec(ref),
-		v1.HorizontalPodAutoscalerStatus{}.OpenAPIModelName():        schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscalerStatus(ref),
-		v1.MetricSpec{}.OpenAPIModelName():                           schema_k8sio_api_autoscaling_v1_MetricSpec(ref),
-		v1.MetricStatus{}.OpenAPIModelName():                         schema_k8sio_api_autoscaling_v1_MetricStatus(ref),
-		v1.ObjectMetricSource{}.OpenAPIModelName():                   schema_k8sio_api_autoscaling_v1_ObjectMetricSource(ref),
-		v1.ObjectMetricStatus{}.OpenAPIModelName():                   schema_k8sio_api_autoscaling_v1_ObjectMetricStatus(ref),
-		v1.PodsMetricSource{}.OpenAPIModelName():                     schema_k8sio_api_autoscaling_v1_PodsMetricSource(ref),
-		v1.PodsMetricStatus{}.OpenAPIModelName():                     schema_k8sio_api_autoscaling_v1_PodsMetricStatus(ref),
-		v1.ResourceMetricSource{}.OpenAPIModelName():                 schema_k8sio_api_autoscaling_v1_ResourceMetricSource(ref),
-		v1.ResourceMetricStatus{}.OpenAPIModelName():                 schema_k8sio_api_autoscaling_v1_ResourceMetricStatus(ref),
-		v1.Scale{}.OpenAPIModelName():                                schema_k8sio_api_autoscaling_v1_Scale(ref),
-		v1.ScaleSpec{}.OpenAPIModelName():                            schema_k8sio_api_autoscaling_v1_ScaleSpec(ref),
-		v1.ScaleStatus{}.OpenAPIModelName():                          schema_k8sio_api_autoscaling_v1_ScaleStatus(ref),
-		resource.Quantity{}.OpenAPIModelName():                       schema_apimachinery_pkg_api_resource_Quantity(ref),
-		metav1.APIGroup{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_APIGroup(ref),
-		metav1.APIGroupList{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_APIGroupList(ref),
-		metav1.APIResource{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_APIResource(ref),
-		metav1.APIResourceList{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_APIResourceList(ref),
-		metav1.APIVersions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_APIVersions(ref),
-		metav1.ApplyOptions{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_ApplyOptions(ref),
-		metav1.Condition{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_Condition(ref),
-		metav1.CreateOptions{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_CreateOptions(ref),
-		metav1.DeleteOptions{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_DeleteOptions(ref),
-		metav1.Duration{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_Duration(ref),
-		metav1.FieldSelectorRequirement{}.OpenAPIModelName():         schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
-		metav1.FieldsV1{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_FieldsV1(ref),
-		metav1.GetOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_GetOptions(ref),
-		metav1.GroupKind{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_GroupKind(ref),
-		metav1.GroupResource{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_GroupResource(ref),
-		metav1.GroupVersion{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_GroupVersion(ref),
-		metav1.GroupVersionForDiscovery{}.OpenAPIModelName():         schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
-		metav1.GroupVersionKind{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_GroupVersionKind(ref),
-		metav1.GroupVersionResource{}.OpenAPIModelName():             schema_pkg_apis_meta_v1_GroupVersionResource(ref),
-		metav1.InternalEvent{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_InternalEvent(ref),
-		metav1.LabelSelector{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_LabelSelector(ref),
-		metav1.LabelSelectorRequirement{}.OpenAPIModelName():         schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
-		metav1.List{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_List(ref),
-		metav1.ListMeta{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_ListMeta(ref),
-		metav1.ListOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_ListOptions(ref),
-		metav1.ManagedFieldsEntry{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
-		metav1.MicroTime{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_MicroTime(ref),
-		metav1.ObjectMeta{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_ObjectMeta(ref),
-		metav1.OwnerReference{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_OwnerReference(ref),
-		metav1.PartialObjectMetadata{}.OpenAPIModelName():            schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
-		metav1.PartialObjectMetadataList{}.OpenAPIModelName():        schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
-		metav1.Patch{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_Patch(ref),
-		metav1.PatchOptions{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_PatchOptions(ref),
-		metav1.Preconditions{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_Preconditions(ref),
-		metav1.RootPaths{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_RootPaths(ref),
-		metav1.ServerAddressByClientCIDR{}.OpenAPIModelName():        schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
-		metav1.ShardInfo{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_ShardInfo(ref),
-		metav1.Status{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_Status(ref),
-		metav1.StatusCause{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_StatusCause(ref),
-		metav1.StatusDetails{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_StatusDetails(ref),
-		metav1.Table{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_Table(ref),
-		metav1.TableColumnDefinition{}.OpenAPIModelName():            schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
-		metav1.TableOptions{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_TableOptions(ref),
-		metav1.TableRow{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_TableRow(ref),
-		metav1.TableRowCondition{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_TableRowCondition(ref),
-		metav1.Time{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_Time(ref),
-		metav1.Timestamp{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_Timestamp(ref),
-		metav1.TypeMeta{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_TypeMeta(ref),
-		metav1.UpdateOptions{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_UpdateOptions(ref),
-		metav1.WatchEvent{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_WatchEvent(ref),
-		runtime.RawExtension{}.OpenAPIModelName():                    schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
-		runtime.TypeMeta{}.OpenAPIModelName():                        schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
-		runtime.Unknown{}.OpenAPIModelName():                         schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
-		version.Info{}.OpenAPIModelName():                            schema_k8sio_apimachinery_pkg_version_Info(ref),
+		v1alpha1.VirtualMachineMetrics{}.OpenAPIModelName():                schema_vessel_apis_metrics_v1alpha1_VirtualMachineMetrics(ref),
+		v1alpha1.VirtualMachineMetricsList{}.OpenAPIModelName():            schema_vessel_apis_metrics_v1alpha1_VirtualMachineMetricsList(ref),
+		vesselv1alpha1.BlankSource{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_BlankSource(ref),
+		vesselv1alpha1.CloneSource{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_CloneSource(ref),
+		vesselv1alpha1.CloneTarget{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_CloneTarget(ref),
+		vesselv1alpha1.CloudInitSource{}.OpenAPIModelName():                schema_vessel_apis_vessel_v1alpha1_CloudInitSource(ref),
+		vesselv1alpha1.Disk{}.OpenAPIModelName():                           schema_vessel_apis_vessel_v1alpha1_Disk(ref),
+		vesselv1alpha1.DiskStatus{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_DiskStatus(ref),
+		vesselv1alpha1.FileSource{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_FileSource(ref),
+		vesselv1alpha1.HostPathSource{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HostPathSource(ref),
+		vesselv1alpha1.Hypervisor{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_Hypervisor(ref),
+		vesselv1alpha1.HypervisorList{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref),
+		vesselv1alpha1.HypervisorResources{}.OpenAPIModelName():            schema_vessel_apis_vessel_v1alpha1_HypervisorResources(ref),
+		vesselv1alpha1.HypervisorSpec{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HypervisorSpec(ref),
+		vesselv1alpha1.HypervisorStatus{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref),
+		vesselv1alpha1.ImageSource{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_ImageSource(ref),
+		vesselv1alpha1.Interface{}.OpenAPIModelName():                      schema_vessel_apis_vessel_v1alpha1_Interface(ref),
+		vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName():                schema_vessel_apis_vessel_v1alpha1_InterfaceStatus(ref),
+		vesselv1alpha1.KernelBoot{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref),
+		vesselv1alpha1.PowerAction{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_PowerAction(ref),
+		vesselv1alpha1.SecretKeyReference{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_SecretKeyReference(ref),
+		vesselv1alpha1.VirtualMachine{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_VirtualMachine(ref),
+		vesselv1alpha1.VirtualMachineActionOptions{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineActionOptions(ref),
+		vesselv1alpha1.VirtualMachineBinding{}.OpenAPIModelName():          schema_vessel_apis_vessel_v1alpha1_VirtualMachineBinding(ref),
+		vesselv1alpha1.VirtualMachineClone{}.OpenAPIModelName():            schema_vessel_apis_vessel_v1alpha1_VirtualMachineClone(ref),
+		vesselv1alpha1.VirtualMachineCloneList{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneList(ref),
+		vesselv1alpha1.VirtualMachineCloneSpec{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneSpec(ref),
+		vesselv1alpha1.VirtualMachineCloneStatus{}.OpenAPIModelName():      schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneStatus(ref),
+		vesselv1alpha1.VirtualMachineConsoleOptions{}.OpenAPIModelName():   schema_vessel_apis_vessel_v1alpha1_VirtualMachineConsoleOptions(ref),
+		vesselv1alpha1.VirtualMachineList{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref),
+		vesselv1alpha1.VirtualMachinePool{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_VirtualMachinePool(ref),
+		vesselv1alpha1.VirtualMachinePoolList{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolList(ref),
+		vesselv1alpha1.VirtualMachinePoolSpec{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolSpec(ref),
+		vesselv1alpha1.VirtualMachinePoolStatus{}.OpenAPIModelName():       schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolStatus(ref),
+		vesselv1alpha1.VirtualMachineRestore{}.OpenAPIModelName():          schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestore(ref),
+		vesselv1alpha1.VirtualMachineRestoreList{}.OpenAPIModelName():      schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreList(ref),
+		vesselv1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName():      schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreSpec(ref),
+		vesselv1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreStatus(ref),
+		vesselv1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshot(ref),
+		vesselv1alpha1.VirtualMachineSnapshotList{}.OpenAPIModelName():     schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotList(ref),
+		vesselv1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName():     schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotSpec(ref),
+		vesselv1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName():   schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotStatus(ref),
+		vesselv1alpha1.VirtualMachineSpec{}.OpenAPIModelName():             schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref),
+		vesselv1alpha1.VirtualMachineStatus{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref),
+		vesselv1alpha1.VirtualMachineTemplate{}.OpenAPIModelName():         schema_vessel_apis_vessel_v1alpha1_VirtualMachineTemplate(ref),
+		vesselv1alpha1.VirtualMachineTemplateMetadata{}.OpenAPIModelName(): schema_vessel_apis_vessel_v1alpha1_VirtualMachineTemplateMetadata(ref),
+		vesselv1alpha1.WarmPool{}.OpenAPIModelName():                       schema_vessel_apis_vessel_v1alpha1_WarmPool(ref),
+		v1.ContainerResourceMetricSource{}.OpenAPIModelName():              schema_k8sio_api_autoscaling_v1_ContainerResourceMetricSource(ref),
+		v1.ContainerResourceMetricStatus{}.OpenAPIModelName():              schema_k8sio_api_autoscaling_v1_ContainerResourceMetricStatus(ref),
+		v1.CrossVersionObjectReference{}.OpenAPIModelName():                schema_k8sio_api_autoscaling_v1_CrossVersionObjectReference(ref),
+		v1.ExternalMetricSource{}.OpenAPIModelName():                       schema_k8sio_api_autoscaling_v1_ExternalMetricSource(ref),
+		v1.ExternalMetricStatus{}.OpenAPIModelName():                       schema_k8sio_api_autoscaling_v1_ExternalMetricStatus(ref),
+		v1.HorizontalPodAutoscaler{}.OpenAPIModelName():                    schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscaler(ref),
+		v1.HorizontalPodAutoscalerCondition{}.OpenAPIModelName():           schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscalerCondition(ref),
+		v1.HorizontalPodAutoscalerList{}.OpenAPIModelName():                schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscalerList(ref),
+		v1.HorizontalPodAutoscalerSpec{}.OpenAPIModelName():                schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscalerSpec(ref),
+		v1.HorizontalPodAutoscalerStatus{}.OpenAPIModelName():              schema_k8sio_api_autoscaling_v1_HorizontalPodAutoscalerStatus(ref),
+		v1.MetricSpec{}.OpenAPIModelName():                                 schema_k8sio_api_autoscaling_v1_MetricSpec(ref),
+		v1.MetricStatus{}.OpenAPIModelName():                               schema_k8sio_api_autoscaling_v1_MetricStatus(ref),
+		v1.ObjectMetricSource{}.OpenAPIModelName():                         schema_k8sio_api_autoscaling_v1_ObjectMetricSource(ref),
+		v1.ObjectMetricStatus{}.OpenAPIModelName():                         schema_k8sio_api_autoscaling_v1_ObjectMetricStatus(ref),
+		v1.PodsMetricSource{}.OpenAPIModelName():                           schema_k8sio_api_autoscaling_v1_PodsMetricSource(ref),
+		v1.PodsMetricStatus{}.OpenAPIModelName():                           schema_k8sio_api_autoscaling_v1_PodsMetricStatus(ref),
+		v1.ResourceMetricSource{}.OpenAPIModelName():                       schema_k8sio_api_autoscaling_v1_ResourceMetricSource(ref),
+		v1.ResourceMetricStatus{}.OpenAPIModelName():                       schema_k8sio_api_autoscaling_v1_ResourceMetricStatus(ref),
+		v1.Scale{}.OpenAPIModelName():                                      schema_k8sio_api_autoscaling_v1_Scale(ref),
+		v1.ScaleSpec{}.OpenAPIModelName():                                  schema_k8sio_api_autoscaling_v1_ScaleSpec(ref),
+		v1.ScaleStatus{}.OpenAPIModelName():                                schema_k8sio_api_autoscaling_v1_ScaleStatus(ref),
+		resource.Quantity{}.OpenAPIModelName():                             schema_apimachinery_pkg_api_resource_Quantity(ref),
+		metav1.APIGroup{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_APIGroup(ref),
+		metav1.APIGroupList{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_APIGroupList(ref),
+		metav1.APIResource{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_APIResource(ref),
+		metav1.APIResourceList{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_APIResourceList(ref),
+		metav1.APIVersions{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_APIVersions(ref),
+		metav1.ApplyOptions{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_ApplyOptions(ref),
+		metav1.Condition{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_Condition(ref),
+		metav1.CreateOptions{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_CreateOptions(ref),
+		metav1.DeleteOptions{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_DeleteOptions(ref),
+		metav1.Duration{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_Duration(ref),
+		metav1.FieldSelectorRequirement{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
+		metav1.FieldsV1{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_FieldsV1(ref),
+		metav1.GetOptions{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_GetOptions(ref),
+		metav1.GroupKind{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_GroupKind(ref),
+		metav1.GroupResource{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_GroupResource(ref),
+		metav1.GroupVersion{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_GroupVersion(ref),
+		metav1.GroupVersionForDiscovery{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
+		metav1.GroupVersionKind{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_GroupVersionKind(ref),
+		metav1.GroupVersionResource{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_GroupVersionResource(ref),
+		metav1.InternalEvent{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_InternalEvent(ref),
+		metav1.LabelSelector{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_LabelSelector(ref),
+		metav1.LabelSelectorRequirement{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
+		metav1.List{}.OpenAPIModelName():                                   schema_pkg_apis_meta_v1_List(ref),
+		metav1.ListMeta{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_ListMeta(ref),
+		metav1.ListOptions{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_ListOptions(ref),
+		metav1.ManagedFieldsEntry{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
+		metav1.MicroTime{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_MicroTime(ref),
+		metav1.ObjectMeta{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_ObjectMeta(ref),
+		metav1.OwnerReference{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_OwnerReference(ref),
+		metav1.PartialObjectMetadata{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
+		metav1.PartialObjectMetadataList{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
+		metav1.Patch{}.OpenAPIModelName():                                  schema_pkg_apis_meta_v1_Patch(ref),
+		metav1.PatchOptions{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_PatchOptions(ref),
+		metav1.Preconditions{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Preconditions(ref),
+		metav1.RootPaths{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_RootPaths(ref),
+		metav1.ServerAddressByClientCIDR{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
+		metav1.ShardInfo{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_ShardInfo(ref),
+		metav1.Status{}.OpenAPIModelName():                                 schema_pkg_apis_meta_v1_Status(ref),
+		metav1.StatusCause{}.OpenAPIModelName():                            schema_pkg_apis_meta_v1_StatusCause(ref),
+		metav1.StatusDetails{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_StatusDetails(ref),
+		metav1.Table{}.OpenAPIModelName():                                  schema_pkg_apis_meta_v1_Table(ref),
+		metav1.TableColumnDefinition{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
+		metav1.TableOptions{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_TableOptions(ref),
+		metav1.TableRow{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_TableRow(ref),
+		metav1.TableRowCondition{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_TableRowCondition(ref),
+		metav1.Time{}.OpenAPIModelName():                                   schema_pkg_apis_meta_v1_Time(ref),
+		metav1.Timestamp{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_Timestamp(ref),
+		metav1.TypeMeta{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_TypeMeta(ref),
+		metav1.UpdateOptions{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_UpdateOptions(ref),
+		metav1.WatchEvent{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_WatchEvent(ref),
+		runtime.RawExtension{}.OpenAPIModelName():                          schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
+		runtime.TypeMeta{}.OpenAPIModelName():                              schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
+		runtime.Unknown{}.OpenAPIModelName():                               schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
+		version.Info{}.OpenAPIModelName():                                  schema_k8sio_apimachinery_pkg_version_Info(ref),
+	}
+}
+
+func schema_vessel_apis_metrics_v1alpha1_VirtualMachineMetrics(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VirtualMachineMetrics is the current resource usage of one VirtualMachine, with the VM's name, namespace and labels. It exists while the VM's guest runs and its node agent has been read twice.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard object metadata: the VM's name, namespace and labels.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(metav1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"timestamp": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Timestamp is when the usage was read by the VM's node agent.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"window": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Window is the interval before Timestamp over which CPU usage was averaged.",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"usage": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Usage is the VM's consumption of host resources: cpu in cores (all threads of its QEMU process: vCPUs, emulator and I/O) and memory in bytes (resident in that process).",
+							Type:        []string{"object"},
+							AdditionalProperties: &spec.SchemaOrBool{
+								Allows: true,
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(resource.Quantity{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"timestamp", "window", "usage"},
+			},
+		},
+		Dependencies: []string{
+			resource.Quantity{}.OpenAPIModelName(), metav1.Duration{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_vessel_apis_metrics_v1alpha1_VirtualMachineMetricsList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VirtualMachineMetricsList is a list of VirtualMachineMetrics.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard list metadata.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(metav1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Items are the VMs' usages.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.VirtualMachineMetrics{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.VirtualMachineMetrics{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -283,7 +399,7 @@ func schema_vessel_apis_vessel_v1alpha1_CloudInitSource(ref common.ReferenceCall
 					"userDataSecretRef": {
 						SchemaProps: spec.SchemaProps{
 							Description: "UserDataSecretRef takes the user data from a key of a Secret in the VM's namespace instead of from userData. Only the node agent of the hypervisor the VM is bound to obtains it, through the VM's userdata subresource; readers of the VM see only this reference.",
-							Ref:         ref(v1alpha1.SecretKeyReference{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.SecretKeyReference{}.OpenAPIModelName()),
 						},
 					},
 					"networkData": {
@@ -297,7 +413,7 @@ func schema_vessel_apis_vessel_v1alpha1_CloudInitSource(ref common.ReferenceCall
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.SecretKeyReference{}.OpenAPIModelName()},
+			vesselv1alpha1.SecretKeyReference{}.OpenAPIModelName()},
 	}
 }
 
@@ -334,25 +450,25 @@ func schema_vessel_apis_vessel_v1alpha1_Disk(ref common.ReferenceCallback) commo
 					"image": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Image is a disk image downloaded once into the node's image cache; the VM writes to its own copy-on-write overlay.",
-							Ref:         ref(v1alpha1.ImageSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.ImageSource{}.OpenAPIModelName()),
 						},
 					},
 					"hostPath": {
 						SchemaProps: spec.SchemaProps{
 							Description: "HostPath is an image file on the host, used in place.",
-							Ref:         ref(v1alpha1.HostPathSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HostPathSource{}.OpenAPIModelName()),
 						},
 					},
 					"blank": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Blank is a new empty disk of the given size.",
-							Ref:         ref(v1alpha1.BlankSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.BlankSource{}.OpenAPIModelName()),
 						},
 					},
 					"cloudInit": {
 						SchemaProps: spec.SchemaProps{
 							Description: "CloudInit is a NoCloud seed built from the given user and network data.",
-							Ref:         ref(v1alpha1.CloudInitSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.CloudInitSource{}.OpenAPIModelName()),
 						},
 					},
 				},
@@ -360,7 +476,7 @@ func schema_vessel_apis_vessel_v1alpha1_Disk(ref common.ReferenceCallback) commo
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.BlankSource{}.OpenAPIModelName(), v1alpha1.CloudInitSource{}.OpenAPIModelName(), v1alpha1.HostPathSource{}.OpenAPIModelName(), v1alpha1.ImageSource{}.OpenAPIModelName()},
+			vesselv1alpha1.BlankSource{}.OpenAPIModelName(), vesselv1alpha1.CloudInitSource{}.OpenAPIModelName(), vesselv1alpha1.HostPathSource{}.OpenAPIModelName(), vesselv1alpha1.ImageSource{}.OpenAPIModelName()},
 	}
 }
 
@@ -418,20 +534,20 @@ func schema_vessel_apis_vessel_v1alpha1_FileSource(ref common.ReferenceCallback)
 					"image": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Image is a file downloaded from a URL and checked against its sha256.",
-							Ref:         ref(v1alpha1.ImageSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.ImageSource{}.OpenAPIModelName()),
 						},
 					},
 					"hostPath": {
 						SchemaProps: spec.SchemaProps{
 							Description: "HostPath is a file on the hypervisor host, under one of the agent's allowed roots.",
-							Ref:         ref(v1alpha1.HostPathSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HostPathSource{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.HostPathSource{}.OpenAPIModelName(), v1alpha1.ImageSource{}.OpenAPIModelName()},
+			vesselv1alpha1.HostPathSource{}.OpenAPIModelName(), vesselv1alpha1.ImageSource{}.OpenAPIModelName()},
 	}
 }
 
@@ -497,21 +613,21 @@ func schema_vessel_apis_vessel_v1alpha1_Hypervisor(ref common.ReferenceCallback)
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec holds what an administrator controls.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is what the agent reports. Read-only for users.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.HypervisorSpec{}.OpenAPIModelName(), v1alpha1.HypervisorStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.HypervisorSpec{}.OpenAPIModelName(), vesselv1alpha1.HypervisorStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -550,7 +666,7 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref common.ReferenceCallb
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.Hypervisor{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.Hypervisor{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -561,7 +677,7 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref common.ReferenceCallb
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Hypervisor{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.Hypervisor{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -631,21 +747,21 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref common.ReferenceCal
 						SchemaProps: spec.SchemaProps{
 							Description: "Capacity is what the host has.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorResources{}.OpenAPIModelName()),
 						},
 					},
 					"allocatable": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Allocatable is what VMs may use: capacity less the agent's reserve. vCPUs may exceed capacity: the agent overcommits them by its CPU allocation ratio.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorResources{}.OpenAPIModelName()),
 						},
 					},
 					"allocated": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Allocated is what the VMs bound to this hypervisor ask for, as counted by its agent.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.HypervisorResources{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.HypervisorResources{}.OpenAPIModelName()),
 						},
 					},
 					"daemonEndpoint": {
@@ -716,7 +832,7 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref common.ReferenceCal
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.HypervisorResources{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
+			vesselv1alpha1.HypervisorResources{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -849,13 +965,13 @@ func schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref common.ReferenceCallback)
 						SchemaProps: spec.SchemaProps{
 							Description: "Kernel is the kernel image.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.FileSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.FileSource{}.OpenAPIModelName()),
 						},
 					},
 					"initrd": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Initrd is the initial ramdisk, if any.",
-							Ref:         ref(v1alpha1.FileSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.FileSource{}.OpenAPIModelName()),
 						},
 					},
 					"cmdline": {
@@ -870,7 +986,7 @@ func schema_vessel_apis_vessel_v1alpha1_KernelBoot(ref common.ReferenceCallback)
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.FileSource{}.OpenAPIModelName()},
+			vesselv1alpha1.FileSource{}.OpenAPIModelName()},
 	}
 }
 
@@ -981,21 +1097,21 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachine(ref common.ReferenceCallb
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec is the desired machine and power state.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the state observed by the node agent. Read-only.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachineStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1110,21 +1226,21 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineClone(ref common.Reference
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec names the source and the new VM.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineCloneSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineCloneSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the clone's progress. Read-only.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineCloneStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineCloneStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineCloneSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachineCloneStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineCloneSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineCloneStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1163,7 +1279,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneList(ref common.Refer
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.VirtualMachineClone{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.VirtualMachineClone{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1174,7 +1290,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneList(ref common.Refer
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineClone{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineClone{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1189,14 +1305,14 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneSpec(ref common.Refer
 						SchemaProps: spec.SchemaProps{
 							Description: "Source is the VM or snapshot to clone, in the clone's namespace.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.CloneSource{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.CloneSource{}.OpenAPIModelName()),
 						},
 					},
 					"target": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Target describes the new VirtualMachine.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.CloneTarget{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.CloneTarget{}.OpenAPIModelName()),
 						},
 					},
 					"memory": {
@@ -1211,7 +1327,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneSpec(ref common.Refer
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.CloneSource{}.OpenAPIModelName(), v1alpha1.CloneTarget{}.OpenAPIModelName()},
+			vesselv1alpha1.CloneSource{}.OpenAPIModelName(), vesselv1alpha1.CloneTarget{}.OpenAPIModelName()},
 	}
 }
 
@@ -1411,7 +1527,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref common.ReferenceC
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.VirtualMachine{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.VirtualMachine{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1422,7 +1538,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref common.ReferenceC
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachine{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachine{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1458,21 +1574,21 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachinePool(ref common.ReferenceC
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec is the desired pool.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachinePoolSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachinePoolSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status counts the pool's VMs. Read-only.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachinePoolStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachinePoolStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachinePoolSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachinePoolStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachinePoolSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachinePoolStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1511,7 +1627,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolList(ref common.Refere
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.VirtualMachinePool{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.VirtualMachinePool{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1522,7 +1638,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolList(ref common.Refere
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachinePool{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachinePool{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1544,13 +1660,13 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolSpec(ref common.Refere
 						SchemaProps: spec.SchemaProps{
 							Description: "Template is what every VM of the pool gets: its labels and annotations, and, without warm, its spec (each VM boots from it). With warm, the VMs are clones of the snapshot's VM and the template must not have a spec.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineTemplate{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineTemplate{}.OpenAPIModelName()),
 						},
 					},
 					"warm": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Warm makes the pool's VMs memory clones of a snapshot and keeps some ready to hand out.",
-							Ref:         ref(v1alpha1.WarmPool{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.WarmPool{}.OpenAPIModelName()),
 						},
 					},
 				},
@@ -1558,7 +1674,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolSpec(ref common.Refere
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineTemplate{}.OpenAPIModelName(), v1alpha1.WarmPool{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineTemplate{}.OpenAPIModelName(), vesselv1alpha1.WarmPool{}.OpenAPIModelName()},
 	}
 }
 
@@ -1674,21 +1790,21 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestore(ref common.Referen
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec names the VM and the snapshot.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the restore's progress. Read-only.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineRestoreSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineRestoreStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1727,7 +1843,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreList(ref common.Ref
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.VirtualMachineRestore{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.VirtualMachineRestore{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1738,7 +1854,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineRestoreList(ref common.Ref
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineRestore{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineRestore{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1870,21 +1986,21 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshot(ref common.Refere
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec says which VM to snapshot and how.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName()),
 						},
 					},
 					"status": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Status is the snapshot's progress. Read-only.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineSnapshotSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineSnapshotStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1923,7 +2039,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotList(ref common.Re
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -1934,7 +2050,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSnapshotList(ref common.Re
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineSnapshot{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -2107,7 +2223,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 					"kernel": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Kernel boots the guest directly from a kernel (and initrd) instead of from a disk's boot loader.",
-							Ref:         ref(v1alpha1.KernelBoot{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.KernelBoot{}.OpenAPIModelName()),
 						},
 					},
 					"disks": {
@@ -2127,7 +2243,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.Disk{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.Disk{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -2150,7 +2266,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.Interface{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.Interface{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -2195,14 +2311,14 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 					"powerAction": {
 						SchemaProps: spec.SchemaProps{
 							Description: "PowerAction is the last start, stop or restart requested through the VM's action subresources. The node agent carries each one out once.",
-							Ref:         ref(v1alpha1.PowerAction{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.PowerAction{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Disk{}.OpenAPIModelName(), v1alpha1.Interface{}.OpenAPIModelName(), v1alpha1.KernelBoot{}.OpenAPIModelName(), v1alpha1.PowerAction{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
+			vesselv1alpha1.Disk{}.OpenAPIModelName(), vesselv1alpha1.Interface{}.OpenAPIModelName(), vesselv1alpha1.KernelBoot{}.OpenAPIModelName(), vesselv1alpha1.PowerAction{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
 	}
 }
 
@@ -2308,7 +2424,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.InterfaceStatus{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -2331,7 +2447,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
-										Ref: ref(v1alpha1.DiskStatus{}.OpenAPIModelName()),
+										Ref: ref(vesselv1alpha1.DiskStatus{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -2367,7 +2483,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.DiskStatus{}.OpenAPIModelName(), v1alpha1.InterfaceStatus{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
+			vesselv1alpha1.DiskStatus{}.OpenAPIModelName(), vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -2382,20 +2498,20 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineTemplate(ref common.Refere
 						SchemaProps: spec.SchemaProps{
 							Description: "Metadata holds the VMs' labels and annotations.",
 							Default:     map[string]interface{}{},
-							Ref:         ref(v1alpha1.VirtualMachineTemplateMetadata{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineTemplateMetadata{}.OpenAPIModelName()),
 						},
 					},
 					"spec": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Spec is the VMs' spec; required unless the pool is warm.",
-							Ref:         ref(v1alpha1.VirtualMachineSpec{}.OpenAPIModelName()),
+							Ref:         ref(vesselv1alpha1.VirtualMachineSpec{}.OpenAPIModelName()),
 						},
 					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.VirtualMachineSpec{}.OpenAPIModelName(), v1alpha1.VirtualMachineTemplateMetadata{}.OpenAPIModelName()},
+			vesselv1alpha1.VirtualMachineSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineTemplateMetadata{}.OpenAPIModelName()},
 	}
 }
 

@@ -56,6 +56,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/controller/vm"
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+	"github.com/vessel-vm/vessel/node-agent/metrics"
 )
 
 // Config is what an agent needs.
@@ -107,6 +108,10 @@ type Config struct {
 	// Images bounds image downloads (egress, size, time) and the image
 	// cache's size; the agent sets its Dir, OverlayDir and InUse.
 	Images disks.CacheConfig
+	// Metrics, when set, gets the per-VM and image cache metrics once the
+	// informers exist. Build it before New: it installs the controllers'
+	// queue metrics.
+	Metrics *metrics.Registry
 }
 
 // Defaults for Config's zero values.
@@ -206,6 +211,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	restoreInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineRestores()
 	cloneInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineClones()
 	locks := &boundvm.Locks{}
+	images := disks.NewCache(ctx, imageCacheConfig(cfg, vmInformer))
+	if err := addMetrics(cfg, vmInformer, images); err != nil {
+		return err
+	}
 
 	status := nodestatus.New(nodestatus.Config{
 		Name:               cfg.HypervisorName,
@@ -233,7 +242,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		VMs:        vmInformer,
 		Restores:   restoreInformer.Lister(),
 		Hypervisor: cfg.Hypervisor,
-		Images:     disks.NewCache(ctx, imageCacheConfig(cfg, vmInformer)),
+		Images:     images,
 		Locks:      locks,
 		Identity:   status,
 		Recorder:   recorder,
@@ -309,6 +318,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { dispatchDomainEvents(ctx, cfg.Hypervisor, vms, status) })
 	wg.Wait()
 	return nil
+}
+
+// addMetrics gives the metrics registry what it reads: this node's VMs
+// with libvirt's statistics, and the image cache.
+func addMetrics(cfg Config, vms vesselinformers.VirtualMachineInformer, images *disks.Cache) error {
+	if cfg.Metrics == nil {
+		return nil
+	}
+	if stats, ok := cfg.Hypervisor.(hypervisor.StatsReader); ok {
+		if err := cfg.Metrics.AddVMs(stats, vms.Lister()); err != nil {
+			return err
+		}
+	}
+	return cfg.Metrics.AddImageCache(images.Usage)
 }
 
 // dispatchDomainEvents turns libvirt lifecycle events into work: a

@@ -73,6 +73,9 @@ type Config struct {
 	// MaxSessions bounds the sessions attached to one VM's console at
 	// once; zero means DefaultMaxSessions. One more is refused with 429.
 	MaxSessions int
+	// Extra serves more GET paths to the same clients, such as the per-VM
+	// resource usage the vessel-apiserver reads.
+	Extra map[string]http.Handler
 }
 
 // Server serves consoles and console logs to the vessel-apiserver.
@@ -114,13 +117,16 @@ func NewServer(cfg Config) (*Server, error) {
 }
 
 // Handler serves GET|POST /console/{namespace}/{name}/{uid} (a
-// remote-command upgrade) and GET /logs/{namespace}/{name}/{uid}, to
-// clients whose verified certificate has an allowed CN.
+// remote-command upgrade), GET /logs/{namespace}/{name}/{uid} and the
+// Extra paths, to clients whose verified certificate has an allowed CN.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /console/{namespace}/{name}/{uid}", s.serveConsole)
 	mux.HandleFunc("POST /console/{namespace}/{name}/{uid}", s.serveConsole)
 	mux.HandleFunc("GET /logs/{namespace}/{name}/{uid}", s.serveLogs)
+	for path, h := range s.cfg.Extra {
+		mux.Handle("GET "+path, h)
+	}
 	return s.authorize(mux)
 }
 
@@ -329,6 +335,21 @@ func (s *Server) forget(h *Hub) {
 	if s.hubs[h.uid] == h {
 		delete(s.hubs, h.uid)
 	}
+}
+
+// Sessions is how many console sessions are attached now, over all VMs.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	hubs := make([]*Hub, 0, len(s.hubs))
+	for _, h := range s.hubs {
+		hubs = append(hubs, h)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, h := range hubs {
+		n += h.Sessions()
+	}
+	return n
 }
 
 // existingHub is the VM's open hub, or nil.

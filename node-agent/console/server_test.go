@@ -447,6 +447,9 @@ func TestServerTwoViewersSeeTheSameOutput(t *testing.T) {
 	second.waitOutput("hello ") // replayed
 	watcher := s.attach(t, "watcher", s.addr, s.pki.client, "?readOnly=true", true)
 	s.waitSessions(t, 3)
+	if got := s.server.Sessions(); got != 3 {
+		t.Errorf("Server.Sessions() = %d, want 3 (the agent's console sessions metric)", got)
+	}
 
 	first.typeIn("ping from first")
 	for _, ss := range []*session{first, second, watcher} {

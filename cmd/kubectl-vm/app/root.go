@@ -48,7 +48,8 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Short:       "Work with Vessel virtual machines",
 		Long: `kubectl vm drives Vessel virtual machines (vessel.dev VirtualMachines):
 attach to their serial console, read its recent output, start, stop,
-restart, pause or unpause them, take and restore snapshots, and clone them. It uses
+restart, pause or unpause them, take and restore snapshots, clone them, and
+show the CPU and memory they use (top). It uses
 kubectl's configuration and flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -69,6 +70,7 @@ kubectl's configuration and flags.`,
 		newSnapshotCommand,
 		newCloneCommand,
 		newRestoreCommand,
+		newTopCommand,
 	} {
 		cmd.AddCommand(sub(o))
 	}

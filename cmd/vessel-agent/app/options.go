@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -42,6 +43,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/console"
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+	"github.com/vessel-vm/vessel/node-agent/metrics"
 )
 
 // Version is the agent's version, set at link time.
@@ -86,12 +88,18 @@ type Options struct {
 	KVM            string
 	KVMProbeKernel string
 	KVMProbeTime   time.Duration
+	// Metrics is the Prometheus endpoint: address, serving certificate
+	// (Complete defaults it to the stream server's) and delegated
+	// authentication and authorization (Complete defaults their
+	// kubeconfigs to Kubeconfig).
+	Metrics metrics.ServerOptions
 }
 
 // NewOptions returns the defaults.
 func NewOptions() *Options {
 	host, _ := os.Hostname()
 	return &Options{
+		Metrics:              metrics.NewServerOptions(),
 		HypervisorName:       strings.ToLower(host),
 		StateDir:             "/var/lib/vessel/agent",
 		LibvirtSocket:        hypervisor.DefaultSocket,
@@ -141,12 +149,26 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KVM, "kvm", o.KVM, "hardware acceleration: auto (probe with a real boot), true, or false (TCG)")
 	fs.StringVar(&o.KVMProbeKernel, "kvm-probe-kernel", o.KVMProbeKernel, "Linux kernel the KVM probe boots (default: newest /boot/vmlinuz-*)")
 	fs.DurationVar(&o.KVMProbeTime, "kvm-probe-timeout", o.KVMProbeTime, "how long the KVM probe guest may take to boot")
+	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port of the Prometheus endpoint (HTTPS, "+metrics.MetricsPath+"), which authenticates and authorizes callers with kube-apiserver (the --authentication-* and --authorization-* flags; RBAC: get on the non-resource URL "+metrics.MetricsPath+"); empty: no endpoint")
+	fs.StringVar(&o.Metrics.CertFile, "metrics-cert-file", o.Metrics.CertFile, "serving certificate of the metrics endpoint (default: --stream-cert-file)")
+	fs.StringVar(&o.Metrics.KeyFile, "metrics-key-file", o.Metrics.KeyFile, "private key of --metrics-cert-file (default: --stream-key-file)")
+	o.Metrics.Authentication.AddFlags(fs)
+	o.Metrics.Authorization.AddFlags(fs)
 }
 
 // Complete fills the options that default to others.
 func (o *Options) Complete() error {
 	if o.StreamAddress == "" {
 		o.StreamAddress = o.DaemonEndpoint
+	}
+	if o.Metrics.CertFile == "" && o.Metrics.KeyFile == "" {
+		o.Metrics.CertFile, o.Metrics.KeyFile = o.StreamCertFile, o.StreamKeyFile
+	}
+	if o.Metrics.Authentication.RemoteKubeConfigFile == "" {
+		o.Metrics.Authentication.RemoteKubeConfigFile = o.Kubeconfig
+	}
+	if o.Metrics.Authorization.RemoteKubeConfigFile == "" {
+		o.Metrics.Authorization.RemoteKubeConfigFile = o.Kubeconfig
 	}
 	return nil
 }
@@ -205,6 +227,7 @@ func (o *Options) Validate() error {
 			errs = append(errs, errors.New("the console stream server needs --stream-address or --daemon-endpoint"))
 		}
 	}
+	errs = append(errs, o.Metrics.Validate()...)
 	for flag, v := range map[string]string{"--events": o.Events, "--kvm": o.KVM} {
 		if v != "auto" && v != "true" && v != "false" {
 			errs = append(errs, fmt.Errorf("%s must be auto, true or false, got %q", flag, v))
@@ -265,6 +288,9 @@ type Config struct {
 	Console         *console.Server
 	ConsoleListener net.Listener
 	ConsoleTLS      *tls.Config
+	// Metrics serves Agent.Metrics to Prometheus; nil without
+	// --metrics-bind-address.
+	Metrics *metrics.Server
 }
 
 // Config builds the clients, the libvirt connection and the console stream
@@ -297,6 +323,13 @@ func (o *Options) Config() (*Config, error) {
 		return nil, err
 	}
 	lv := hypervisor.NewLibvirt(o.LibvirtSocket)
+	// The registry comes first: it installs the controllers' queue metrics.
+	var consoleServer *console.Server
+	registryOpts := metrics.Options{Hypervisor: o.HypervisorName, Version: Version}
+	if o.StreamCertFile != "" {
+		registryOpts.ConsoleSessions = func() int { return consoleServer.Sessions() }
+	}
+	registry := metrics.NewRegistry(registryOpts)
 	c := &Config{
 		Agent: agent.Config{
 			Client:                client,
@@ -318,6 +351,7 @@ func (o *Options) Config() (*Config, error) {
 			HeartbeatInterval:     o.HeartbeatInterval,
 			ResyncPeriod:          o.ResyncPeriod,
 			Workers:               o.Workers,
+			Metrics:               registry,
 		},
 		Libvirt:       lv,
 		LibvirtSocket: o.LibvirtSocket,
@@ -333,12 +367,25 @@ func (o *Options) Config() (*Config, error) {
 			Backend:  &console.Libvirt{Socket: o.LibvirtSocket},
 			Domains:  lv,
 			StateDir: o.StateDir,
+			// The vessel-apiserver's usage API (metrics.vessel.dev) is fed
+			// from here, over the console's mutual TLS: agents need no
+			// permission to write usage anywhere.
+			Extra: map[string]http.Handler{metrics.ResourcePath: registry.ResourceHandler()},
 		})
 		if err != nil {
 			return nil, err
 		}
+		consoleServer = c.Console
 		if c.ConsoleListener, err = net.Listen("tcp", o.StreamAddress); err != nil {
 			return nil, fmt.Errorf("console stream server: %w", err)
+		}
+	}
+	if o.Metrics.BindAddress != "" {
+		if c.Metrics, err = metrics.NewServer(o.Metrics, registry); err != nil {
+			if c.ConsoleListener != nil {
+				c.ConsoleListener.Close()
+			}
+			return nil, err
 		}
 	}
 	return c, nil

@@ -206,3 +206,41 @@ current-context: c
 		t.Errorf("config = %+v: want a KVM probe and no console server", c)
 	}
 }
+
+func TestMetricsEndpointDefaultsToTheStreamCertificateAndTheAgentKubeconfig(t *testing.T) {
+	o := NewOptions()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse([]string{
+		"--kubeconfig=/etc/vessel/agent.kubeconfig", "--hypervisor-name=hv-1",
+		"--daemon-endpoint=10.0.0.5:10250",
+		"--stream-cert-file=/c", "--stream-key-file=/k", "--stream-client-ca-file=/ca",
+		"--metrics-bind-address=10.0.0.5:10261",
+		"--authorization-always-allow-paths=/healthz",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatalf("valid metrics flags rejected: %v", err)
+	}
+	m := o.Metrics
+	if m.BindAddress != "10.0.0.5:10261" || m.CertFile != "/c" || m.KeyFile != "/k" ||
+		m.Authentication.RemoteKubeConfigFile != "/etc/vessel/agent.kubeconfig" ||
+		m.Authorization.RemoteKubeConfigFile != "/etc/vessel/agent.kubeconfig" ||
+		strings.Join(m.Authorization.AlwaysAllowPaths, ",") != "/healthz" {
+		t.Errorf("metrics options = %+v", m)
+	}
+
+	o = NewOptions()
+	o.HypervisorName = "hv"
+	o.Metrics.BindAddress = "127.0.0.1:10261"
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "serving certificate") {
+		t.Errorf("metrics endpoint without a certificate: Validate() = %v", err)
+	}
+}

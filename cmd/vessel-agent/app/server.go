@@ -60,8 +60,9 @@ status. Guests keep running when the agent stops; a new agent adopts them.`,
 	return cmd
 }
 
-// Run probes KVM, connects to libvirtd, then runs the node agent and the
-// console stream server until ctx ends or one of them fails.
+// Run probes KVM, connects to libvirtd, then runs the node agent, the
+// console stream server and the metrics endpoint until ctx ends or one of
+// them fails.
 func Run(ctx context.Context, c *Config) error {
 	logger := klog.FromContext(ctx)
 	if c.ProbeKVM {
@@ -77,13 +78,23 @@ func Run(ctx context.Context, c *Config) error {
 		return fmt.Errorf("connect to libvirtd at %s: %w", c.LibvirtSocket, err)
 	}
 
-	// The agent stops when the stream server fails, and the other way round.
+	// The agent stops when the stream server or the metrics endpoint
+	// fails, and the other way round.
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	streamErr := make(chan error, 1)
+	streamErr := make(chan error, 2)
 	if c.Console != nil {
 		go func() {
 			if err := c.Console.Serve(ctx, c.ConsoleListener, c.ConsoleTLS); err != nil {
+				streamErr <- err
+				stop()
+			}
+		}()
+	}
+	if c.Metrics != nil {
+		logger.Info("Serving metrics", "address", c.Metrics.Addr().String())
+		go func() {
+			if err := c.Metrics.Run(ctx); err != nil {
 				streamErr <- err
 				stop()
 			}

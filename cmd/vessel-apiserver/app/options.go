@@ -21,6 +21,7 @@ package app
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -29,6 +30,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver"
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
+	"github.com/vessel-vm/vessel/controller/usage"
 )
 
 // Options are the vessel-apiserver's command-line options: the generic
@@ -52,6 +54,9 @@ type Options struct {
 	AgentServiceAccounts []string
 	// AgentClient reaches node agents' stream servers for console and log.
 	AgentClient apiserver.AgentClientOptions
+	// UsageResolution is how often agents are read for the VMs' usage
+	// (metrics.vessel.dev, kubectl vm top).
+	UsageResolution time.Duration
 }
 
 // NewOptions returns options with Vessel's defaults.
@@ -62,6 +67,7 @@ func NewOptions() *Options {
 		EtcdListen:           "http://127.0.0.1:0",
 		AllowedHostPathRoots: apiserver.DefaultAllowedHostPathRoots(),
 		AgentServiceAccounts: []string{agentidentity.DefaultServiceAccount},
+		UsageResolution:      usage.DefaultResolution,
 	}
 }
 
@@ -86,6 +92,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Client certificate presented to node agents' stream servers (its CN must be one the agents allow, vessel-apiserver by default).")
 	fs.StringVar(&o.AgentClient.KeyFile, "agent-client-key-file", o.AgentClient.KeyFile,
 		"Private key of --agent-client-cert-file.")
+	fs.DurationVar(&o.UsageResolution, "usage-resolution", o.UsageResolution,
+		"How often the node agents are read (over the --agent-* mutual TLS) for the VMs' CPU and memory that metrics.vessel.dev serves; CPU is averaged over two reads.")
 }
 
 // embeddedEtcd is true when no external etcd is configured.
@@ -118,6 +126,9 @@ func (o *Options) Validate() error {
 	errs = append(errs, validation.ValidateHostPathRoots(o.AllowedHostPathRoots, o.WritableHostPathRoots)...)
 	errs = append(errs, validateAgentClient(o.AgentClient)...)
 	errs = append(errs, agentidentity.ValidateServiceAccounts(o.AgentServiceAccounts)...)
+	if o.UsageResolution < time.Second {
+		errs = append(errs, fmt.Errorf("--usage-resolution must be at least 1s, got %v", o.UsageResolution))
+	}
 	if o.embeddedEtcd() && o.EtcdDataDir == "" {
 		errs = append(errs, fmt.Errorf("--etcd-data-dir is required when --etcd-servers is empty"))
 	}
@@ -151,7 +162,8 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			WritableHostPathRoots: o.WritableHostPathRoots,
 			AllowedBridges:        o.AllowedBridges,
 		},
-		AgentTransport: agentTransport,
-		AgentIdentity:  agentidentity.Identifier{ServiceAccounts: o.AgentServiceAccounts},
+		AgentTransport:  agentTransport,
+		AgentIdentity:   agentidentity.Identifier{ServiceAccounts: o.AgentServiceAccounts},
+		UsageResolution: o.UsageResolution,
 	})
 }

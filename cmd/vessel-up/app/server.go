@@ -22,9 +22,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -166,6 +169,32 @@ State: vessel-up --status (make status). Logs: %[1]s/logs. Stop it with: make do
 
 Tenants: %[4]s (edit in team-a), %[5]s (view in team-b)
 `, res.Status.StateDir, res.Kubeconfig(launcher.AdminKubeconfig), bin, res.Kubeconfig("alice"), res.Kubeconfig("bob"), len(hvs))
+	if err != nil {
+		return err
+	}
+	return writeMetricsHowTo(out, res)
+}
+
+// writeMetricsHowTo says where the Prometheus metrics are and how to
+// scrape them (with the admin's certificate here; Prometheus gets a
+// binding to vessel.dev:metrics-scraper, see the README).
+func writeMetricsHowTo(out io.Writer, res *launcher.UpResult) error {
+	m, err := res.Metrics()
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nUsage per VM: kubectl vm top -A\n")
+	fmt.Fprintf(&b, "Prometheus metrics (HTTPS; the caller needs get on /metrics, ClusterRole vessel.dev:metrics-scraper):\n")
+	hvs := slices.Sorted(maps.Keys(m.Agents))
+	for _, hv := range hvs {
+		fmt.Fprintf(&b, "  agent of %s: %s   (CA %s)\n", hv, m.Agents[hv], m.AgentCAFile)
+	}
+	fmt.Fprintf(&b, "  vessel-apiserver: %s   (CA %s)\n", m.VesselAPIServer, m.ClusterCAFile)
+	if len(hvs) > 0 {
+		fmt.Fprintf(&b, "  curl --cacert %s --cert %s --key %s %s\n", m.AgentCAFile, m.AdminCertFile, m.AdminKeyFile, m.Agents[hvs[0]])
+	}
+	_, err = io.WriteString(out, b.String())
 	return err
 }
 

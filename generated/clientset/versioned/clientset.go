@@ -22,6 +22,7 @@ import (
 	fmt "fmt"
 	http "net/http"
 
+	metricsv1alpha1 "github.com/vessel-vm/vessel/generated/clientset/versioned/typed/metrics/v1alpha1"
 	vesselv1alpha1 "github.com/vessel-vm/vessel/generated/clientset/versioned/typed/vessel/v1alpha1"
 	discovery "k8s.io/client-go/discovery"
 	rest "k8s.io/client-go/rest"
@@ -30,13 +31,20 @@ import (
 
 type Interface interface {
 	Discovery() discovery.DiscoveryInterfaces
+	MetricsV1alpha1() metricsv1alpha1.MetricsV1alpha1Interface
 	VesselV1alpha1() vesselv1alpha1.VesselV1alpha1Interface
 }
 
 // Clientset contains the clients for groups.
 type Clientset struct {
 	*discovery.DiscoveryClient
-	vesselV1alpha1 *vesselv1alpha1.VesselV1alpha1Client
+	metricsV1alpha1 *metricsv1alpha1.MetricsV1alpha1Client
+	vesselV1alpha1  *vesselv1alpha1.VesselV1alpha1Client
+}
+
+// MetricsV1alpha1 retrieves the MetricsV1alpha1Client
+func (c *Clientset) MetricsV1alpha1() metricsv1alpha1.MetricsV1alpha1Interface {
+	return c.metricsV1alpha1
 }
 
 // VesselV1alpha1 retrieves the VesselV1alpha1Client
@@ -88,6 +96,10 @@ func NewForConfigAndClient(c *rest.Config, httpClient *http.Client) (*Clientset,
 
 	var cs Clientset
 	var err error
+	cs.metricsV1alpha1, err = metricsv1alpha1.NewForConfigAndClient(&configShallowCopy, httpClient)
+	if err != nil {
+		return nil, err
+	}
 	cs.vesselV1alpha1, err = vesselv1alpha1.NewForConfigAndClient(&configShallowCopy, httpClient)
 	if err != nil {
 		return nil, err
@@ -113,6 +125,7 @@ func NewForConfigOrDie(c *rest.Config) *Clientset {
 // New creates a new Clientset for the given RESTClient.
 func New(c rest.Interface) *Clientset {
 	var cs Clientset
+	cs.metricsV1alpha1 = metricsv1alpha1.New(c)
 	cs.vesselV1alpha1 = vesselv1alpha1.New(c)
 
 	cs.DiscoveryClient = discovery.NewDiscoveryClient(c)

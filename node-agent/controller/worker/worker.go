@@ -82,7 +82,9 @@ func (q *Queue) processNext(ctx context.Context, syncKey Sync) bool {
 		return false
 	}
 	defer q.Done(key)
+	start := time.Now()
 	requeue, err := syncKey(ctx, key)
+	observeSync(q.name, time.Since(start), err)
 	switch {
 	case err != nil:
 		logger := klog.FromContext(ctx)

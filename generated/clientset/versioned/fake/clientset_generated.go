@@ -21,6 +21,8 @@ package fake
 import (
 	applyconfiguration "github.com/vessel-vm/vessel/generated/applyconfiguration"
 	clientset "github.com/vessel-vm/vessel/generated/clientset/versioned"
+	metricsv1alpha1 "github.com/vessel-vm/vessel/generated/clientset/versioned/typed/metrics/v1alpha1"
+	fakemetricsv1alpha1 "github.com/vessel-vm/vessel/generated/clientset/versioned/typed/metrics/v1alpha1/fake"
 	vesselv1alpha1 "github.com/vessel-vm/vessel/generated/clientset/versioned/typed/vessel/v1alpha1"
 	fakevesselv1alpha1 "github.com/vessel-vm/vessel/generated/clientset/versioned/typed/vessel/v1alpha1/fake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,6 +137,11 @@ var (
 	_ clientset.Interface = &Clientset{}
 	_ testing.FakeClient  = &Clientset{}
 )
+
+// MetricsV1alpha1 retrieves the MetricsV1alpha1Client
+func (c *Clientset) MetricsV1alpha1() metricsv1alpha1.MetricsV1alpha1Interface {
+	return &fakemetricsv1alpha1.FakeMetricsV1alpha1{Fake: &c.Fake}
+}
 
 // VesselV1alpha1 retrieves the VesselV1alpha1Client
 func (c *Clientset) VesselV1alpha1() vesselv1alpha1.VesselV1alpha1Interface {

@@ -19,6 +19,7 @@ limitations under the License.
 package scheme
 
 import (
+	metricsv1alpha1 "github.com/vessel-vm/vessel/apis/metrics/v1alpha1"
 	vesselv1alpha1 "github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +32,7 @@ var Scheme = runtime.NewScheme()
 var Codecs = serializer.NewCodecFactory(Scheme)
 var ParameterCodec = runtime.NewParameterCodec(Scheme)
 var localSchemeBuilder = runtime.SchemeBuilder{
+	metricsv1alpha1.AddToScheme,
 	vesselv1alpha1.AddToScheme,
 }
 
