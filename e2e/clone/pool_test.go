@@ -69,7 +69,7 @@ func TestWarmPool(t *testing.T) {
 	e.MustKubectl(t, "alice", "vm", "-n", ns, "snapshot", "demo", "golden", "--wait")
 	snap, err := e.Admin.VesselV1alpha1().VirtualMachineSnapshots(ns).Get(context.Background(), "golden", metav1.GetOptions{})
 	must(t, err, "get snapshot")
-	imageDir := filepath.Join(e.StateDir, "agent", "clone-images", "snapshot-"+string(snap.UID))
+	imageDir := filepath.Join(e.HypervisorOf(t, src).AgentStateDir(), "clone-images", "snapshot-"+string(snap.UID))
 	if _, err := os.Stat(filepath.Join(imageDir, "memory.save")); err != nil {
 		t.Fatalf("the memory snapshot kept no clone image: %v", err)
 	}
