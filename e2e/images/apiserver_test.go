@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -281,9 +282,10 @@ func TestAPIServerImage(t *testing.T) {
 			t.Fatalf("kubectl create vm: %v\n%s", err, out)
 		}
 		t.Cleanup(func() { _, _ = e.kubectl(t, "delete", "vm", "-n", "team-a", name, "--wait=false") })
-		key := "/registry/vessel.dev/virtualmachines/team-a/" + name
-		if n := e.etcdCount(t, key); n != 1 {
-			t.Errorf("etcd at the local endpoint holds %d keys %s, want 1", n, key)
+		// Vessel's prefix, then the storage factory's group/resource.
+		key := "/registry/vessel.dev/vessel.dev/virtualmachines/team-a/" + name
+		if keys := e.etcdKeys(t, key); !slices.Equal(keys, []string{key}) {
+			t.Errorf("etcd at the local endpoint holds %v under %s, want the VM", keys, key)
 		}
 	})
 }
@@ -308,14 +310,14 @@ func (e *env) routeAPIServiceTo(t *testing.T, port int) {
 	e.mustKubectl(t, "patch", "endpointslice", "-n", namespace, "vessel-apiserver-local", "--type=merge", "-p", patch)
 }
 
-// etcdCount counts the keys with this prefix through etcd's JSON gateway.
-func (e *env) etcdCount(t *testing.T, prefix string) int {
+// etcdKeys lists the keys with this prefix through etcd's JSON gateway.
+func (e *env) etcdKeys(t *testing.T, prefix string) []string {
 	t.Helper()
 	end := []byte(prefix)
 	end[len(end)-1]++
 	body, _ := json.Marshal(map[string]any{
 		"key": base64.StdEncoding.EncodeToString([]byte(prefix)), "range_end": base64.StdEncoding.EncodeToString(end),
-		"count_only": true,
+		"keys_only": true,
 	})
 	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/v3/kv/range", e.cluster.Ports.EtcdClient), "application/json", bytes.NewReader(body))
 	if err != nil {
@@ -323,13 +325,18 @@ func (e *env) etcdCount(t *testing.T, prefix string) int {
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Count string `json:"count"`
+		KVs []struct {
+			Key []byte `json:"key"`
+		} `json:"kvs"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
-	n, _ := strconv.Atoi(out.Count)
-	return n
+	var keys []string
+	for _, kv := range out.KVs {
+		keys = append(keys, string(kv.Key))
+	}
+	return keys
 }
 
 func (e *env) adminClient(t *testing.T) kubernetes.Interface {

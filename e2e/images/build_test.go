@@ -19,7 +19,12 @@ package images
 import (
 	"archive/tar"
 	"bufio"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,59 +170,109 @@ func lockPackages(t *testing.T, file string) map[string]string {
 	return out
 }
 
-// The docker-archive is read back by skopeo (containers/image, not
-// go-containerregistry) and must hold the same image: the same
-// configuration (the image ID docker shows) and the same layer contents.
+// The docker-archive must hold the same image as the OCI layout: the same
+// configuration, byte for byte (its digest is the image ID docker shows),
+// as skopeo (containers/image, not go-containerregistry) reads it, and
+// layers whose contents are the configuration's diff IDs.
 func TestDockerArchiveHoldsTheSameImage(t *testing.T) {
 	e := requireEnv(t)
 	for _, want := range imageNames {
 		t.Run(want.name, func(t *testing.T) {
 			oci := readLayout(t, filepath.Join(e.imagesDir, want.name))
-			copied := filepath.Join(t.TempDir(), "copy")
-			out, err := exec.CommandContext(t.Context(), "skopeo", "copy", "--quiet",
-				"docker-archive:"+filepath.Join(e.imagesDir, want.name+".tar"), "oci:"+copied+":copy").CombinedOutput()
+			file := filepath.Join(e.imagesDir, want.name+".tar")
+			config, err := exec.CommandContext(t.Context(), "skopeo", "inspect", "--raw", "--config", "docker-archive:"+file).Output()
 			if err != nil {
-				t.Fatalf("skopeo copy: %v\n%s", err, out)
+				t.Fatalf("skopeo inspect --config: %v", err)
 			}
-			archived := readLayout(t, copied)
-			if archived.ConfigDigest != oci.ConfigDigest {
-				t.Errorf("docker-archive config %s, OCI layout config %s", archived.ConfigDigest, oci.ConfigDigest)
+			if got := "sha256:" + sha256Hex(config); got != oci.ConfigDigest {
+				t.Errorf("docker-archive config %s, OCI layout config %s", got, oci.ConfigDigest)
 			}
-			if !slices.Equal(archived.Config.RootFS.DiffIDs, oci.Config.RootFS.DiffIDs) {
-				t.Errorf("docker-archive layers %v, OCI layout layers %v", archived.Config.RootFS.DiffIDs, oci.Config.RootFS.DiffIDs)
-			}
+			archive := readDockerArchive(t, file)
 			// docker load tags the image with what manifest.json says.
 			ref, _, _ := strings.Cut(e.imageRef(t, want.name), "@")
-			if tags := archiveRepoTags(t, filepath.Join(e.imagesDir, want.name+".tar")); !slices.Equal(tags, []string{ref}) {
-				t.Errorf("docker-archive RepoTags %v, want [%s]", tags, ref)
+			if !slices.Equal(archive.repoTags, []string{ref}) {
+				t.Errorf("docker-archive RepoTags %v, want [%s]", archive.repoTags, ref)
+			}
+			if "sha256:"+strings.TrimPrefix(archive.config, "sha256:") != oci.ConfigDigest {
+				t.Errorf("docker-archive manifest.json names config %s, want %s", archive.config, oci.ConfigDigest)
+			}
+			if !slices.Equal(archive.diffIDs, oci.Config.RootFS.DiffIDs) {
+				t.Errorf("docker-archive layer contents %v, OCI layout diff IDs %v", archive.diffIDs, oci.Config.RootFS.DiffIDs)
 			}
 		})
 	}
 }
 
-func archiveRepoTags(t *testing.T, file string) []string {
+type dockerArchive struct {
+	repoTags []string
+	config   string
+	// diffIDs are the digests of the layers' uncompressed contents.
+	diffIDs []string
+}
+
+// readDockerArchive reads manifest.json of a docker-archive and hashes the
+// uncompressed contents of the layers it names.
+func readDockerArchive(t *testing.T, file string) dockerArchive {
 	t.Helper()
+	var manifest []struct {
+		Config   string   `json:"Config"`
+		RepoTags []string `json:"RepoTags"`
+		Layers   []string `json:"Layers"`
+	}
+	layers := map[string]string{}
+	err := eachTarEntry(file, func(hdr *tar.Header, r io.Reader) error {
+		if hdr.Name == "manifest.json" {
+			return json.NewDecoder(r).Decode(&manifest)
+		}
+		if !strings.HasSuffix(hdr.Name, ".tar.gz") {
+			return nil
+		}
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, gz); err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
+		layers[hdr.Name] = "sha256:" + hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %s: %v", file, err)
+	}
+	if len(manifest) != 1 {
+		t.Fatalf("%s: manifest.json lists %d images, want 1", file, len(manifest))
+	}
+	out := dockerArchive{repoTags: manifest[0].RepoTags, config: manifest[0].Config}
+	for _, l := range manifest[0].Layers {
+		diffID, ok := layers[l]
+		if !ok {
+			t.Fatalf("%s: manifest.json names the layer %s, which is not in the archive", file, l)
+		}
+		out.diffIDs = append(out.diffIDs, diffID)
+	}
+	return out
+}
+
+func eachTarEntry(file string, fn func(*tar.Header, io.Reader) error) error {
 	f, err := os.Open(file)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer f.Close()
 	tr := tar.NewReader(f)
 	for {
 		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
 		if err != nil {
-			t.Fatalf("%s: no manifest.json: %v", file, err)
+			return err
 		}
-		if hdr.Name != "manifest.json" {
-			continue
+		if err := fn(hdr, tr); err != nil {
+			return err
 		}
-		var manifest []struct {
-			RepoTags []string `json:"RepoTags"`
-		}
-		if err := json.NewDecoder(tr).Decode(&manifest); err != nil || len(manifest) != 1 {
-			t.Fatalf("%s: manifest.json: %v (%d images)", file, err, len(manifest))
-		}
-		return manifest[0].RepoTags
 	}
 }
 

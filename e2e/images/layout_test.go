@@ -120,6 +120,10 @@ func fileSHA256(t *testing.T, file string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sha256Hex(data)
+}
+
+func sha256Hex(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
 }

@@ -212,6 +212,23 @@ func (e *env) kubectl(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
+// kubectlOutput runs kubectl as the admin and returns its standard output
+// alone (warnings go to standard error), failing t on an error.
+func (e *env) kubectlOutput(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", append(args, "--kubeconfig", e.cluster.Kubeconfig(launcher.AdminKubeconfig))...)
+	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+e.kubeDir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
+
 func (e *env) mustKubectl(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := e.kubectl(t, args...)
