@@ -9,6 +9,8 @@
 #   vm.yaml                            krew plugin manifest (kubectl krew install --manifest=vm.yaml)
 #   install.yaml                       manifests/cluster rendered by kustomize, with
 #                                      the images just built pinned by digest
+#   cluster-certs.sh                   hack/cluster-certs.sh: the certificates the
+#                                      install guide makes without cert-manager
 #   SHA256SUMS                         of all the above
 #
 # Archives are reproducible (sorted entries, numeric owners, file times and
@@ -125,6 +127,8 @@ for name in vessel-apiserver vessel-agent; do
 	grep -qF "${want}" "${OUT}/install.yaml" || die "install.yaml lacks '${want}'"
 done
 
-(cd "${OUT}" && sha256sum -- *.tar.gz vm.yaml install.yaml >SHA256SUMS)
+install -m 0755 "${ROOT}/hack/cluster-certs.sh" "${OUT}/cluster-certs.sh"
+
+(cd "${OUT}" && sha256sum -- *.tar.gz vm.yaml install.yaml cluster-certs.sh >SHA256SUMS)
 echo "release ${VERSION} in ${OUT}:"
 (cd "${OUT}" && ls -l)

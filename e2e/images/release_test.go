@@ -54,7 +54,7 @@ func TestReleaseChecksumsAndKrewManifestAgree(t *testing.T) {
 			t.Errorf("%s: sha256 %s, SHA256SUMS says %s", file, got, sum)
 		}
 	}
-	want := []string{"install.yaml", "vm.yaml"}
+	want := []string{"install.yaml", "vm.yaml", "cluster-certs.sh"}
 	for _, p := range releasePlatforms {
 		want = append(want, archiveName(e, p.os, p.arch))
 	}
