@@ -142,7 +142,11 @@ func (c *Cluster) runVesselAPIServer(ctx context.Context) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess(c.layout, vesselAPIServerName, c.opts.VesselAPIServerBinary, c.vesselAPIServerArgs())
+	binary, args, err := c.vesselAPIServerCommand(ctx, c.vesselAPIServerArgs())
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcess(c.layout, vesselAPIServerName, binary, args)
 	if err != nil {
 		return nil, err
 	}

@@ -93,7 +93,10 @@ func run(m *testing.M) int {
 		// As on kubeadm clusters: manifests/cluster runs the agent as a
 		// privileged DaemonSet, which the default (false) refuses.
 		KubeAPIServerArgs: []string{"--allow-privileged=true"},
-		Logf:              logf,
+		// VESSEL_E2E_FROM_IMAGES=1: the vessel-apiserver from the image
+		// `make images` built, as `vessel-up --from-images` runs it.
+		VesselAPIServerImage: fromImages(),
+		Logf:                 logf,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "start the control plane (state and logs kept in %s): %v\n", stateDir, err)
@@ -186,4 +189,14 @@ func controlPlane(t *testing.T) *launcher.Cluster {
 		t.Skip(skipReason)
 	}
 	return shared
+}
+
+// fromImages is the vessel-apiserver's OCI layout from `make images` when
+// VESSEL_E2E_FROM_IMAGES is set, else "" (the binary in _output/bin).
+// go test runs in the package's directory.
+func fromImages() string {
+	if os.Getenv("VESSEL_E2E_FROM_IMAGES") == "" {
+		return ""
+	}
+	return filepath.Join("..", "..", "_output", "images", "vessel-apiserver")
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -40,6 +41,11 @@ type Options struct {
 	// the host name, as vessel-agent does: this is the one machine's
 	// hypervisor.
 	HypervisorName string
+	// FromImages runs the vessel-apiserver from the image `make images`
+	// built (its OCI layout under _output/images), as a cluster would.
+	FromImages bool
+	// vesselAPIServerImage is that layout, set by Complete.
+	vesselAPIServerImage string
 }
 
 // NewOptions returns the options before flags are parsed.
@@ -52,6 +58,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "state directory (default: .vessel at the repository root)")
 	fs.BoolVar(&o.Down, "down", o.Down, "stop everything a previous run started")
 	fs.StringVar(&o.HypervisorName, "hypervisor-name", o.HypervisorName, "the agent's Hypervisor name (default: the host name)")
+	fs.BoolVar(&o.FromImages, "from-images", o.FromImages, "run the vessel-apiserver from its image's root filesystem (make images), not from _output/bin")
 }
 
 // Complete fills in the defaults that depend on where vessel-up runs.
@@ -62,6 +69,13 @@ func (o *Options) Complete() error {
 			return err
 		}
 		o.StateDir = dir
+	}
+	if o.FromImages {
+		root, err := launcher.RepoRoot()
+		if err != nil {
+			return err
+		}
+		o.vesselAPIServerImage = filepath.Join(root, "_output", "images", "vessel-apiserver")
 	}
 	if o.HypervisorName == "" && !o.Down {
 		host, err := os.Hostname()
@@ -90,8 +104,9 @@ func (o *Options) Validate() error {
 // Config is what the launcher starts, reporting progress to logger.
 func (o *Options) Config(logger *log.Logger) launcher.Options {
 	return launcher.Options{
-		StateDir:       o.StateDir,
-		HypervisorName: o.HypervisorName,
-		Logf:           logger.Printf,
+		StateDir:             o.StateDir,
+		HypervisorName:       o.HypervisorName,
+		VesselAPIServerImage: o.vesselAPIServerImage,
+		Logf:                 logger.Printf,
 	}
 }
