@@ -130,8 +130,14 @@ func missingPrerequisites() error {
 		return err
 	}
 	var errs []error
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "vessel-apiserver"} {
-		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+	needed := []string{filepath.Join(bin, "etcd"), filepath.Join(bin, "kube-apiserver"), filepath.Join(bin, "kube-controller-manager")}
+	if layout := fromImages(); layout != "" {
+		needed = append(needed, filepath.Join(layout, "index.json"))
+	} else {
+		needed = append(needed, filepath.Join(bin, "vessel-apiserver"))
+	}
+	for _, file := range needed {
+		if _, err := os.Stat(file); err != nil {
 			errs = append(errs, err)
 		}
 	}
