@@ -38,9 +38,13 @@ deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest 
 	hack/build-guest.sh
 	install -D -m 0644 -t /var/lib/vessel/images/vessel-guest _output/guest/vmlinuz _output/guest/initrd.img _output/guest/disk.img
 
+# UP_FLAGS=--from-images (after make images) runs the vessel-apiserver
+# from its image's root filesystem.
+UP_FLAGS ?=
+
 .PHONY: up
 up: deps build ## Set everything up and start the local control plane and an agent.
-	$(BIN)/vessel-up
+	$(BIN)/vessel-up $(UP_FLAGS)
 
 .PHONY: down
 down: ## Stop what `make up` started.
