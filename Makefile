@@ -17,6 +17,19 @@ help: ## List the targets.
 build: ## Build vessel-apiserver, vessel-agent, kubectl-vm and vessel-up into _output/bin.
 	go build -ldflags "-s -w" -o $(BIN)/ ./cmd/...
 
+# Where `make images` names the images and `make release` points
+# install.yaml at; VERSION (default: from git, see hack/version.sh) tags them.
+IMAGE_REGISTRY ?= ghcr.io/vessel-vm
+export IMAGE_REGISTRY
+
+.PHONY: images
+images: ## OCI images of vessel-apiserver and vessel-agent, no daemon needed: _output/images (layouts, docker-archives, SBOMs).
+	hack/build-images.sh
+
+.PHONY: release
+release: images ## kubectl-vm archives for linux/darwin amd64/arm64, checksums, krew manifest, install.yaml pinned by digest: _output/release.
+	hack/release.sh
+
 .PHONY: deps
 deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest (cached).
 	hack/install-libvirt.sh
@@ -29,9 +42,13 @@ deps: ## Install libvirt/QEMU and build kube-apiserver, etcd and the test guest 
 prometheus: ## Build Prometheus and promtool (hack/tools/prometheus) into _output/bin for e2e/metrics (cached).
 	hack/build-prometheus.sh
 
+# UP_FLAGS=--from-images (after make images) runs the vessel-apiserver
+# from its image's root filesystem.
+UP_FLAGS ?=
+
 .PHONY: up
 up: deps build ## Set everything up and start the local control plane and two hypervisors, supervised (again: starts only what is missing).
-	$(BIN)/vessel-up
+	$(BIN)/vessel-up $(UP_FLAGS)
 
 .PHONY: down
 down: ## Stop what `make up` started: the supervisor first, then the components (guests keep running).
@@ -65,6 +82,7 @@ vet: ## gofmt and go vet every package.
 .PHONY: test-unit
 test-unit: ## Unit and integration tests (real embedded etcd, in-process apiserver; no libvirtd, no guests).
 	go test -short $(GO_TEST_FLAGS) $(UNIT_PKGS)
+	GOWORK=off go -C hack/tools/images test -short $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## Fuzz decoding + validation, and the qcow2 header parser, for a few seconds.

@@ -48,6 +48,10 @@ type Options struct {
 	// VesselAPIServerBinary defaults to DefaultBinDir's vessel-apiserver
 	// (`make build`).
 	VesselAPIServerBinary string
+	// VesselAPIServerImage, when set, is an OCI image layout (`make
+	// images`' _output/images/vessel-apiserver): the vessel-apiserver then
+	// runs from the image's root filesystem, not from VesselAPIServerBinary.
+	VesselAPIServerImage string
 	// AgentBinary defaults to DefaultBinDir's vessel-agent (`make build`).
 	AgentBinary string
 	// NoAgent starts the control plane without hypervisors (no libvirt
@@ -154,7 +158,10 @@ func (o *Options) complete() error {
 		}
 		o.KubectlBinary = kubectl
 	}
-	binaries := []*string{&o.EtcdBinary, &o.KubeAPIServerBinary, &o.KubeControllerManagerBinary, &o.VesselAPIServerBinary}
+	binaries := []*string{&o.EtcdBinary, &o.KubeAPIServerBinary, &o.KubeControllerManagerBinary}
+	if o.VesselAPIServerImage == "" {
+		binaries = append(binaries, &o.VesselAPIServerBinary)
+	}
 	if !o.NoAgent {
 		binaries = append(binaries, &o.AgentBinary)
 	}
@@ -168,6 +175,13 @@ func (o *Options) complete() error {
 				filepath.Base(abs), err)
 		}
 		*bin = abs
+	}
+	if o.VesselAPIServerImage != "" {
+		abs, err := filepath.Abs(o.VesselAPIServerImage)
+		if err != nil {
+			return fmt.Errorf("resolve %s: %w", o.VesselAPIServerImage, err)
+		}
+		o.VesselAPIServerImage = abs
 	}
 	if len(o.Users) == 0 {
 		o.Users = DefaultUsers

@@ -69,10 +69,14 @@ func (c *Cluster) vesselAPIServerComponent() (*component, error) {
 	if err != nil {
 		return nil, err
 	}
+	binary, args, err := c.vesselAPIServerCommand(context.Background(), c.vesselAPIServerArgs())
+	if err != nil {
+		return nil, err
+	}
 	return &component{
 		name:    vesselAPIServerName,
-		binary:  c.opts.VesselAPIServerBinary,
-		args:    c.vesselAPIServerArgs(),
+		binary:  binary,
+		args:    args,
 		after:   []string{kubeAPIServerName},
 		prepare: c.applyLocalManifests,
 		ready: func(ctx context.Context, p *process) error {

@@ -93,7 +93,10 @@ func run(m *testing.M) int {
 		// As on kubeadm clusters: manifests/cluster runs the agent as a
 		// privileged DaemonSet, which the default (false) refuses.
 		KubeAPIServerArgs: []string{"--allow-privileged=true"},
-		Logf:              logf,
+		// VESSEL_E2E_FROM_IMAGES=1: the vessel-apiserver from the image
+		// `make images` built, as `vessel-up --from-images` runs it.
+		VesselAPIServerImage: fromImages(),
+		Logf:                 logf,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "start the control plane (state and logs kept in %s): %v\n", stateDir, err)
@@ -127,8 +130,14 @@ func missingPrerequisites() error {
 		return err
 	}
 	var errs []error
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "vessel-apiserver"} {
-		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+	needed := []string{filepath.Join(bin, "etcd"), filepath.Join(bin, "kube-apiserver"), filepath.Join(bin, "kube-controller-manager")}
+	if layout := fromImages(); layout != "" {
+		needed = append(needed, filepath.Join(layout, "index.json"))
+	} else {
+		needed = append(needed, filepath.Join(bin, "vessel-apiserver"))
+	}
+	for _, file := range needed {
+		if _, err := os.Stat(file); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -186,4 +195,14 @@ func controlPlane(t *testing.T) *launcher.Cluster {
 		t.Skip(skipReason)
 	}
 	return shared
+}
+
+// fromImages is the vessel-apiserver's OCI layout from `make images` when
+// VESSEL_E2E_FROM_IMAGES is set, else "" (the binary in _output/bin).
+// go test runs in the package's directory.
+func fromImages() string {
+	if os.Getenv("VESSEL_E2E_FROM_IMAGES") == "" {
+		return ""
+	}
+	return filepath.Join("..", "..", "_output", "images", "vessel-apiserver")
 }

@@ -57,6 +57,11 @@ type Options struct {
 	// Complete defaults it to the host name, as vessel-agent does for its
 	// one hypervisor.
 	HypervisorPrefix string
+	// FromImages runs the vessel-apiserver from the image `make images`
+	// built (its OCI layout under _output/images), as a cluster would.
+	FromImages bool
+	// vesselAPIServerImage is that layout, set by Complete.
+	vesselAPIServerImage string
 }
 
 // DefaultHypervisors is how many hypervisors `make up` runs: two, so that
@@ -81,6 +86,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait until every component is ready")
 	fs.IntVar(&o.Hypervisors, "hypervisors", o.Hypervisors, "how many hypervisors to run, each an agent with a libvirtd of its own in its own namespaces (0: the control plane alone)")
 	fs.StringVar(&o.HypervisorPrefix, "hypervisor-prefix", o.HypervisorPrefix, "the hypervisors are named <prefix>-1 ... <prefix>-N (default: the host name)")
+	fs.BoolVar(&o.FromImages, "from-images", o.FromImages, "run the vessel-apiserver from its image's root filesystem (make images), not from _output/bin")
 }
 
 // Complete fills in the defaults that depend on where vessel-up runs.
@@ -98,6 +104,13 @@ func (o *Options) Complete() error {
 			return fmt.Errorf("resolve --bin-dir: %w", err)
 		}
 		o.BinDir = dir
+	}
+	if o.FromImages {
+		root, err := launcher.RepoRoot()
+		if err != nil {
+			return err
+		}
+		o.vesselAPIServerImage = filepath.Join(root, "_output", "images", "vessel-apiserver")
 	}
 	if o.HypervisorPrefix == "" && o.starts() {
 		host, err := os.Hostname()
@@ -158,10 +171,11 @@ func countTrue(bs ...bool) int {
 // Config is what the launcher starts, reporting progress to logger.
 func (o *Options) Config(logger *log.Logger) launcher.Options {
 	cfg := launcher.Options{
-		StateDir:    o.StateDir,
-		Hypervisors: o.hypervisorNames(),
-		NoAgent:     o.Hypervisors == 0,
-		Logf:        logger.Printf,
+		StateDir:             o.StateDir,
+		Hypervisors:          o.hypervisorNames(),
+		NoAgent:              o.Hypervisors == 0,
+		VesselAPIServerImage: o.vesselAPIServerImage,
+		Logf:                 logger.Printf,
 	}
 	if o.BinDir != "" {
 		cfg.EtcdBinary = filepath.Join(o.BinDir, "etcd")
