@@ -133,13 +133,12 @@ func TestMetrics(t *testing.T) {
 			return r["busy"][0] >= 500
 		}, "-n", "team-a")
 		t.Logf("alice: busy uses %dm, %dMi", rows["busy"][0], rows["busy"][1])
-		rows = waitTop(t, e, "bob", 30*time.Second, "the idle VM listed", func(r map[string][2]int64) bool {
-			_, ok := r["idle"]
-			return ok
+		// A guest that has just booted is not idle yet: TCG burns CPU
+		// for its boot, which the first windows of usage still show.
+		rows = waitTop(t, e, "bob", 90*time.Second, "the idle VM near 0 (below 200m)", func(r map[string][2]int64) bool {
+			idle, ok := r["idle"]
+			return ok && idle[0] < 200
 		}, "-n", "team-b")
-		if cpu := rows["idle"][0]; cpu >= 200 {
-			t.Errorf("the idle guest uses %dm; want near 0 (below 200m)", cpu)
-		}
 		if mem := rows["idle"][1]; mem < 16 {
 			t.Errorf("the idle guest's QEMU has %d MiB resident; want a real process' memory", mem)
 		}
