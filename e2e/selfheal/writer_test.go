@@ -19,6 +19,7 @@ package selfheal
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +55,9 @@ const roundLabel = "selfheal.vessel.dev/round"
 
 func startWriter(t *testing.T, sys *system, namespace, vm, round string) *writer {
 	t.Helper()
+	// A round is named after a component, such as libvirtd@hv-1: its
+	// names and keys take no '@'.
+	round = strings.ReplaceAll(round, "@", ".")
 	w := &writer{sys: sys, namespace: namespace, vm: vm, round: round}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stop = func() {
