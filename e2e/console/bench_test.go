@@ -65,7 +65,7 @@ func BenchmarkConsole(b *testing.B) {
 		name string
 		open func(testing.TB) *benchConn
 	}{
-		{"libvirt stream", func(tb testing.TB) *benchConn { return openLibvirt(tb, vm) }},
+		{"libvirt stream", func(tb testing.TB) *benchConn { return openLibvirt(tb, e.HypervisorOf(tb, vm).Socket(), vm) }},
 		{"agent (mTLS WebSocket)", func(tb testing.TB) *benchConn { return e.openAgent(tb, vm) }},
 		{"full path (kube-apiserver)", func(tb testing.TB) *benchConn { return e.openFull(tb, vm) }},
 	}
@@ -255,12 +255,13 @@ func (c *benchConn) bulk(tb testing.TB, randomBytes int) (int, int, time.Duratio
 	return n, writes, d
 }
 
-func openLibvirt(tb testing.TB, vm *v1alpha1.VirtualMachine) *benchConn {
+// openLibvirt opens vm's console straight from the libvirtd at socket.
+func openLibvirt(tb testing.TB, socket string, vm *v1alpha1.VirtualMachine) *benchConn {
 	tb.Helper()
 	c := newBenchConn()
 	r, w := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	done, err := (&console.Libvirt{}).Open(ctx, string(vm.UID), r, c)
+	done, err := (&console.Libvirt{Socket: socket}).Open(ctx, string(vm.UID), r, c)
 	if err != nil {
 		tb.Fatalf("open the libvirt console: %v", err)
 	}

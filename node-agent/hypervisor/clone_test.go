@@ -41,13 +41,13 @@ import (
 // source runs on too, and the clone's guest acknowledges its new identity
 // on the identity port.
 func TestMemoryCloneOfARunningGuest(t *testing.T) {
-	needs.Libvirt(t)
+	host := needs.Libvirt(t)
 	guest := needs.Guest(t)
 	needs.Tool(t, "qemu-img")
 	needs.Tool(t, "genisoimage")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	l := NewLibvirt("")
+	l := NewLibvirt(host.Socket())
 	go l.Run(ctx)
 	if err := l.WaitConnected(ctx); err != nil {
 		t.Fatalf("connect to libvirtd: %v", err)

@@ -45,13 +45,13 @@ type GuestShell struct {
 	out bytes.Buffer
 }
 
-// Shell opens the VM's serial console.
+// Shell opens the VM's serial console on the tests' libvirtd.
 func (e *Env) Shell(vm *v1alpha1.VirtualMachine) *GuestShell {
 	e.T.Helper()
 	ctx, cancel := context.WithCancel(e.Ctx)
 	pr, pw := io.Pipe()
 	s := &GuestShell{t: e.T, in: pw, cancel: cancel}
-	done, err := (&console.Libvirt{}).Open(ctx, string(vm.UID), pr, s)
+	done, err := (&console.Libvirt{Socket: e.LibvirtHost.Socket()}).Open(ctx, string(vm.UID), pr, s)
 	if err != nil {
 		cancel()
 		e.T.Fatalf("open console of %s: %v", vm.Name, err)
