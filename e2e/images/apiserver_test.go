@@ -144,6 +144,8 @@ func startedAPIServer(t *testing.T, e *env) *imageAPIServer {
 	for _, f := range []string{"--etcd-cafile", "--etcd-certfile", "--etcd-keyfile"} {
 		args = dropFlag(args, f)
 	}
+	// The etcd client certificate's volume stays empty with those flags.
+	secrets["vessel-etcd-client"] = map[string][]byte{}
 	volumes := podVolumes{secrets: secrets, token: []byte(token.Status.Token), caCert: caCert, namespace: namespace}
 	opts := rootfs.Options{
 		Args:   args,
