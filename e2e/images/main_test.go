@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/vessel-vm/vessel/launcher"
-	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
 // env is what the whole package shares: the images and release built
@@ -158,9 +157,6 @@ func missingPrerequisites(root string) error {
 		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if _, err := os.Stat(hypervisor.DefaultSocket); err != nil {
-		errs = append(errs, fmt.Errorf("libvirtd is not running: %w", err))
 	}
 	return errors.Join(errs...)
 }
