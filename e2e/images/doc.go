@@ -39,5 +39,6 @@ limitations under the License.
 //
 // It runs hack/build-images.sh and hack/release.sh first (cached; a cold
 // build takes minutes) and needs root, Debian's apt (mmdebstrap, umoci and
-// skopeo are installed when missing) and the binaries of `make deps`. Without them every test skips, unless VESSEL_E2E is set.
+// skopeo are installed when missing) and the binaries of `make deps`.
+// Without them every test skips, unless VESSEL_E2E is set.
 package images
