@@ -25,20 +25,25 @@ import (
 	"github.com/vessel-vm/vessel/launcher/rootfs"
 )
 
-// vesselAPIServerCommand is the program and arguments that run the
-// vessel-apiserver with args: its binary, or, with VesselAPIServerImage,
-// the image's entrypoint chrooted into its unpacked root filesystem (kept
-// under the state directory per image digest), as a pod would run it with a
-// read-only root. The state directory is mounted at its own path, so that
-// args name the same files inside; the server runs as root there, because
-// the launcher's keys and etcd data are root's.
-func (c *Cluster) vesselAPIServerCommand(ctx context.Context, args []string) (string, []string, error) {
+// vesselAPIServerCommand is how to run the vessel-apiserver with args: its
+// binary, or, with VesselAPIServerImage, the image's entrypoint chrooted
+// into its unpacked root filesystem (kept under the state directory per
+// image digest), as a pod would run it with a read-only root. Then enter is
+// the command that sets up the mount namespace and execs the entrypoint, so
+// that the process is the entrypoint's by its command line, which is how a
+// later supervisor recognizes and adopts it. The state directory is mounted
+// at its own path, so that args name the same files inside; the server runs
+// as root there, because the launcher's keys and etcd data are root's.
+func (c *Cluster) vesselAPIServerCommand(ctx context.Context, args []string) (enter []string, binary string, _ []string, _ error) {
 	if c.opts.VesselAPIServerImage == "" {
-		return c.opts.VesselAPIServerBinary, args, nil
+		return nil, c.opts.VesselAPIServerBinary, args, nil
 	}
 	bundle, err := rootfs.UnpackLayout(ctx, c.opts.VesselAPIServerImage, filepath.Join(c.layout.root, "images", vesselAPIServerName))
 	if err != nil {
-		return "", nil, fmt.Errorf("unpack the vessel-apiserver image: %w", err)
+		return nil, "", nil, fmt.Errorf("unpack the vessel-apiserver image: %w", err)
+	}
+	if len(bundle.Process.Args) == 0 {
+		return nil, "", nil, fmt.Errorf("the vessel-apiserver image %s has no entrypoint", c.opts.VesselAPIServerImage)
 	}
 	mounts := []rootfs.Mount{{Source: c.layout.root, Target: c.layout.root}}
 	if _, err := os.Stat(ImagesDir); err == nil {
@@ -46,7 +51,10 @@ func (c *Cluster) vesselAPIServerCommand(ctx context.Context, args []string) (st
 	}
 	argv, err := bundle.Argv(rootfs.Options{Args: args, Mounts: mounts, ReadOnlyRootfs: true, AsRoot: true})
 	if err != nil {
-		return "", nil, fmt.Errorf("run the vessel-apiserver image: %w", err)
+		return nil, "", nil, fmt.Errorf("run the vessel-apiserver image: %w", err)
 	}
-	return argv[0], argv[1:], nil
+	// argv is the namespace setup, then the image's arguments (entrypoint
+	// first), then args.
+	i := len(argv) - len(args) - len(bundle.Process.Args)
+	return argv[:i], argv[i], argv[i+1:], nil
 }

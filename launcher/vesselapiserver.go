@@ -69,12 +69,13 @@ func (c *Cluster) vesselAPIServerComponent() (*component, error) {
 	if err != nil {
 		return nil, err
 	}
-	binary, args, err := c.vesselAPIServerCommand(context.Background(), c.vesselAPIServerArgs())
+	enter, binary, args, err := c.vesselAPIServerCommand(context.Background(), c.vesselAPIServerArgs())
 	if err != nil {
 		return nil, err
 	}
 	return &component{
 		name:    vesselAPIServerName,
+		enter:   enter,
 		binary:  binary,
 		args:    args,
 		after:   []string{kubeAPIServerName},
