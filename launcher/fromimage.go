@@ -42,19 +42,13 @@ func (c *Cluster) vesselAPIServerCommand(ctx context.Context, args []string) (en
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("unpack the vessel-apiserver image: %w", err)
 	}
-	if len(bundle.Process.Args) == 0 {
-		return nil, "", nil, fmt.Errorf("the vessel-apiserver image %s has no entrypoint", c.opts.VesselAPIServerImage)
-	}
 	mounts := []rootfs.Mount{{Source: c.layout.root, Target: c.layout.root}}
 	if _, err := os.Stat(ImagesDir); err == nil {
 		mounts = append(mounts, rootfs.Mount{Source: ImagesDir, Target: ImagesDir, ReadOnly: true})
 	}
-	argv, err := bundle.Argv(rootfs.Options{Args: args, Mounts: mounts, ReadOnlyRootfs: true, AsRoot: true})
+	enter, binary, args, err = bundle.EnterArgv(rootfs.Options{Args: args, Mounts: mounts, ReadOnlyRootfs: true, AsRoot: true})
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("run the vessel-apiserver image: %w", err)
+		return nil, "", nil, fmt.Errorf("run the vessel-apiserver image %s: %w", c.opts.VesselAPIServerImage, err)
 	}
-	// argv is the namespace setup, then the image's arguments (entrypoint
-	// first), then args.
-	i := len(argv) - len(args) - len(bundle.Process.Args)
-	return argv[:i], argv[i], argv[i+1:], nil
+	return enter, binary, args, nil
 }

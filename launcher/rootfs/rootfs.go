@@ -274,6 +274,23 @@ func (b *Bundle) Argv(opts Options) ([]string, error) {
 	return append(argv, opts.Args...), nil
 }
 
+// EnterArgv is Argv divided in two: enter sets up the mount namespace and
+// the chroot and execs the rest, which is the image's program (its
+// entrypoint) with its arguments. The process that runs therefore has the
+// program's command line, as it would in a pod: a supervisor that
+// recognizes processes by their command line sees the program.
+func (b *Bundle) EnterArgv(opts Options) (enter []string, program string, args []string, err error) {
+	if len(b.Process.Args) == 0 {
+		return nil, "", nil, errors.New("the image has no entrypoint or command")
+	}
+	argv, err := b.Argv(opts)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	i := len(argv) - len(opts.Args) - len(b.Process.Args)
+	return argv[:i], argv[i], argv[i+1:], nil
+}
+
 // Env is the program's environment: the image's, then opts.Env.
 func (b *Bundle) Env(opts Options) []string {
 	return append(append([]string{}, b.Process.Env...), opts.Env...)

@@ -109,6 +109,26 @@ func TestCommandAsRootWithAWritableRoot(t *testing.T) {
 	}
 }
 
+// A process started from EnterArgv's parts ends up with the image
+// program's command line, by which a supervisor recognizes it.
+func TestEnterArgvLeavesTheProgramsCommandLine(t *testing.T) {
+	b := bundleWithBusybox(t)
+	enter, program, args, err := b.EnterArgv(Options{Args: []string{"sh", "-c", `x=$(tr '\0' ' ' </proc/$$/cmdline); echo "$x"`}, AsRoot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if program != "/bin/busybox" {
+		t.Errorf("program = %q, want the image's entrypoint /bin/busybox", program)
+	}
+	out, err := exec.CommandContext(t.Context(), enter[0], append(append(enter[1:], program), args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "/bin/busybox sh -c ") {
+		t.Errorf("the process's command line is %q, want the program's", out)
+	}
+}
+
 func TestArgvRefusesRelativeMountTargets(t *testing.T) {
 	b := &Bundle{Rootfs: "/nonexistent", Process: Process{Args: []string{"/x"}}}
 	for _, target := range []string{"etc/x", "/etc/../../x"} {
