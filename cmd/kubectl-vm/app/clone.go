@@ -17,17 +17,13 @@ limitations under the License.
 package app
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 )
@@ -93,16 +89,7 @@ VirtualMachines in the namespace and get on the source.`,
 			}
 			ref := t.Namespace + "/" + created.Name
 			p := &progress{out: o.Out, prefix: "clone " + ref + ": "}
-			lw := &cache.ListWatch{
-				ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-					opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", created.Name).String()
-					return clones.List(ctx, opts)
-				},
-				WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-					opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", created.Name).String()
-					return clones.Watch(ctx, opts)
-				},
-			}
+			lw := byName(created.Name, clones.List, clones.Watch)
 			var last *v1alpha1.VirtualMachineClone
 			err = waitUntil(cmd.Context(), timeout, lw, &v1alpha1.VirtualMachineClone{}, func(obj runtime.Object) (bool, error) {
 				c := obj.(*v1alpha1.VirtualMachineClone)

@@ -93,16 +93,7 @@ its disks only.`,
 			}
 			ref := t.Namespace + "/" + created.Name
 			p := &progress{out: o.Out, prefix: "snapshot " + ref + ": "}
-			lw := &cache.ListWatch{
-				ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-					opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", created.Name).String()
-					return snaps.List(ctx, opts)
-				},
-				WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-					opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", created.Name).String()
-					return snaps.Watch(ctx, opts)
-				},
-			}
+			lw := byName(created.Name, snaps.List, snaps.Watch)
 			var last *v1alpha1.VirtualMachineSnapshot
 			err = waitUntil(cmd.Context(), timeout, lw, &v1alpha1.VirtualMachineSnapshot{}, func(obj runtime.Object) (bool, error) {
 				s := obj.(*v1alpha1.VirtualMachineSnapshot)
@@ -173,16 +164,7 @@ Everything written since the snapshot is lost.`,
 			}
 			ref := t.Namespace + "/" + created.Name
 			p := &progress{out: o.Out, prefix: "restore " + ref + ": "}
-			lw := &cache.ListWatch{
-				ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-					opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", created.Name).String()
-					return restores.List(ctx, opts)
-				},
-				WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-					opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", created.Name).String()
-					return restores.Watch(ctx, opts)
-				},
-			}
+			lw := byName(created.Name, restores.List, restores.Watch)
 			var last *v1alpha1.VirtualMachineRestore
 			err = waitUntil(cmd.Context(), timeout, lw, &v1alpha1.VirtualMachineRestore{}, func(obj runtime.Object) (bool, error) {
 				r := obj.(*v1alpha1.VirtualMachineRestore)
@@ -219,6 +201,22 @@ func orPending(p v1alpha1.SnapshotPhase) v1alpha1.SnapshotPhase {
 		return v1alpha1.SnapshotPending
 	}
 	return p
+}
+
+// byName lists and watches the one object named name through a typed
+// client's List and Watch, for waitUntil.
+func byName[L runtime.Object](name string, list func(context.Context, metav1.ListOptions) (L, error), watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) *cache.ListWatch {
+	selector := fields.OneTermEqualSelector("metadata.name", name).String()
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			opts.FieldSelector = selector
+			return list(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.FieldSelector = selector
+			return watchFn(ctx, opts)
+		},
+	}
 }
 
 // waitUntil watches one object (lw selects it by name) until cond says done.
