@@ -20,6 +20,7 @@ limitations under the License.
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -234,6 +235,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		StateDir:              cfg.StateDir,
 		AllowedHostPathRoots:  cfg.AllowedHostPathRoots,
 		WritableHostPathRoots: cfg.WritableHostPathRoots,
+		MaxDiskVirtualSize:    cmp.Or(cfg.Images.MaxVirtualSize, disks.DefaultMaxVirtualSize),
 		KVM:                   cfg.KVM,
 		ACPIInterval:          cfg.ACPIInterval,
 		ResyncPeriod:          cfg.ResyncPeriod,

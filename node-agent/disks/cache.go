@@ -43,6 +43,7 @@ import (
 // Defaults of CacheConfig's zero values.
 const (
 	DefaultMaxImageSize    = 20 << 30
+	DefaultMaxVirtualSize  = 256 << 30
 	DefaultDownloadTimeout = 30 * time.Minute
 	DefaultMaxCacheSize    = 50 << 30
 )
@@ -59,6 +60,9 @@ type CacheConfig struct {
 	Egress Egress
 	// MaxImageSize bounds one image, in bytes.
 	MaxImageSize int64
+	// MaxVirtualSize bounds the disk a qcow2 image makes, in bytes (its
+	// virtual size, which may be far more than its file's).
+	MaxVirtualSize int64
 	// DownloadTimeout bounds one download, from request to verified file.
 	DownloadTimeout time.Duration
 	// MaxCacheSize is what garbage collection shrinks the cache to, least
@@ -99,6 +103,9 @@ type download struct {
 
 // NewCache returns a cache. Downloads end at the latest when ctx does.
 func NewCache(ctx context.Context, cfg CacheConfig) *Cache {
+	if cfg.MaxVirtualSize <= 0 {
+		cfg.MaxVirtualSize = DefaultMaxVirtualSize
+	}
 	if cfg.MaxImageSize <= 0 {
 		cfg.MaxImageSize = DefaultMaxImageSize
 	}

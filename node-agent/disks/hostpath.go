@@ -33,6 +33,8 @@ type HostPaths struct {
 	// Writable roots are divided per namespace: a VM may only use files
 	// under <root>/<its namespace>/, read-only or writable.
 	Writable []string
+	// MaxVirtualSize bounds the disk a qcow2 file makes (0: no limit).
+	MaxVirtualSize int64
 }
 
 // Confine resolves path on the host (following every symlink) and returns

@@ -45,13 +45,15 @@ var (
 //     (qcow2, vmdk, ...), so no tool that probes formats could ever take it
 //     for one;
 //   - qcow2: the header (parsed here, before any QEMU tool opens the file)
-//     must name no backing file and no external data file and must not be
-//     encrypted, and `qemu-img info -f qcow2`, run under CPU, memory and
-//     time limits, must agree.
+//     must name no backing file and no external data file, must not be
+//     encrypted, and must not make a disk larger than maxVirtualSize bytes
+//     (0: no limit; a few KiB of qcow2 can claim exabytes, which the guest
+//     would then fill on the host's disk), and `qemu-img info -f qcow2`, run
+//     under CPU, memory and time limits, must agree.
 //
-// Errors wrap ErrFormatMismatch, ErrBackingFile, ErrDataFile or
+// Errors wrap ErrFormatMismatch, ErrBackingFile, ErrDataFile, ErrTooLarge or
 // ErrInvalidImage, and never quote the file's content.
-func InspectImage(ctx context.Context, path string, format Format) error {
+func InspectImage(ctx context.Context, path string, format Format, maxVirtualSize int64) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("inspect image: %w", err)
@@ -84,6 +86,10 @@ func InspectImage(ctx context.Context, path string, format Format) error {
 		}
 		if err := h.check(); err != nil {
 			return err
+		}
+		if maxVirtualSize > 0 && h.virtualSize > uint64(maxVirtualSize) {
+			return fmt.Errorf("%w: the qcow2 image makes a disk of %s, more than the %s this hypervisor allows (--disk-max-virtual-size)",
+				ErrTooLarge, formatBytes(h.virtualSize), formatBytes(uint64(maxVirtualSize)))
 		}
 		return qemuImgAgrees(ctx, path)
 	}
@@ -193,7 +199,7 @@ func (c *Cache) FetchImage(ctx context.Context, url, sum string, format Format, 
 	if err != nil {
 		return "", err
 	}
-	if err := InspectImage(ctx, path, format); err != nil {
+	if err := InspectImage(ctx, path, format, c.cfg.MaxVirtualSize); err != nil {
 		return "", fmt.Errorf("image %s: %w", redact(url), err)
 	}
 	return path, nil
@@ -211,9 +217,24 @@ func (h HostPaths) Disk(ctx context.Context, path, namespace string, format Form
 		return "", err
 	}
 	if format == QCOW2 {
-		if err := InspectImage(ctx, resolved, format); err != nil {
+		if err := InspectImage(ctx, resolved, format, h.MaxVirtualSize); err != nil {
 			return "", fmt.Errorf("host path %q: %w", path, err)
 		}
 	}
 	return resolved, nil
+}
+
+// formatBytes writes a size the way a spec would (64Gi), or in bytes when
+// it is no whole number of KiB.
+func formatBytes(n uint64) string {
+	units := []string{"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}
+	i := 0
+	for n >= 1024 && n%1024 == 0 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%d%s", n, units[i])
 }

@@ -113,7 +113,7 @@ func TestInspectImage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file+" as "+string(tt.format), func(t *testing.T) {
-			err := InspectImage(context.Background(), p(tt.file), tt.format)
+			err := InspectImage(context.Background(), p(tt.file), tt.format, 0)
 			if tt.wantErr == nil && tt.wantMsg == "" {
 				if err != nil {
 					t.Fatalf("InspectImage = %v, want nil", err)
@@ -136,7 +136,7 @@ func TestInspectImage(t *testing.T) {
 			}
 		})
 	}
-	if reason, permanent := Reason(InspectImage(context.Background(), p("backing.qcow2"), QCOW2)); reason != "ImageHasBackingFile" || !permanent {
+	if reason, permanent := Reason(InspectImage(context.Background(), p("backing.qcow2"), QCOW2, 0)); reason != "ImageHasBackingFile" || !permanent {
 		t.Errorf("reason %q, %v", reason, permanent)
 	}
 }
@@ -190,4 +190,52 @@ func FuzzReadQCOW2Header(f *testing.F) {
 		_, _ = readQCOW2Header(bytes.NewReader(b))
 		_, _ = detectFormat(bytes.NewReader(b))
 	})
+}
+
+// A few KiB of qcow2 can claim a disk of many TiB, which its guest would
+// then fill on the host: the virtual size is bounded.
+func TestInspectImageBoundsVirtualSize(t *testing.T) {
+	requireTool(t, "qemu-img")
+	requireTool(t, "prlimit")
+	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", huge, "64T")
+	st, err := os.Stat(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a %d-byte file claims a 64Ti disk", st.Size())
+
+	err = InspectImage(context.Background(), huge, QCOW2, 256<<30)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("InspectImage = %v, want ErrTooLarge", err)
+	}
+	if want := "makes a disk of 64Ti, more than the 256Gi this hypervisor allows (--disk-max-virtual-size)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("message %q lacks %q", err, want)
+	}
+	if reason, permanent := Reason(err); reason != "ImageTooLarge" || !permanent {
+		t.Errorf("Reason = %q, %v; want ImageTooLarge, permanent", reason, permanent)
+	}
+	if err := InspectImage(context.Background(), huge, QCOW2, 64<<40); err != nil {
+		t.Errorf("a disk of exactly the limit: %v", err)
+	}
+	roots := HostPaths{Writable: []string{dir}, MaxVirtualSize: 1 << 30}
+	if err := os.MkdirAll(filepath.Join(dir, "team-a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inNS := filepath.Join(dir, "team-a", "huge.qcow2")
+	if err := os.Rename(huge, inNS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := roots.Disk(context.Background(), inNS, "team-a", QCOW2, true); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("hostPath qcow2 disk: %v, want ErrTooLarge", err)
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for in, want := range map[uint64]string{0: "0 bytes", 1000: "1000 bytes", 1024: "1Ki", 256 << 30: "256Gi", 3 << 60: "3Ei", 1536: "1536 bytes"} {
+		if got := formatBytes(in); got != want {
+			t.Errorf("formatBytes(%d) = %q, want %q", in, got, want)
+		}
+	}
 }

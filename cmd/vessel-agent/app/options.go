@@ -64,6 +64,7 @@ type Options struct {
 	ImageAllowedCIDRs    []string
 	ImageProxy           string
 	ImageMaxSize         string
+	DiskMaxVirtualSize   string
 	ImageDownloadTimeout time.Duration
 	ImageCacheSize       string
 	MaxVMs               int32
@@ -105,6 +106,7 @@ func NewOptions() *Options {
 		LibvirtSocket:        hypervisor.DefaultSocket,
 		AllowedHostPathRoots: []string{"/var/lib/vessel/images"},
 		ImageMaxSize:         resource.NewQuantity(disks.DefaultMaxImageSize, resource.BinarySI).String(),
+		DiskMaxVirtualSize:   resource.NewQuantity(disks.DefaultMaxVirtualSize, resource.BinarySI).String(),
 		ImageDownloadTimeout: disks.DefaultDownloadTimeout,
 		ImageCacheSize:       resource.NewQuantity(disks.DefaultMaxCacheSize, resource.BinarySI).String(),
 		MaxVMs:               agent.DefaultMaxVMs,
@@ -131,6 +133,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.ImageAllowedCIDRs, "image-allowed-cidrs", o.ImageAllowedCIDRs, "loopback, link-local, private or other non-public networks image URLs may reach anyway (an operator's own image server), e.g. 10.0.5.0/24")
 	fs.StringVar(&o.ImageProxy, "image-proxy", o.ImageProxy, "HTTP proxy for image downloads, which then decides which hosts are reachable by name (HTTP_PROXY and friends are ignored)")
 	fs.StringVar(&o.ImageMaxSize, "image-max-size", o.ImageMaxSize, "largest image a download may bring, e.g. 20Gi")
+	fs.StringVar(&o.DiskMaxVirtualSize, "disk-max-virtual-size", o.DiskMaxVirtualSize, "largest disk a qcow2 image or hostPath file may make (its virtual size, which a few KiB of qcow2 can set to exabytes for the guest to fill), e.g. 256Gi")
 	fs.DurationVar(&o.ImageDownloadTimeout, "image-download-timeout", o.ImageDownloadTimeout, "longest an image download may take")
 	fs.StringVar(&o.ImageCacheSize, "image-cache-size", o.ImageCacheSize, "size the image cache is kept to, least recently used images removed first (images VMs on this node use are kept)")
 	fs.Int32Var(&o.MaxVMs, "max-vms", o.MaxVMs, "number of VMs this node accepts")
@@ -262,6 +265,7 @@ func (o *Options) images() (disks.CacheConfig, error) {
 	cfg := disks.CacheConfig{
 		Egress:          egress,
 		MaxImageSize:    size("--image-max-size", o.ImageMaxSize),
+		MaxVirtualSize:  size("--disk-max-virtual-size", o.DiskMaxVirtualSize),
 		MaxCacheSize:    size("--image-cache-size", o.ImageCacheSize),
 		DownloadTimeout: o.ImageDownloadTimeout,
 	}

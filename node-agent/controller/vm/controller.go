@@ -58,6 +58,9 @@ type Config struct {
 	// WritableHostPathRoots are hostPath roots divided per namespace: a VM
 	// may use files under <root>/<its namespace>/ only.
 	WritableHostPathRoots []string
+	// MaxDiskVirtualSize bounds the disk a qcow2 hostPath file makes (0: no
+	// limit).
+	MaxDiskVirtualSize int64
 	// KVM says guests may use hardware acceleration.
 	KVM bool
 	// ACPIInterval is how often a shutdown request is repeated while a

@@ -319,7 +319,7 @@ func (c *Controller) file(ctx context.Context, namespace string, src v1alpha1.Fi
 
 // hostPaths are the host directories VMs' hostPath sources may name.
 func (c *Controller) hostPaths() disks.HostPaths {
-	return disks.HostPaths{Shared: c.cfg.AllowedHostPathRoots, Writable: c.cfg.WritableHostPathRoots}
+	return disks.HostPaths{Shared: c.cfg.AllowedHostPathRoots, Writable: c.cfg.WritableHostPathRoots, MaxVirtualSize: c.cfg.MaxDiskVirtualSize}
 }
 
 // MachineSpecHash is machineSpecHash for the controllers that define a VM's
