@@ -29,6 +29,7 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	utiltrace "k8s.io/utils/trace"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -415,6 +416,8 @@ func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *Domain
 		return fmt.Errorf("%w: %v", ErrNoCloneImage, err)
 	}
 	defer src.Close()
+	trace := utiltrace.FromContext(ctx).Nest("Restore")
+	defer trace.LogIfLong(time.Second)
 	saved, err := readSaveImage(src)
 	if err != nil {
 		return fmt.Errorf("memory image in %s: %w", img.Dir, err)
@@ -430,12 +433,14 @@ func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *Domain
 		return err
 	}
 	defer os.Remove(path)
+	trace.Step("Wrote the clone's save image")
 	// The persistent definition is the usual one, used from the next boot
 	// on; the restored domain runs the saved hardware with the clone's
 	// files and identity.
 	if err := l.Define(ctx, cfg); err != nil {
 		return err
 	}
+	trace.Step("Defined the domain")
 	flags := golibvirt.DomainSaveRunning
 	if paused {
 		flags = golibvirt.DomainSavePaused

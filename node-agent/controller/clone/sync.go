@@ -30,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	utiltrace "k8s.io/utils/trace"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/controller/boundvm"
@@ -95,6 +96,10 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 
 	c.gcMu.RLock()
 	defer c.gcMu.RUnlock()
+	// Where a slow clone spent its time, in the agent's log (-v=2).
+	trace := utiltrace.New("Clone", utiltrace.Field{Key: "clone", Value: key})
+	defer trace.LogIfLong(time.Second)
+	ctx = utiltrace.ContextWithTrace(ctx, trace)
 	res, err := c.make(ctx, cl, target)
 	var f *failure
 	switch {
@@ -143,16 +148,21 @@ func (c *Controller) make(ctx context.Context, cl *v1alpha1.VirtualMachineClone,
 		return res, nil // made before a crash or a lost status write
 	}
 
+	trace := utiltrace.FromContext(ctx).Nest("Make")
+	defer trace.LogIfLong(time.Second)
+	trace.Step("Looked up the domain")
 	img, paused, err := c.image(ctx, cl, memory)
 	if err != nil {
 		return res, err
 	}
+	trace.Step("Got the clone image")
 	res.paused = paused
 	want := vm.MachineSpecHash(&target.Spec)
 	cfg, err := c.domainConfig(ctx, target, img, want)
 	if err != nil {
 		return res, err
 	}
+	trace.Step("Made the clone's files")
 	if !memory {
 		if err := c.domains.Define(ctx, cfg); err != nil {
 			return res, fmt.Errorf("define clone domain: %w", err)
@@ -166,8 +176,10 @@ func (c *Controller) make(ctx context.Context, cl *v1alpha1.VirtualMachineClone,
 		}
 		return res, fail("RestoreFailed", "%v", err)
 	}
+	trace.Step("Restored the domain")
 	c.vmctl.GuestStarted(boundvm.Key(target), uid, c.clock.Now())
 	res.identityOK = c.tellIdentity(ctx, target, cfg)
+	trace.Step("Told the guest its identity", utiltrace.Field{Key: "acknowledged", Value: res.identityOK})
 	if target.Spec.Paused {
 		// A warm clone: resumed, told who it is, then paused until handed out.
 		if err := c.domains.Suspend(ctx, uid); err != nil {
