@@ -349,6 +349,10 @@ func dispatchDomainEvents(ctx context.Context, hv hypervisor.Hypervisor, vms *vm
 				status.Heartbeat()
 				continue
 			}
+			if ev.Agent {
+				vms.AgentChanged(ev.UUID)
+				continue
+			}
 			vms.DomainChanged(ev.UUID)
 		}
 	}
