@@ -33,7 +33,7 @@ type action struct {
 	grace, force bool
 	// soft adds --soft (restart through the guest agent).
 	soft bool
-	call         func(ctx context.Context, t *target, opts *v1alpha1.VirtualMachineActionOptions) error
+	call func(ctx context.Context, t *target, opts *v1alpha1.VirtualMachineActionOptions) error
 }
 
 func newStartCommand(o *Options) *cobra.Command {
