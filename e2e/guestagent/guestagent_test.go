@@ -92,6 +92,11 @@ func TestGuestAgent(t *testing.T) {
 		return agentConnected(vm) && vm.Status.GuestOSInfo != nil
 	})
 	t.Logf("AgentConnected True %.1fs after the agent started in the guest", time.Since(start).Seconds())
+	// The host name comes from the seed's meta-data (local-hostname: the
+	// VM name), set before qemu-ga starts; allow a refresh all the same.
+	vm = e.WaitVM(t, ns, name, 90*time.Second, "guestOSInfo.hostname "+name, func(vm *v1alpha1.VirtualMachine) bool {
+		return vm.Status.GuestOSInfo != nil && vm.Status.GuestOSInfo.Hostname == name
+	})
 	kernel, err := os.ReadFile(filepath.Join(framework.GuestDir, "kernel-release"))
 	wantKernel := strings.TrimSpace(string(kernel))
 	if err != nil {
