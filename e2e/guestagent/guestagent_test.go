@@ -142,6 +142,7 @@ func TestGuestAgent(t *testing.T) {
 	// 3. restart --soft: same QEMU process, a new boot.
 	pid := framework.QEMUPID(t, string(vm.UID))
 	e.MustKubectl(t, "admin", "vm", "-n", ns, "restart", name, "--soft")
+	requested := time.Now()
 	err = wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, 3*time.Minute, true, func(context.Context) (bool, error) {
 		return strings.Count(e.ConsoleLog(vm), "VESSEL-GUEST READY") >= 2 && strings.Count(e.ConsoleLog(vm), "VESSEL-BOOT done") >= 2, nil
 	})
@@ -152,8 +153,11 @@ func TestGuestAgent(t *testing.T) {
 	if !strings.Contains(log, "VESSEL-SHUTDOWN-REQUEST reboot") || !strings.Contains(log, "VESSEL-SHUTDOWN\r\n") {
 		t.Errorf("the guest did not go through its reboot (qemu-ga -> /sbin/shutdown -r -> init); console:\n%s", tail(log, 2000))
 	}
+	t.Logf("restart --soft: the guest booted again %.1fs after the request", time.Since(requested).Seconds())
 	if after := framework.QEMUPID(t, string(vm.UID)); after != pid {
 		t.Errorf("QEMU pid %d after restart --soft, %d before: want the same process", after, pid)
+	} else {
+		t.Logf("restart --soft: QEMU pid %d before and after", pid)
 	}
 	vm = e.WaitVM(t, ns, name, 2*time.Minute, "restart carried out and the agent back", func(vm *v1alpha1.VirtualMachine) bool {
 		return vm.Spec.PowerAction != nil && vm.Status.ObservedPowerActionID == vm.Spec.PowerAction.ID &&
