@@ -9,6 +9,11 @@
 #                         /vessel-disk-marker, usable as a VM data/root disk
 #   <out>/kernel-release  the kernel release string (uname -r in the guest)
 #
+# The initramfs also carries two dynamically linked Debian programs with the
+# shared libraries they need (found with ldd against the unpacked packages,
+# never the build host's): qemu-ga (qemu-guest-agent) on the virtio-serial
+# port org.qemu.guest_agent.0, and the dropbear ssh server (dropbear-bin).
+#
 # Boot: direct kernel boot, cmdline "console=ttyS0" (add "quiet" for less noise),
 # 96-128 MiB of RAM, machine type pc (i440fx: the cloud kernel has no AHCI,
 # so on q35 put the seed on virtio or virtio-scsi instead of SATA).
@@ -103,11 +108,33 @@ fi
 log "kernel:  ${kdeb##*/}"
 log "busybox: ${bdeb##*/}"
 
+# Userland packages: the programs and every package holding a library they
+# load. ldd below fails the build when a library comes from elsewhere, so
+# this list stays complete.
+USER_PKGS=(
+  qemu-guest-agent dropbear-bin
+  libc6 libglib2.0-0 libpcre2-8-0 libnuma1 libudev1 liburing2
+  libtomcrypt1 libtommath1 libgmp10 libcrypt1 zlib1g
+)
+user_debs=()
+for p in "${USER_PKGS[@]}"; do
+  d=$(ls "$CACHE/${p}"_*.deb 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -z "$d" ]; then
+    apt_prepare
+    fetch "$p"
+    d=$(ls "$CACHE/${p}"_*.deb | sort -V | tail -n1)
+  fi
+  user_debs+=("$d")
+done
+log "userland: $(for d in "${user_debs[@]}"; do printf '%s ' "${d##*/}"; done)"
+
 # --- unpack -------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vessel-guest.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 dpkg-deb -x "$kdeb" "$WORK/kernel"
 dpkg-deb -x "$bdeb" "$WORK/busybox"
+U="$WORK/userland"
+for d in "${user_debs[@]}"; do dpkg-deb -x "$d" "$U"; done
 BB="$WORK/busybox/bin/busybox"
 [ -x "$BB" ] || die "busybox binary missing in ${bdeb##*/}"
 kver=$(ls "$WORK/kernel/lib/modules" | head -n1)
@@ -170,7 +197,13 @@ install -m 755 "$GUEST_SRC/acpi-power-button" "$R/etc/acpi/PWRF/00000080"
 install -m 755 "$GUEST_SRC/vessel-identity" "$R/etc/vessel-identity"
 install -m 644 "$GUEST_SRC/inittab" "$R/etc/inittab"
 install -m 644 "$GUEST_SRC/profile" "$R/etc/profile"
+install -m 755 "$GUEST_SRC/shutdown" "$R/sbin/shutdown"
+install -m 755 "$GUEST_SRC/cloud-config" "$R/etc/cloud-config"
+install -m 644 "$GUEST_SRC/os-release" "$R/etc/os-release"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
+printf '/bin/sh\n' >"$R/etc/shells"
+mkdir -p "$R/etc/dropbear" "$R/var" "$R/lib64" "$R/lib/x86_64-linux-gnu"
+ln -s /run "$R/var/run"
 printf 'root:x:0:\n' >"$R/etc/group"
 printf 'vessel\n' >"$R/etc/hostname"
 : >"$R/etc/resolv.conf"
@@ -195,6 +228,31 @@ done
 "$BB" depmod -b "$R" "$kver"
 
 log "modules: ${order[*]}"
+
+# --- userland programs and their shared libraries ---------------------------
+# ldd runs the unpacked loader's resolution with the unpacked libraries
+# first; anything resolved outside them (the build host's) is an error.
+PROGS=(usr/sbin/qemu-ga usr/sbin/dropbear usr/bin/dropbearkey)
+ULIB="$U/lib/x86_64-linux-gnu:$U/usr/lib/x86_64-linux-gnu"
+declare -A libs=()
+for p in "${PROGS[@]}"; do
+  [ -x "$U/$p" ] || die "$p missing from the userland packages"
+  install -D -m 755 "$U/$p" "$R/$p"
+  while read -r name arrow path _; do
+    case "$name" in linux-vdso.so.*|/lib64/ld-linux-x86-64.so.2) continue ;; esac
+    [ "$arrow" = "=>" ] || continue
+    case "$path" in
+      "$U"/*) libs[$name]=$path ;;
+      *) die "$p needs $name, resolved to $path outside the packages: add its package to USER_PKGS" ;;
+    esac
+  done < <(LD_LIBRARY_PATH=$ULIB ldd "$U/$p")
+done
+for name in "${!libs[@]}"; do
+  cp -L "${libs[$name]}" "$R/lib/x86_64-linux-gnu/$name"
+done
+cp -L "$U/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$R/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+ln -s /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$R/lib64/ld-linux-x86-64.so.2"
+log "userland: ${PROGS[*]##*/} with $(echo "${!libs[@]}" | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ')"
 
 # --- pack ----------------------------------------------------------------------
 tmp_initrd="$OUT/.initrd.img.tmp"

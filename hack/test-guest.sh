@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Boot the Vessel test guest with plain QEMU (TCG) and check it end to end:
 # banner, DHCP address, data disk (through a qcow2 overlay), NoCloud user-data
-# from a seed ISO, an interactive console shell, and ACPI power-off.
+# from a seed ISO, the QEMU guest agent on org.qemu.guest_agent.0, the ssh
+# server's banner (through a user-mode port forward on 127.0.0.1), an
+# interactive console shell, and ACPI power-off.
 # Exits non-zero on any failure. Needs qemu-system-x86, qemu-utils and
 # genisoimage (hack/install-libvirt.sh installs them); builds the guest with
 # hack/build-guest.sh if needed.
@@ -30,7 +32,8 @@ qpid=
 cleanup() {
   exec 3>&- 4>&- 2>/dev/null || true
   local p
-  for p in "$qpid" "${rpid:-}" "${mpid:-}"; do
+  exec 5>&- 2>/dev/null || true
+  for p in "$qpid" "${rpid:-}" "${mpid:-}" "${gpid:-}"; do
     [ -n "$p" ] || continue
     kill "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
@@ -51,10 +54,14 @@ genisoimage -quiet -output "$W/seed.iso" -volid cidata -joliet -rock "$W/user-da
 # qcow2 overlay over the pristine raw disk image, as the agent does.
 qemu-img create -q -f qcow2 -F raw -b "$GUEST_DIR/disk.img" "$W/disk.qcow2"
 
-mkfifo "$W/ser.in" "$W/ser.out" "$W/mon.in" "$W/mon.out"
+mkfifo "$W/ser.in" "$W/ser.out" "$W/mon.in" "$W/mon.out" "$W/ga.in" "$W/ga.out"
 : >"$W/console.log"
+: >"$W/agent.log"
 cat "$W/ser.out" >>"$W/console.log" & rpid=$!
 cat "$W/mon.out" >"$W/monitor.log" & mpid=$!
+cat "$W/ga.out" >>"$W/agent.log" & gpid=$!
+# A free loopback port for the guest's ssh server.
+sshport=$(( 20000 + RANDOM % 20000 ))
 
 t0=$(date +%s.%N)
 qemu-system-x86_64 -machine pc,accel=tcg -m "$MEM" -smp 1 -display none -no-user-config -nodefaults \
@@ -63,11 +70,12 @@ qemu-system-x86_64 -machine pc,accel=tcg -m "$MEM" -smp 1 -display none -no-user
   -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.img" -append 'console=ttyS0 quiet' \
   -drive file="$W/disk.qcow2",if=virtio,format=qcow2 \
   -drive file="$W/seed.iso",media=cdrom,if=ide,format=raw,readonly=on \
-  -nic user,model=virtio-net-pci \
+  -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$sshport-:22 \
+  -chardev pipe,id=ga0,path="$W/ga" -device virtio-serial -device virtserialport,chardev=ga0,name=org.qemu.guest_agent.0 \
   >"$W/qemu.log" 2>&1 &
 qpid=$!
 # Read-write opens never block, even if qemu died before opening its ends.
-exec 3<>"$W/ser.in" 4<>"$W/mon.in"
+exec 3<>"$W/ser.in" 4<>"$W/mon.in" 5<>"$W/ga.in"
 
 since() { echo "$(date +%s.%N) $t0" | awk '{printf "%.2f", $1-$2}'; }
 fail() {
@@ -98,8 +106,26 @@ wait_for '^VESSEL-IP 10\.0\.2\.15' 60 dhcp
 wait_for '^VESSEL-DISK mounted /dev/vda /mnt/disk' 60 disk
 wait_for '^USERDATA-MARKER test-guest iid-test-guest' 60 user-data
 wait_for '^VESSEL-CLOUDINIT done rc=0' 30 cloud-init
+wait_for '^VESSEL-AGENT started /dev/vport' 30 guest-agent
+wait_for '^VESSEL-SSH started' 30 ssh-server
 wait_for '^VESSEL-BOOT done' 30 boot-done
 wait_for 'vessel:[^ ]*# ' 30 prompt
+
+# QEMU guest agent: answers on its port with the guest's os-release.
+printf '{"execute":"guest-get-osinfo"}\n' >&5
+end=$(( $(date +%s) + 30 ))
+until grep -q '"id": "vessel-guest"' "$W/agent.log"; do
+  [ "$(date +%s)" -lt "$end" ] || fail "guest-agent: no guest-get-osinfo answer within 30s: $(cat "$W/agent.log")"
+  sleep 0.1
+done
+passed=$((passed + 1))
+log "ok   guest-agent-osinfo ($(since)s): $(grep -o '"pretty-name": "[^"]*"' "$W/agent.log" | head -n1)"
+
+# ssh: dropbear's banner through the port forward.
+banner=$(timeout 20 bash -c "exec 6<>/dev/tcp/127.0.0.1/$sshport && head -c 64 <&6 | head -n1" 2>/dev/null | tr -d '\r' || true)
+case "$banner" in SSH-2.0-dropbear*) ;; *) fail "ssh: no dropbear banner on 127.0.0.1:$sshport (got '$banner')" ;; esac
+passed=$((passed + 1))
+log "ok   ssh-banner ($(since)s): $banner"
 
 # Interactive shell: the answer must be computed by the guest, not echoed.
 printf 'cat /mnt/disk/vessel-disk-marker /mnt/disk/from-user-data; echo "SUM=$((6*7))"\n' >&3

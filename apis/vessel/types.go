@@ -170,6 +170,10 @@ type PowerAction struct {
 	// stop or restart. Zero forces the guest off at once.
 	// +optional
 	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+	// Soft makes a restart a reboot of the guest's operating system through
+	// the QEMU guest agent: the QEMU process and the VM's devices stay.
+	// +optional
+	Soft bool `json:"soft,omitempty"`
 }
 
 // KernelBoot boots a guest directly from a kernel image.
@@ -380,6 +384,9 @@ const (
 	VirtualMachineConditionReady = "Ready"
 	// VirtualMachineConditionPaused is True while the guest is paused.
 	VirtualMachineConditionPaused = "Paused"
+	// VirtualMachineConditionAgentConnected is True while the QEMU guest
+	// agent in the guest answers (status.guestOSInfo is filled in then).
+	VirtualMachineConditionAgentConnected = "AgentConnected"
 )
 
 // ReasonCrashLoopBackOff is the reason of a False Ready condition while
@@ -447,6 +454,42 @@ type VirtualMachineStatus struct {
 	// +optional
 	// +listType=set
 	Snapshots []string `json:"snapshots,omitempty"`
+	// GuestOSInfo is what the QEMU guest agent reports about the guest's
+	// operating system; kept from the last time the agent answered.
+	// +optional
+	GuestOSInfo *GuestOSInfo `json:"guestOSInfo,omitempty"`
+}
+
+// GuestOSInfo describes the guest's operating system as reported by the
+// QEMU guest agent (guest-get-osinfo and guest-get-host-name).
+type GuestOSInfo struct {
+	// Name is the operating system's name (os-release NAME).
+	// +optional
+	Name string `json:"name,omitempty"`
+	// PrettyName is its human-readable name (os-release PRETTY_NAME).
+	// +optional
+	PrettyName string `json:"prettyName,omitempty"`
+	// ID is its short identifier (os-release ID).
+	// +optional
+	ID string `json:"id,omitempty"`
+	// Version is its version (os-release VERSION).
+	// +optional
+	Version string `json:"version,omitempty"`
+	// VersionID is its version number (os-release VERSION_ID).
+	// +optional
+	VersionID string `json:"versionID,omitempty"`
+	// KernelRelease is the running kernel's release (uname -r).
+	// +optional
+	KernelRelease string `json:"kernelRelease,omitempty"`
+	// KernelVersion is the running kernel's version (uname -v).
+	// +optional
+	KernelVersion string `json:"kernelVersion,omitempty"`
+	// Machine is the hardware name (uname -m).
+	// +optional
+	Machine string `json:"machine,omitempty"`
+	// Hostname is the guest's host name.
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
 }
 
 // InterfaceStatus is an observed network interface.
@@ -526,6 +569,11 @@ type VirtualMachineActionOptions struct {
 	// stop or restart. Zero forces the guest off at once.
 	// +optional
 	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+	// Soft, for a restart, reboots the guest's operating system through the
+	// QEMU guest agent instead of power-cycling the machine. The VM's
+	// AgentConnected condition must be True.
+	// +optional
+	Soft bool `json:"soft,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -601,6 +649,12 @@ const (
 	// SnapshotFailed: failed; see error.
 	SnapshotFailed SnapshotPhase = "Failed"
 )
+
+// SnapshotConditionFilesystemsFrozen is True when the guest's filesystems
+// were frozen through the QEMU guest agent while the snapshot was taken (and
+// thawed after it), so the disks hold no half-written data; False, with the
+// reason, when they were not.
+const SnapshotConditionFilesystemsFrozen = "FilesystemsFrozen"
 
 // VirtualMachineSnapshotStatus is the observed state of a snapshot.
 type VirtualMachineSnapshotStatus struct {

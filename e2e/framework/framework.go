@@ -48,8 +48,16 @@ import (
 )
 
 // GuestDir is where `make deps` installs the test guest, under the allowed
-// hostPath root.
-var GuestDir = filepath.Join(launcher.ImagesDir, "vessel-guest")
+// hostPath root; $VESSEL_GUEST_DIR, when set, names another one there (a
+// guest built from this tree next to the installed one).
+var GuestDir = guestDir()
+
+func guestDir() string {
+	if d := os.Getenv("VESSEL_GUEST_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(launcher.ImagesDir, "vessel-guest")
+}
 
 // Env is one control plane with its hypervisors.
 type Env struct {

@@ -46,6 +46,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vesselv1alpha1.DiskStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("FileSource"):
 		return &vesselv1alpha1.FileSourceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("GuestOSInfo"):
+		return &vesselv1alpha1.GuestOSInfoApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("HostPathSource"):
 		return &vesselv1alpha1.HostPathSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Hypervisor"):

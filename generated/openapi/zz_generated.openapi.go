@@ -44,6 +44,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		vesselv1alpha1.Disk{}.OpenAPIModelName():                           schema_vessel_apis_vessel_v1alpha1_Disk(ref),
 		vesselv1alpha1.DiskStatus{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_DiskStatus(ref),
 		vesselv1alpha1.FileSource{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_FileSource(ref),
+		vesselv1alpha1.GuestOSInfo{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_GuestOSInfo(ref),
 		vesselv1alpha1.HostPathSource{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HostPathSource(ref),
 		vesselv1alpha1.Hypervisor{}.OpenAPIModelName():                     schema_vessel_apis_vessel_v1alpha1_Hypervisor(ref),
 		vesselv1alpha1.HypervisorList{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HypervisorList(ref),
@@ -551,6 +552,82 @@ func schema_vessel_apis_vessel_v1alpha1_FileSource(ref common.ReferenceCallback)
 	}
 }
 
+func schema_vessel_apis_vessel_v1alpha1_GuestOSInfo(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "GuestOSInfo describes the guest's operating system as reported by the QEMU guest agent (guest-get-osinfo and guest-get-host-name).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name is the operating system's name (os-release NAME).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"prettyName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PrettyName is its human-readable name (os-release PRETTY_NAME).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"id": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ID is its short identifier (os-release ID).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"version": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Version is its version (os-release VERSION).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"versionID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "VersionID is its version number (os-release VERSION_ID).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"kernelRelease": {
+						SchemaProps: spec.SchemaProps{
+							Description: "KernelRelease is the running kernel's release (uname -r).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"kernelVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "KernelVersion is the running kernel's version (uname -v).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"machine": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Machine is the hardware name (uname -m).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"hostname": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Hostname is the guest's host name.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
 func schema_vessel_apis_vessel_v1alpha1_HostPathSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1027,6 +1104,13 @@ func schema_vessel_apis_vessel_v1alpha1_PowerAction(ref common.ReferenceCallback
 							Format:      "int64",
 						},
 					},
+					"soft": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Soft makes a restart a reboot of the guest's operating system through the QEMU guest agent: the QEMU process and the VM's devices stay.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
 				},
 				Required: []string{"type", "id", "requestedAt"},
 			},
@@ -1141,6 +1225,13 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineActionOptions(ref common.R
 							Description: "GracePeriodSeconds overrides spec.terminationGracePeriodSeconds for a stop or restart. Zero forces the guest off at once.",
 							Type:        []string{"integer"},
 							Format:      "int64",
+						},
+					},
+					"soft": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Soft, for a restart, reboots the guest's operating system through the QEMU guest agent instead of power-cycling the machine. The VM's AgentConnected condition must be True.",
+							Type:        []string{"boolean"},
+							Format:      "",
 						},
 					},
 				},
@@ -2479,11 +2570,17 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 							},
 						},
 					},
+					"guestOSInfo": {
+						SchemaProps: spec.SchemaProps{
+							Description: "GuestOSInfo is what the QEMU guest agent reports about the guest's operating system; kept from the last time the agent answered.",
+							Ref:         ref(vesselv1alpha1.GuestOSInfo{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			vesselv1alpha1.DiskStatus{}.OpenAPIModelName(), vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
+			vesselv1alpha1.DiskStatus{}.OpenAPIModelName(), vesselv1alpha1.GuestOSInfo{}.OpenAPIModelName(), vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName(), metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
 	}
 }
 

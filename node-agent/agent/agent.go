@@ -351,6 +351,10 @@ func dispatchDomainEvents(ctx context.Context, hv hypervisor.Hypervisor, vms *vm
 				status.Heartbeat()
 				continue
 			}
+			if ev.Agent {
+				vms.AgentChanged(ev.UUID)
+				continue
+			}
 			vms.DomainChanged(ev.UUID)
 		}
 	}

@@ -123,8 +123,15 @@ func cloneDomainXML(saved string, cfg *DomainConfig) (string, error) {
 		}
 	}
 	// A channel's host side is a per-domain socket; a clone would take over
-	// its source's. Vessel plugs its identity port in only for a moment.
-	for _, ch := range d.Devices.Channels {
+	// its source's. The guest agent's port stays (the guest's memory knows
+	// it) with a socket libvirt places anew; Vessel plugs its identity port
+	// in only for a moment.
+	for i := range d.Devices.Channels {
+		ch := &d.Devices.Channels[i]
+		if ch.Target != nil && ch.Target.VirtIO != nil && ch.Target.VirtIO.Name == GuestAgentChannel && ch.Source != nil && ch.Source.UNIX != nil {
+			ch.Source.UNIX.Path = ""
+			continue
+		}
 		if ch.Source != nil && ch.Source.UNIX != nil {
 			return "", fmt.Errorf("the saved domain has a channel on socket %s (the identity port was still plugged in?)", ch.Source.UNIX.Path)
 		}

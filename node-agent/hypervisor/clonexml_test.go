@@ -37,6 +37,10 @@ func savedXML(t *testing.T) string {
 		t.Fatal(err)
 	}
 	d.GenID = &libvirtxml.DomainGenID{Value: "c3482a7c-2d95-409d-a244-ece38361b188"}
+	// The source's guest agent socket, as libvirt placed it.
+	for i := range d.Devices.Channels {
+		d.Devices.Channels[i].Source.UNIX.Path = "/var/lib/libvirt/qemu/channel/target/domain-3-team-a_web_0b6f3b7e/" + GuestAgentChannel
+	}
 	for i := range d.Devices.Disks {
 		slot := uint(4 + i)
 		d.Devices.Disks[i].Address = &libvirtxml.DomainAddress{PCI: &libvirtxml.DomainAddressPCI{Slot: &slot}}
@@ -72,6 +76,9 @@ func TestCloneDomainXMLGivesTheCloneItsOwnFilesAndIdentity(t *testing.T) {
 	}
 	if o, hash, err := parseStamp(d.Metadata.XML); err != nil || o.UID != clone.Owner.UID || o.Name != "web-2" || hash != "hash" {
 		t.Errorf("owner stamp: %+v %q %v", o, hash, err)
+	}
+	if len(d.Devices.Channels) != 1 || d.Devices.Channels[0].Target.VirtIO.Name != GuestAgentChannel || d.Devices.Channels[0].Source.UNIX.Path != "" {
+		t.Errorf("channels %+v: want the guest agent's port kept, with a socket libvirt places anew", d.Devices.Channels)
 	}
 	root := d.Devices.Disks[0]
 	if root.Source.File.File != "/state/vms/clone/disk-root.qcow2" || root.Address == nil || *root.Address.PCI.Slot != 4 ||

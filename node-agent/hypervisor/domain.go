@@ -205,6 +205,12 @@ func domainXML(cfg *DomainConfig, name string) (string, error) {
 	// the controller must be there from boot, as it is part of the
 	// machine a clone resumes.
 	dom.Devices.Controllers = append(dom.Devices.Controllers, libvirtxml.DomainController{Type: "virtio-serial", Index: &zero})
+	// The QEMU guest agent's port (guestagent.go); libvirt picks the host
+	// end's socket path and tells when the guest opens the port.
+	dom.Devices.Channels = append(dom.Devices.Channels, libvirtxml.DomainChannel{
+		Source: &libvirtxml.DomainChardevSource{UNIX: &libvirtxml.DomainChardevSourceUNIX{Mode: "bind"}},
+		Target: &libvirtxml.DomainChannelTarget{VirtIO: &libvirtxml.DomainChannelTargetVirtIO{Name: GuestAgentChannel}},
+	})
 	if !cfg.KVM {
 		// A smaller translation cache trims QEMU's RSS by ~32 MiB per guest.
 		dom.Features.TCG = &libvirtxml.DomainFeatureTCG{TBCache: &libvirtxml.DomainFeatureTCGTBCache{Size: 32, Unit: "MiB"}}

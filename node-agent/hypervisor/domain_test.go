@@ -74,6 +74,17 @@ func TestDomainXML(t *testing.T) {
 	if d.Features.TCG == nil || d.Features.TCG.TBCache == nil {
 		t.Errorf("no TCG translation cache size under TCG")
 	}
+	// The guest agent's port, with a socket libvirt places itself.
+	agent := 0
+	for _, ch := range d.Devices.Channels {
+		if ch.Target != nil && ch.Target.VirtIO != nil && ch.Target.VirtIO.Name == GuestAgentChannel &&
+			ch.Source != nil && ch.Source.UNIX != nil && ch.Source.UNIX.Mode == "bind" && ch.Source.UNIX.Path == "" {
+			agent++
+		}
+	}
+	if agent != 1 {
+		t.Errorf("%d %s channels with a libvirt-placed socket, want 1:\n%s", agent, GuestAgentChannel, x)
+	}
 
 	type disk struct {
 		dev, bus, device, file string

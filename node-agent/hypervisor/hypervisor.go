@@ -108,6 +108,9 @@ type Domain struct {
 // "anything may have changed" (sent after every (re)connect to libvirtd).
 type Event struct {
 	UUID string
+	// Agent says the domain's QEMU guest agent connected or disconnected
+	// (the guest started or stopped qemu-ga, or the guest went away).
+	Agent bool
 }
 
 // Versions are the hypervisor's software versions.

@@ -65,7 +65,7 @@ func NewLibvirt(socket string) *Libvirt {
 func (l *Libvirt) Run(ctx context.Context) {
 	delay := minReconnectDelay
 	for ctx.Err() == nil {
-		conn, evs, cancel, err := l.connect(ctx)
+		conn, evs, agentEvs, cancel, err := l.connect(ctx)
 		if err != nil {
 			klog.FromContext(ctx).V(2).Info("Connecting to libvirtd failed", "socket", l.socket, "err", err, "retryIn", delay)
 			select {
@@ -79,7 +79,7 @@ func (l *Libvirt) Run(ctx context.Context) {
 		klog.FromContext(ctx).Info("Connected to libvirtd", "socket", l.socket)
 		l.setConn(conn)
 		l.emit(Event{}) // resync everything
-		l.pump(ctx, conn, evs)
+		l.pump(ctx, conn, evs, agentEvs)
 		cancel()
 		l.setConn(nil)
 		if ctx.Err() == nil {
@@ -102,23 +102,30 @@ func (l *Libvirt) WaitConnected(ctx context.Context) error {
 	}
 }
 
-func (l *Libvirt) connect(ctx context.Context) (*golibvirt.Libvirt, <-chan golibvirt.DomainEventLifecycleMsg, context.CancelFunc, error) {
+func (l *Libvirt) connect(ctx context.Context) (*golibvirt.Libvirt, <-chan golibvirt.DomainEventLifecycleMsg, <-chan any, context.CancelFunc, error) {
 	conn := golibvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(l.socket), dialers.WithLocalTimeout(5*time.Second)))
 	if err := conn.ConnectToURI(golibvirt.QEMUSystem); err != nil {
-		return nil, nil, nil, fmt.Errorf("connect to %s: %w", l.socket, err)
+		return nil, nil, nil, nil, fmt.Errorf("connect to %s: %w", l.socket, err)
 	}
 	evCtx, cancel := context.WithCancel(ctx)
 	evs, err := conn.LifecycleEvents(evCtx)
 	if err != nil {
 		cancel()
 		_ = conn.Disconnect()
-		return nil, nil, nil, fmt.Errorf("subscribe to lifecycle events: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("subscribe to lifecycle events: %w", err)
 	}
-	return conn, evs, cancel, nil
+	agentEvs, err := conn.SubscribeEvents(evCtx, golibvirt.DomainEventIDAgentLifecycle, golibvirt.OptDomain{})
+	if err != nil {
+		cancel()
+		_ = conn.Disconnect()
+		return nil, nil, nil, nil, fmt.Errorf("subscribe to guest agent events: %w", err)
+	}
+	return conn, evs, agentEvs, cancel, nil
 }
 
-// pump forwards lifecycle events until the connection or ctx ends.
-func (l *Libvirt) pump(ctx context.Context, conn *golibvirt.Libvirt, evs <-chan golibvirt.DomainEventLifecycleMsg) {
+// pump forwards lifecycle and guest agent events until the connection or
+// ctx ends.
+func (l *Libvirt) pump(ctx context.Context, conn *golibvirt.Libvirt, evs <-chan golibvirt.DomainEventLifecycleMsg, agentEvs <-chan any) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -130,6 +137,13 @@ func (l *Libvirt) pump(ctx context.Context, conn *golibvirt.Libvirt, evs <-chan 
 				return
 			}
 			l.emit(Event{UUID: uuidString(ev.Dom.UUID)})
+		case ev, ok := <-agentEvs:
+			if !ok {
+				return
+			}
+			if m, isAgent := ev.(*golibvirt.DomainEventCallbackAgentLifecycleMsg); isAgent {
+				l.emit(Event{UUID: uuidString(m.Dom.UUID), Agent: true})
+			}
 		}
 	}
 }

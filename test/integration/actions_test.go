@@ -20,6 +20,7 @@ import (
 	"context"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
@@ -47,6 +48,10 @@ type actionStep struct {
 	phase  v1alpha1.VirtualMachinePhase
 	action string
 	grace  *int64
+	// agent, when set, writes the AgentConnected condition first, as the
+	// agent would; soft asks for a soft restart.
+	agent metav1.ConditionStatus
+	soft  bool
 	// conflict is a substring of the expected 409 message; empty for success.
 	conflict string
 	// want checks the VM after a successful action.
@@ -139,6 +144,25 @@ func TestActions(t *testing.T) {
 			{phase: v1alpha1.VirtualMachineStopped, action: "stop", grace: ptr(int64(0)), conflict: "already stopped"},
 		},
 	}, {
+		name: "a soft restart needs a running guest with a connected guest agent",
+		steps: []actionStep{
+			{phase: v1alpha1.VirtualMachineRunning, action: "restart", soft: true, conflict: "the QEMU guest agent, which is not connected (the guest has never connected one): restart without --soft instead"},
+			{agent: metav1.ConditionFalse, action: "restart", soft: true, conflict: "which is not connected (the guest agent stopped answering)"},
+			{agent: metav1.ConditionTrue, action: "restart", soft: true, grace: ptr(int64(10)), conflict: "give soft or gracePeriodSeconds, not both"},
+			{action: "restart", soft: true, want: func(t *testing.T, vm *v1alpha1.VirtualMachine) {
+				wantPower(v1alpha1.RunStrategyAlways, false, v1alpha1.PowerActionRestart, 1)(t, vm)
+				if !vm.Spec.PowerAction.Soft {
+					t.Errorf("powerAction.soft = false, want true")
+				}
+			}},
+			{action: "restart", want: func(t *testing.T, vm *v1alpha1.VirtualMachine) {
+				if vm.Spec.PowerAction.Soft {
+					t.Errorf("a restart without --soft left powerAction.soft true")
+				}
+			}},
+			{phase: v1alpha1.VirtualMachinePaused, action: "restart", soft: true, conflict: "a soft restart needs a running guest (phase Paused)"},
+		},
+	}, {
 		name:     "Manual runs only when started",
 		strategy: v1alpha1.RunStrategyManual,
 		steps: []actionStep{
@@ -167,10 +191,20 @@ func TestActions(t *testing.T) {
 				if step.phase != "" {
 					setPhase(t, s, ns, "a", step.phase)
 				}
+				if step.agent != "" {
+					setStatus(t, s, ns, "a", func(st *v1alpha1.VirtualMachineStatus) {
+						meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.VirtualMachineConditionAgentConnected,
+							Status: step.agent, Reason: "Test", Message: "the guest agent stopped answering"})
+					})
+				}
 				before := getVM(t, s, ns, "a")
-				got, err := actions[step.action](t.Context(), "a", &v1alpha1.VirtualMachineActionOptions{GracePeriodSeconds: step.grace}, metav1.CreateOptions{})
+				got, err := actions[step.action](t.Context(), "a", &v1alpha1.VirtualMachineActionOptions{GracePeriodSeconds: step.grace, Soft: step.soft}, metav1.CreateOptions{})
 				if step.conflict != "" {
-					wantAPIError(t, err, 409, step.conflict)
+					code := int32(409)
+					if step.soft && step.grace != nil {
+						code = 422 // invalid options, not the VM's state
+					}
+					wantAPIError(t, err, code, step.conflict)
 					if after := getVM(t, s, ns, "a"); after.ResourceVersion != before.ResourceVersion {
 						t.Errorf("step %d: refused %s changed the VM", i, step.action)
 					}

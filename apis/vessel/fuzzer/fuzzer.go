@@ -90,6 +90,8 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			c.FillNoCustom(p)
 			p.Type = oneOf(c, vessel.PowerActionStart, vessel.PowerActionStop, vessel.PowerActionRestart)
 			p.ID = 1 + c.Int63n(1<<40)
+			// Only a restart without a grace period can be soft.
+			p.Soft = p.Soft && p.Type == vessel.PowerActionRestart && p.GracePeriodSeconds == nil
 		},
 		func(s *vessel.VirtualMachineStatus, c randfill.Continue) {
 			c.FillNoCustom(s)

@@ -57,6 +57,11 @@ func (in FileSource) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in GuestOSInfo) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.GuestOSInfo"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in HostPathSource) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.HostPathSource"
 }

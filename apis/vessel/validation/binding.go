@@ -37,5 +37,8 @@ func ValidateVirtualMachineActionOptions(o *vessel.VirtualMachineActionOptions) 
 	if o.GracePeriodSeconds != nil {
 		allErrs = append(allErrs, validateGracePeriod(*o.GracePeriodSeconds, field.NewPath("gracePeriodSeconds"))...)
 	}
+	if o.Soft && o.GracePeriodSeconds != nil {
+		allErrs = append(allErrs, field.Forbidden(field.NewPath("gracePeriodSeconds"), "a soft restart does not stop the guest: give soft or gracePeriodSeconds, not both"))
+	}
 	return allErrs
 }

@@ -208,6 +208,12 @@ func validatePowerAction(pa *vessel.PowerAction, fldPath *field.Path) field.Erro
 	if pa.GracePeriodSeconds != nil {
 		allErrs = append(allErrs, validateGracePeriod(*pa.GracePeriodSeconds, fldPath.Child("gracePeriodSeconds"))...)
 	}
+	if pa.Soft && pa.Type != vessel.PowerActionRestart {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("soft"), pa.Soft, "only a restart can be soft"))
+	}
+	if pa.Soft && pa.GracePeriodSeconds != nil {
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("gracePeriodSeconds"), "a soft restart does not stop the guest"))
+	}
 	return allErrs
 }
 

@@ -23,12 +23,15 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/streaming/pkg/httpstream"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 )
 
 func TestEscapeReaderStopsAtCtrlRightBracket(t *testing.T) {
@@ -78,7 +81,7 @@ func TestExplain(t *testing.T) {
 func TestCommandsAndFlags(t *testing.T) {
 	var out bytes.Buffer
 	cmd := NewCommand(testStreams(&out))
-	for _, path := range [][]string{{"console"}, {"logs"}, {"start"}, {"stop"}, {"restart"}, {"pause"}, {"unpause"}} {
+	for _, path := range [][]string{{"console"}, {"logs"}, {"start"}, {"stop"}, {"restart"}, {"pause"}, {"unpause"}, {"guestinfo"}} {
 		if _, _, err := cmd.Find(path); err != nil {
 			t.Errorf("no subcommand %v: %v", path, err)
 		}
@@ -93,6 +96,37 @@ func TestCommandsAndFlags(t *testing.T) {
 		if stop.Flags().Lookup(flag) == nil {
 			t.Errorf("stop --%s missing", flag)
 		}
+	}
+	restart, _, _ := cmd.Find([]string{"restart"})
+	if restart.Flags().Lookup("soft") == nil {
+		t.Errorf("restart --soft missing")
+	}
+	out.Reset()
+	cmd.SetArgs([]string{"restart", "--soft", "--grace-period=5", "demo"})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--soft reboots through the guest agent") {
+		t.Errorf("restart --soft --grace-period=5: %v, want refused", err)
+	}
+}
+
+func TestPrintGuestInfo(t *testing.T) {
+	var out bytes.Buffer
+	agent := &metav1.Condition{Type: "AgentConnected", Status: metav1.ConditionTrue, LastTransitionTime: metav1.Date(2026, 11, 30, 15, 0, 0, 0, time.UTC)}
+	info := &v1alpha1.GuestOSInfo{Name: "Vessel test guest", PrettyName: "Vessel test guest", ID: "vessel-guest", Version: "1 (busybox)", VersionID: "1",
+		KernelRelease: "6.1.0-57-cloud-amd64", KernelVersion: "#1 SMP", Machine: "x86_64", Hostname: "web-1"}
+	if err := printGuestInfo(&out, "team-a/web", agent, info); err != nil {
+		t.Fatal(err)
+	}
+	want := `VM:               team-a/web
+Agent connected:  yes (since 2026-11-30T15:00:00Z)
+OS:               Vessel test guest 1 (busybox)
+OS ID:            vessel-guest
+Version ID:       1
+Kernel:           6.1.0-57-cloud-amd64 #1 SMP
+Machine:          x86_64
+Hostname:         web-1
+`
+	if out.String() != want {
+		t.Errorf("printGuestInfo =\n%s\nwant\n%s", out.String(), want)
 	}
 }
 

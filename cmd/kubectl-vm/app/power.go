@@ -31,7 +31,9 @@ type action struct {
 	name, short, long string
 	// grace adds --grace-period (and, for stop, --force).
 	grace, force bool
-	call         func(ctx context.Context, t *target, opts *v1alpha1.VirtualMachineActionOptions) error
+	// soft adds --soft (restart through the guest agent).
+	soft bool
+	call func(ctx context.Context, t *target, opts *v1alpha1.VirtualMachineActionOptions) error
 }
 
 func newStartCommand(o *Options) *cobra.Command {
@@ -62,8 +64,11 @@ to cut short a stop that is already waiting.`,
 func newRestartCommand(o *Options) *cobra.Command {
 	return o.actionCommand(action{
 		name: "restart", short: "Restart a running VM",
-		long:  "Restart a running VM: stop it (within the grace period) and start it again.",
-		grace: true,
+		long: `Restart a running VM: stop it (within the grace period) and start it again.
+--soft instead reboots the guest's operating system through the QEMU guest
+agent (the VM's AgentConnected condition must be True): the QEMU process and
+the VM's devices stay.`,
+		grace: true, soft: true,
 		call: func(ctx context.Context, t *target, opts *v1alpha1.VirtualMachineActionOptions) error {
 			_, err := t.Client.VesselV1alpha1().VirtualMachines(t.Namespace).Restart(ctx, t.Name, opts, metav1.CreateOptions{})
 			return err
@@ -98,19 +103,17 @@ func newUnpauseCommand(o *Options) *cobra.Command {
 // "requested", and `kubectl get vm` shows the progress.
 func (o *Options) actionCommand(a action) *cobra.Command {
 	var grace int64 = -1
-	var force bool
+	var force, soft bool
 	cmd := &cobra.Command{
 		Use:   a.name + " NAME",
 		Short: a.short,
 		Long:  a.long,
 		Args:  exactlyOneVM,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := o.target(args[0])
-			if err != nil {
-				return err
-			}
-			opts := &v1alpha1.VirtualMachineActionOptions{}
+			opts := &v1alpha1.VirtualMachineActionOptions{Soft: soft}
 			switch {
+			case soft && (force || grace >= 0):
+				return fmt.Errorf("--soft reboots through the guest agent without stopping the guest: it cannot go with --force or --grace-period")
 			case force && grace > 0:
 				return fmt.Errorf("--force stops at once: it cannot go with --grace-period=%d", grace)
 			case force:
@@ -118,6 +121,10 @@ func (o *Options) actionCommand(a action) *cobra.Command {
 				opts.GracePeriodSeconds = &zero
 			case grace >= 0:
 				opts.GracePeriodSeconds = &grace
+			}
+			t, err := o.target(args[0])
+			if err != nil {
+				return err
 			}
 			if err := a.call(cmd.Context(), t, opts); err != nil {
 				return explain(err, a.name, t)
@@ -131,6 +138,9 @@ func (o *Options) actionCommand(a action) *cobra.Command {
 	}
 	if a.force {
 		cmd.Flags().BoolVar(&force, "force", false, "force the guest off at once (--grace-period=0)")
+	}
+	if a.soft {
+		cmd.Flags().BoolVar(&soft, "soft", false, "reboot the guest's operating system through the QEMU guest agent instead of stopping and starting the VM")
 	}
 	return cmd
 }

@@ -48,8 +48,9 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Short:       "Work with Vessel virtual machines",
 		Long: `kubectl vm drives Vessel virtual machines (vessel.dev VirtualMachines):
 attach to their serial console, read its recent output, start, stop,
-restart, pause or unpause them, take and restore snapshots, clone them, and
-show the CPU and memory they use (top). It uses
+restart, pause or unpause them, take and restore snapshots, clone them,
+show what their QEMU guest agent reports (guestinfo) and the CPU and memory
+they use (top). It uses
 kubectl's configuration and flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -71,6 +72,7 @@ kubectl's configuration and flags.`,
 		newCloneCommand,
 		newRestoreCommand,
 		newTopCommand,
+		newGuestInfoCommand,
 	} {
 		cmd.AddCommand(sub(o))
 	}

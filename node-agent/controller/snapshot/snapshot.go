@@ -64,7 +64,10 @@ type Controller struct {
 	node   string
 	client versioned.Interface
 	// hv is nil when the Hypervisor implementation cannot take snapshots.
-	hv      hypervisor.Snapshotter
+	hv hypervisor.Snapshotter
+	// agent freezes guests' filesystems; nil when the Hypervisor cannot
+	// reach guest agents.
+	agent   hypervisor.GuestAgent
 	domains hypervisor.Hypervisor
 	// cloner is nil when no clone images are taken.
 	cloner   hypervisor.Cloner
@@ -100,6 +103,7 @@ func New(node string, deps Deps) (*Controller, error) {
 		queue:    worker.NewQueue("vessel-agent-snapshots"),
 	}
 	c.hv, _ = deps.Hypervisor.(hypervisor.Snapshotter)
+	c.agent, _ = deps.Hypervisor.(hypervisor.GuestAgent)
 	if deps.StateDir != "" {
 		c.cloner, _ = deps.Hypervisor.(hypervisor.Cloner)
 		c.stateDir = deps.StateDir
@@ -281,7 +285,11 @@ func (c *Controller) take(ctx context.Context, snap *v1alpha1.VirtualMachineSnap
 
 	wantMemory := includeMemory(snap)
 	start := time.Now()
-	info, imageErr, err := c.snapshotAndImage(ctx, snap, vm, dom, wantMemory)
+	var frozen freezeResult
+	info, imageErr, err := c.snapshotAndImage(ctx, snap, vm, dom, wantMemory, &frozen)
+	if frozen.ThawErr != nil {
+		c.event(snap, corev1.EventTypeWarning, "ThawFailed", "Could not thaw the filesystems of VM %s after the snapshot: %v", vm.Name, frozen.ThawErr)
+	}
 	switch {
 	case errors.Is(err, hypervisor.ErrDisconnected):
 		return 0, err
@@ -322,6 +330,10 @@ func (c *Controller) take(ctx context.Context, snap *v1alpha1.VirtualMachineSnap
 		msg += "; it keeps a clone image: clones of it resume from its memory"
 	}
 	c.setCondition(snap, metav1.ConditionTrue, "Succeeded", msg)
+	meta.SetStatusCondition(&snap.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.SnapshotConditionFilesystemsFrozen, Status: frozen.Status, Reason: frozen.Reason, Message: frozen.Message,
+		ObservedGeneration: snap.Generation, LastTransitionTime: metav1.NewTime(c.clock.Now()),
+	})
 	if _, err := c.writeStatus(ctx, snap); err != nil {
 		return 0, err
 	}
@@ -336,16 +348,29 @@ func (c *Controller) take(ctx context.Context, snap *v1alpha1.VirtualMachineSnap
 // same instant: the guest is paused for both (the snapshot alone pauses it
 // too, briefly). A clone image that cannot be taken leaves the snapshot
 // good, only not cloneable (imageErr).
-func (c *Controller) snapshotAndImage(ctx context.Context, snap *v1alpha1.VirtualMachineSnapshot, vm *v1alpha1.VirtualMachine, dom *hypervisor.Domain, wantMemory bool) (info *hypervisor.Snapshot, imageErr, err error) {
+//
+// A disk snapshot of a running guest is taken with its filesystems frozen
+// through its guest agent (freeze.go); frozen says how that went.
+func (c *Controller) snapshotAndImage(ctx context.Context, snap *v1alpha1.VirtualMachineSnapshot, vm *v1alpha1.VirtualMachine, dom *hypervisor.Domain, wantMemory bool, frozen *freezeResult) (info *hypervisor.Snapshot, imageErr, err error) {
 	uid := string(vm.UID)
 	spec := hypervisor.SnapshotSpec{
 		Name:        LibvirtName(snap),
 		Description: fmt.Sprintf("vessel.dev VirtualMachineSnapshot %s/%s of VM %s (includeMemory=%t)", snap.Namespace, snap.Name, vm.Name, wantMemory),
 	}
 	if c.cloner == nil || !wantMemory || !dom.State.Active() {
-		info, err = c.hv.CreateSnapshot(ctx, uid, spec)
+		take := func() (err error) {
+			info, err = c.hv.CreateSnapshot(ctx, uid, spec)
+			return err
+		}
+		freeze, notFrozen := freezePlan(c.agent, dom.State, wantMemory)
+		if !freeze {
+			*frozen = notFrozen
+			return info, nil, take()
+		}
+		*frozen, err = withFrozenFilesystems(ctx, c.agent, uid, take)
 		return info, nil, err
 	}
+	_, *frozen = freezePlan(c.agent, dom.State, wantMemory)
 	if dom.State == hypervisor.StateRunning {
 		if err := c.domains.Suspend(ctx, uid); err != nil {
 			return nil, nil, err

@@ -18,6 +18,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/disks"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
 // defineRetry is how soon a failed domain definition is tried again.
@@ -110,6 +112,11 @@ func (c *Controller) act(ctx context.Context, key string, o *observation, d *dec
 			st.restartDone = d.RestartDone
 		}
 		c.event(vm, corev1.EventTypeNormal, "Started", "Started the guest on %s", c.cfg.Node)
+	case actSoftReboot:
+		if err := c.softReboot(ctx, vm); err != nil {
+			return out, err
+		}
+		st.restartDone = d.RestartDone
 	case actPause:
 		if err := c.hv.Suspend(ctx, uid); err != nil {
 			return out, err
@@ -124,6 +131,33 @@ func (c *Controller) act(ctx context.Context, key string, o *observation, d *dec
 		return out, c.finalize(ctx, key, vm)
 	}
 	return out, nil
+}
+
+// softReboot asks the guest agent to reboot the guest. The restart action
+// counts as carried out either way: a soft restart the agent cannot do is
+// reported as a warning Event, not retried (the API refuses it unless the
+// agent was connected; it may have gone since). Only losing libvirtd is an
+// error: the pass is retried.
+func (c *Controller) softReboot(ctx context.Context, vm *v1alpha1.VirtualMachine) error {
+	uid := string(vm.UID)
+	var err error
+	if ga, ok := c.hv.(hypervisor.GuestAgent); ok {
+		err = ga.RebootGuest(ctx, uid)
+	} else {
+		err = fmt.Errorf("%w: this hypervisor cannot reach guest agents", hypervisor.ErrAgentNotConnected)
+	}
+	switch {
+	case errors.Is(err, hypervisor.ErrDisconnected):
+		return err
+	case err != nil:
+		klog.FromContext(ctx).Info("Soft restart failed", "err", err)
+		c.event(vm, corev1.EventTypeWarning, "SoftRestartFailed", "Could not reboot the guest through its QEMU guest agent: %v", err)
+		return nil
+	}
+	c.agents.changed(uid)
+	klog.FromContext(ctx).V(2).Info("Rebooted the guest through its agent")
+	c.event(vm, corev1.EventTypeNormal, "SoftRestarted", "Rebooted the guest's operating system through its QEMU guest agent")
+	return nil
 }
 
 // stopStep carries out one step of a graceful stop.

@@ -112,6 +112,9 @@ type Controller struct {
 	clock    clock.PassiveClock
 	queue    *worker.Queue
 	expected *statusExpectations
+	// agents watches the guest agents of running guests; nil when the
+	// hypervisor cannot reach them.
+	agents *agentWatcher
 	// runCtx is Run's context: provisioning outlives a pass but not Run.
 	runCtx context.Context
 
@@ -159,6 +162,9 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		states:    map[string]*vmState{},
 		unclaimed: map[string]bool{},
 	}
+	if ga, ok := deps.Hypervisor.(hypervisor.GuestAgent); ok {
+		c.agents = newAgentWatcher(ga, deps.Clock, c.queue.Add)
+	}
 	inf := deps.VMs.Informer()
 	if err := inf.AddIndexers(cache.Indexers{uidIndex: func(obj any) ([]string, error) {
 		vm, ok := obj.(*v1alpha1.VirtualMachine)
@@ -198,6 +204,13 @@ func (c *Controller) DomainChanged(uid string) {
 		return // not ours, or an orphan the resync collects
 	}
 	c.queue.Enqueue(objs[0])
+}
+
+// AgentChanged asks for a pass over the VM whose domain has UUID uid and
+// for its guest agent to be asked again (a libvirt agent lifecycle event).
+func (c *Controller) AgentChanged(uid string) {
+	c.agents.changed(uid)
+	c.DomainChanged(uid)
 }
 
 // Resync enqueues every VM and collects orphaned domains. The agent calls

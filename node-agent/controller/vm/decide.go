@@ -42,6 +42,9 @@ const (
 	actStart action = "Start"
 	// actStop takes one step of a graceful stop (decision.Stop).
 	actStop action = "Stop"
+	// actSoftReboot reboots the guest's operating system through its QEMU
+	// guest agent (a soft restart): QEMU keeps running.
+	actSoftReboot action = "SoftReboot"
 	// actPause suspends the guest's CPUs; actResume continues them.
 	actPause  action = "Pause"
 	actResume action = "Resume"
@@ -82,7 +85,8 @@ type decision struct {
 	Config *hypervisor.DomainConfig
 	// StartPaused starts the guest with its CPUs suspended (actStart).
 	StartPaused bool
-	// RestartDone is the restart action this start completes, 0 if none.
+	// RestartDone is the restart action this start (or soft reboot)
+	// completes, 0 if none.
 	RestartDone int64
 	// RestartCount and NextStartTime are status.restartCount and
 	// status.nextStartTime after this pass: a guest that keeps stopping
@@ -165,6 +169,12 @@ func decide(o *observation) decision {
 		// Provisioning runs; it enqueues the VM when done.
 	case needDefinition:
 		d.Action, d.Config = actDefine, prov.Config
+	case active && restarting && d.Pending.Soft && o.Stop == nil:
+		if dom.State == hypervisor.StatePaused {
+			d.Action = actResume // a paused guest's agent cannot answer
+			break
+		}
+		d.Action, d.RestartDone = actSoftReboot, d.Pending.ID
 	case active && (!d.ShouldRun || restarting):
 		var a *v1alpha1.PowerAction
 		if p := d.Pending; p != nil && (p.Type == v1alpha1.PowerActionStop || p.Type == v1alpha1.PowerActionRestart) {

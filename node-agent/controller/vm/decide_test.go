@@ -32,6 +32,10 @@ func powerAction(t v1alpha1.PowerActionType, id int64) *v1alpha1.PowerAction {
 	return &v1alpha1.PowerAction{Type: t, ID: id}
 }
 
+func softRestart(id int64) *v1alpha1.PowerAction {
+	return &v1alpha1.PowerAction{Type: v1alpha1.PowerActionRestart, ID: id, Soft: true}
+}
+
 var testNow = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
 const testACPI = 3 * time.Second
@@ -194,6 +198,20 @@ func TestDecide(t *testing.T) {
 		{name: "restart carried out: nothing", obs: obsOf(started(withAction(testVM(always, running), powerAction(v1alpha1.PowerActionRestart, 3), 2)), on()),
 			edit: func(o *observation) { o.RestartDone = 3 },
 			want: decision{Action: actNone, Report: true, ShouldRun: true}},
+		{name: "soft restart: reboot through the guest agent, no stop", obs: obsOf(started(withAction(testVM(always, running), softRestart(3), 2)), on()),
+			want: decision{Action: actSoftReboot, Report: true, ShouldRun: true, RestartDone: 3}},
+		{name: "soft restart carried out: nothing", obs: obsOf(started(withAction(testVM(always, running), softRestart(3), 2)), on()),
+			edit: func(o *observation) { o.RestartDone = 3 },
+			want: decision{Action: actNone, Report: true, ShouldRun: true}},
+		{name: "soft restart of a paused guest: resume first", obs: obsOf(started(withAction(testVM(always, v1alpha1.VirtualMachinePaused), softRestart(3), 2)), paused(hypervisor.ReasonUser)),
+			want: decision{Action: actResume, Report: true, ShouldRun: true}},
+		{name: "soft restart while a stop runs: the stop goes on", obs: obsOf(started(withAction(testVM(always, running), softRestart(3), 2)), on()),
+			edit: func(o *observation) { o.Stop = stopAt(10*time.Second, -time.Second, 3) },
+			want: decision{Action: actStop, Report: true, ShouldRun: true, Stop: stopAt(10*time.Second, -time.Second, 3),
+				StopStep: stopStep{Grace: 20 * time.Second}, Requeue: testACPI}},
+		{name: "soft restart of a halted VM: stop wins", obs: obsOf(started(withAction(testVM(halted, running), softRestart(3), 2)), on()),
+			want: decision{Action: actStop, Report: true, Stop: &stopOp{deadline: testNow.Add(20 * time.Second), actionID: 3},
+				StopStep: stopStep{Grace: 20 * time.Second, ACPI: true}, Requeue: testACPI}},
 		{name: "pause", obs: obsOf(withPaused(started(testVM(always, running))), on()),
 			want: decision{Action: actPause, Report: true, ShouldRun: true}},
 		{name: "unpause", obs: obsOf(started(testVM(always, v1alpha1.VirtualMachinePaused)), paused(hypervisor.ReasonUser)),

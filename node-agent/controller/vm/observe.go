@@ -20,6 +20,8 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/client-go/tools/cache"
+
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
@@ -47,6 +49,10 @@ type observation struct {
 	RestartDone int64
 	// ACPIInterval is how often a graceful stop presses the power button.
 	ACPIInterval time.Duration
+	// AgentSupported says the hypervisor reaches guest agents; Agent is
+	// what the guest's agent said last (nil: nothing yet, or not running).
+	AgentSupported bool
+	Agent          *agentObservation
 }
 
 // observe reads the VM's domain and what the controller remembers of it.
@@ -77,6 +83,16 @@ func (c *Controller) observe(ctx context.Context, cached *v1alpha1.VirtualMachin
 	}
 	if st.prov != nil {
 		o.Prov = st.prov.snapshot()
+	}
+	if c.agents != nil {
+		o.AgentSupported = true
+		if dom != nil {
+			var started time.Time
+			if vm.Status.StartedAt != nil {
+				started = vm.Status.StartedAt.Time
+			}
+			o.Agent = c.agents.observe(ctx, cache.MetaObjectToName(vm).String(), string(vm.UID), dom.State, started)
+		}
 	}
 	if st.stop != nil {
 		s := *st.stop

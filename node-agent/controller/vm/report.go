@@ -83,6 +83,8 @@ func (c *Controller) report(ctx context.Context, key string, o *observation, d *
 		ObservedActionID: observedAction(d.Pending, vm.Status.ObservedPowerActionID, d.ShouldRun, active, st.restartDone),
 		RestartCount:     d.RestartCount,
 		NextStartTime:    d.NextStartTime,
+		AgentSupported:   o.AgentSupported,
+		Agent:            o.Agent,
 		IPs:              map[string]string{},
 		MACs:             map[string]string{},
 	}
@@ -104,6 +106,11 @@ func (c *Controller) report(ctx context.Context, key string, o *observation, d *
 	if active && len(vm.Spec.Interfaces) > 0 && in.IPs[vm.Spec.Interfaces[0].Name] == "" &&
 		status.StartedAt != nil && o.Now.Sub(status.StartedAt.Time) < ipPollWindow {
 		requeue = minPositive(requeue, ipPollInterval)
+	}
+	if o.AgentSupported && dom != nil && dom.State == hypervisor.StateRunning && status.StartedAt != nil {
+		if wait := agentRequeue(o.Agent, o.Now, status.StartedAt.Time); wait > 0 {
+			requeue = minPositive(requeue, wait)
+		}
 	}
 	if d.ShouldRun && dom != nil && !active && d.NextStartTime == nil {
 		requeue = minPositive(requeue, startPoll)

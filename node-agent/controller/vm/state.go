@@ -70,8 +70,11 @@ func (c *Controller) state(key, uid string) *vmState {
 func (c *Controller) dropState(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st := c.states[key]; st != nil && st.prov != nil && st.prov.cancel != nil {
-		st.prov.cancel()
+	if st := c.states[key]; st != nil {
+		if st.prov != nil && st.prov.cancel != nil {
+			st.prov.cancel()
+		}
+		c.agents.forget(st.uid)
 	}
 	delete(c.states, key)
 }

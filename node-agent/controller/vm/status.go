@@ -68,6 +68,10 @@ type statusInput struct {
 	// RestartCount and NextStartTime: the crash loop backoff (decide).
 	RestartCount  int32
 	NextStartTime *metav1.Time
+	// AgentSupported says the hypervisor reaches guest agents, and Agent
+	// is what the guest's agent said last (nil: nothing yet).
+	AgentSupported bool
+	Agent          *agentObservation
 	// IPs of the interfaces by name, as far as known.
 	IPs  map[string]string
 	MACs map[string]string
@@ -194,6 +198,10 @@ func computeStatus(vm *v1alpha1.VirtualMachine, obs *statusInput) v1alpha1.Virtu
 		set(ConditionRestartRequired, metav1.ConditionFalse, "UpToDate", "the domain matches the spec")
 	}
 
+	if obs.AgentSupported {
+		agentStatus(&st, obs, set)
+	}
+
 	// Disks: provisioning progress while it runs; all Ready once the
 	// domain exists.
 	switch {
@@ -216,6 +224,31 @@ func computeStatus(vm *v1alpha1.VirtualMachine, obs *statusInput) v1alpha1.Virtu
 		st.Interfaces = append(st.Interfaces, is)
 	}
 	return st
+}
+
+// agentStatus sets the AgentConnected condition and status.guestOSInfo
+// from the last answer of the guest's agent. The info stays from the last
+// answer when the agent goes away; the condition says whether it is current.
+func agentStatus(st *v1alpha1.VirtualMachineStatus, obs *statusInput, set func(typ string, status metav1.ConditionStatus, reason, msg string)) {
+	const typ = v1alpha1.VirtualMachineConditionAgentConnected
+	prev := meta.FindStatusCondition(st.Conditions, typ)
+	switch {
+	case obs.Domain == nil || !obs.Domain.State.Active():
+		if prev != nil {
+			set(typ, metav1.ConditionFalse, "GuestNotRunning", "the guest is not running")
+		}
+	case obs.Agent == nil:
+		// Not asked yet (the guest just started, or this agent did):
+		// an answer a moment ago stays true until the agent is asked.
+		if prev == nil || prev.Status != metav1.ConditionTrue {
+			set(typ, metav1.ConditionFalse, "Connecting", "waiting for the QEMU guest agent in the guest to answer")
+		}
+	case obs.Agent.Connected:
+		set(typ, metav1.ConditionTrue, "Connected", "the QEMU guest agent answers")
+		st.GuestOSInfo = guestOSInfo(obs.Agent.Info)
+	default:
+		set(typ, metav1.ConditionFalse, "NotConnected", obs.Agent.Err)
+	}
 }
 
 func readyMessage(phase v1alpha1.VirtualMachinePhase, stopReason string) string {

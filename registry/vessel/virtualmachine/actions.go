@@ -22,6 +22,7 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
@@ -160,6 +161,11 @@ func (a Action) apply(vm *vessel.VirtualMachine, opts *vessel.VirtualMachineActi
 		if !running(vm) {
 			return notNow("VM is not running (phase %s): start it instead", phaseOrPending(vm))
 		}
+		if opts.Soft {
+			if err := softRestartable(vm); err != nil {
+				return err
+			}
+		}
 		vm.Spec.Paused = false
 		setPowerAction(vm, vessel.PowerActionRestart, opts, now)
 	case ActionPause:
@@ -191,7 +197,26 @@ func setPowerAction(vm *vessel.VirtualMachine, t vessel.PowerActionType, opts *v
 		ID:                 id,
 		RequestedAt:        now,
 		GracePeriodSeconds: opts.GracePeriodSeconds,
+		Soft:               opts.Soft,
 	}
+}
+
+// softRestartable says why the guest cannot be rebooted through its QEMU
+// guest agent now, nil when it can: the agent must answer, and a paused
+// guest's agent cannot.
+func softRestartable(vm *vessel.VirtualMachine) error {
+	if vm.Status.Phase != vessel.VirtualMachineRunning {
+		return notNow("a soft restart needs a running guest (phase %s): restart without --soft instead", phaseOrPending(vm))
+	}
+	agent := meta.FindStatusCondition(vm.Status.Conditions, vessel.VirtualMachineConditionAgentConnected)
+	if agent == nil || agent.Status != metav1.ConditionTrue {
+		why := "the guest has never connected one"
+		if agent != nil && agent.Message != "" {
+			why = agent.Message
+		}
+		return notNow("a soft restart reboots through the QEMU guest agent, which is not connected (%s): restart without --soft instead", why)
+	}
+	return nil
 }
 
 func phaseOrPending(vm *vessel.VirtualMachine) vessel.VirtualMachinePhase {

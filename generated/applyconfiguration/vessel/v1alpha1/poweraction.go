@@ -38,6 +38,9 @@ type PowerActionApplyConfiguration struct {
 	// GracePeriodSeconds overrides spec.terminationGracePeriodSeconds for this
 	// stop or restart. Zero forces the guest off at once.
 	GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+	// Soft makes a restart a reboot of the guest's operating system through
+	// the QEMU guest agent: the QEMU process and the VM's devices stay.
+	Soft *bool `json:"soft,omitempty"`
 }
 
 // PowerActionApplyConfiguration constructs a declarative configuration of the PowerAction type for use with
@@ -75,5 +78,13 @@ func (b *PowerActionApplyConfiguration) WithRequestedAt(value v1.Time) *PowerAct
 // If called multiple times, the GracePeriodSeconds field is set to the value of the last call.
 func (b *PowerActionApplyConfiguration) WithGracePeriodSeconds(value int64) *PowerActionApplyConfiguration {
 	b.GracePeriodSeconds = &value
+	return b
+}
+
+// WithSoft sets the Soft field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Soft field is set to the value of the last call.
+func (b *PowerActionApplyConfiguration) WithSoft(value bool) *PowerActionApplyConfiguration {
+	b.Soft = &value
 	return b
 }

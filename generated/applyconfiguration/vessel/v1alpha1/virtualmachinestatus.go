@@ -61,6 +61,9 @@ type VirtualMachineStatusApplyConfiguration struct {
 	ConsoleLogBytes *int64 `json:"consoleLogBytes,omitempty"`
 	// Snapshots names this VM's snapshots that are ready to use.
 	Snapshots []string `json:"snapshots,omitempty"`
+	// GuestOSInfo is what the QEMU guest agent reports about the guest's
+	// operating system; kept from the last time the agent answered.
+	GuestOSInfo *GuestOSInfoApplyConfiguration `json:"guestOSInfo,omitempty"`
 }
 
 // VirtualMachineStatusApplyConfiguration constructs a declarative configuration of the VirtualMachineStatus type for use with
@@ -187,5 +190,13 @@ func (b *VirtualMachineStatusApplyConfiguration) WithSnapshots(values ...string)
 	for i := range values {
 		b.Snapshots = append(b.Snapshots, values[i])
 	}
+	return b
+}
+
+// WithGuestOSInfo sets the GuestOSInfo field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the GuestOSInfo field is set to the value of the last call.
+func (b *VirtualMachineStatusApplyConfiguration) WithGuestOSInfo(value *GuestOSInfoApplyConfiguration) *VirtualMachineStatusApplyConfiguration {
+	b.GuestOSInfo = value
 	return b
 }
