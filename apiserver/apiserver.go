@@ -23,7 +23,6 @@ package apiserver
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -95,9 +94,10 @@ type ExtraConfig struct {
 	// DisableControllers serves the API without running the scheduler and
 	// the heartbeat monitor.
 	DisableControllers bool
-	// AgentTransport is mutual TLS toward node agents' stream servers;
-	// nil disables console and log, and leaves metrics.vessel.dev empty.
-	AgentTransport *http.Transport
+	// AgentTransports are mutual TLS toward node agents' stream servers,
+	// one per hypervisor; nil disables console and log, and leaves
+	// metrics.vessel.dev empty.
+	AgentTransports *AgentTransports
 	// AgentIdentity says which users are node agents. NewConfig puts an
 	// authorizer in front of the delegated one that confines what agents
 	// read, and hands it to the admission plugins.
@@ -172,8 +172,8 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 		return nil, err
 	}
 	agents := virtualmachine.Agents{Hypervisors: hypervisors.Main, Disabled: agentClientDisabled}
-	if c.ExtraConfig.AgentTransport != nil {
-		agents.Transport = c.ExtraConfig.AgentTransport
+	if c.ExtraConfig.AgentTransports != nil {
+		agents.Transports = c.ExtraConfig.AgentTransports
 	}
 	identifier := c.ExtraConfig.AgentIdentity
 	guards := virtualmachine.Guards{

@@ -152,7 +152,7 @@ func validateAgentClient(o apiserver.AgentClientOptions) []error {
 // Config builds the server configuration. It does not start etcd: with
 // embedded etcd, Run starts it and points the options at it first.
 func (o *Options) Config() (*apiserver.Config, error) {
-	agentTransport, err := o.AgentClient.Transport()
+	agentTransports, err := o.AgentClient.Transports()
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			WritableHostPathRoots: o.WritableHostPathRoots,
 			AllowedBridges:        o.AllowedBridges,
 		},
-		AgentTransport:  agentTransport,
+		AgentTransports: agentTransports,
 		AgentIdentity:   agentidentity.Identifier{ServiceAccounts: o.AgentServiceAccounts},
 		UsageResolution: o.UsageResolution,
 	})
