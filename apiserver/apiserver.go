@@ -42,6 +42,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
+	"github.com/vessel-vm/vessel/controller/agentcert"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	"github.com/vessel-vm/vessel/registry/vessel/clone"
 	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
@@ -102,6 +103,9 @@ type ExtraConfig struct {
 	// authorizer in front of the delegated one that confines what agents
 	// read, and hands it to the admission plugins.
 	AgentIdentity agentidentity.Identifier
+	// AgentSigner, with a core client, approves and signs agents' serving
+	// certificate requests (controller/agentcert); nil leaves them alone.
+	AgentSigner *agentcert.Signer
 	// UsageResolution is how often agents are read for the VMs' usage
 	// (metrics.vessel.dev); zero is usage.DefaultResolution.
 	UsageResolution time.Duration
@@ -157,7 +161,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		}
 	}
 	if !c.ExtraConfig.DisableControllers {
-		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig)); err != nil {
+		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig, c.ExtraConfig.AgentIdentity, c.ExtraConfig.AgentSigner)); err != nil {
 			return nil, err
 		}
 	}
