@@ -19,6 +19,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -68,16 +69,21 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 		"--state-dir=" + hv.AgentStateDir(),
 		"--allowed-host-path-roots=" + ImagesDir,
 		fmt.Sprintf("--daemon-endpoint=127.0.0.1:%d", c.Ports.Agents[name]),
-		// The console stream server: this hypervisor's own serving
-		// certificate from AgentCA (the vessel-apiserver accepts no other
-		// for it), and only the vessel-apiserver's AgentCA client
-		// certificate in.
-		"--stream-cert-file=" + serving.CertFile,
-		"--stream-key-file=" + serving.KeyFile,
+		// The console stream server admits only the vessel-apiserver's
+		// AgentCA client certificate.
 		"--stream-client-ca-file=" + c.PKI.AgentCA.CertFile,
 		// Prometheus metrics, same serving certificate; callers need get
 		// on /metrics (manifests: vessel.dev:metrics-scraper).
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", c.Ports.AgentMetrics[name]),
+	}
+	if c.opts.AgentServingCertsFromCSR {
+		// The agent's key stays in its state directory; the
+		// vessel-apiserver signs its CSR.
+		args = append(args, "--stream-cert-dir="+ServingCertDir(hv))
+	} else {
+		// This hypervisor's own serving certificate from AgentCA (the
+		// vessel-apiserver accepts no other for it).
+		args = append(args, "--stream-cert-file="+serving.CertFile, "--stream-key-file="+serving.KeyFile)
 	}
 	args = append(args, c.opts.AgentArgs...)
 	return &component{
@@ -90,6 +96,10 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 		},
 	}, nil
 }
+
+// ServingCertDir is where the agent of hv keeps the serving certificate
+// and key it got through the CSR API (Options.AgentServingCertsFromCSR).
+func ServingCertDir(hv Hypervisor) string { return filepath.Join(hv.AgentStateDir(), "pki") }
 
 // KillAgent kills the agent of the named hypervisor with SIGKILL (see
 // Kill). Its guests keep running.

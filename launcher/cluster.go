@@ -77,6 +77,11 @@ type Options struct {
 	// AgentHosts are extra names for every agent's serving certificate
 	// (each also has its hypervisor's name and 127.0.0.1).
 	AgentHosts []string
+	// AgentServingCertsFromCSR makes each agent get its stream serving
+	// certificate through the CSR API (--stream-cert-dir, signed by the
+	// vessel-apiserver), as in manifests/cluster, instead of from the
+	// launcher's PKI.
+	AgentServingCertsFromCSR bool
 	// KubeAPIServerArgs are appended to the kube-apiserver command line,
 	// for instance --v=4 while debugging.
 	KubeAPIServerArgs []string
