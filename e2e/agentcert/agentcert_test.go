@@ -345,7 +345,9 @@ func console(t *testing.T, e *framework.Env, user, namespace, name string) (io.W
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); w.Close() })
-	go func() { done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: r, Stdout: out, Tty: true}) }()
+	go func() {
+		done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: r, Stdout: out, Tty: true})
+	}()
 	return w, out, done
 }
 
