@@ -228,7 +228,7 @@ func dialFailure(err error, hypervisor string) string {
 	var certErr *tls.CertificateVerificationError
 	var hostErr x509.HostnameError
 	switch {
-	case errors.As(err, &hostErr), strings.Contains(msg, "x509: certificate is"):
+	case errors.As(err, &hostErr), strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: certificate is not valid for any names"):
 		// The names a certificate is valid for are hypervisor names (and
 		// perhaps addresses the agent CA signed): x509's own words say
 		// which hypervisor the endpoint really belongs to.
