@@ -17,8 +17,10 @@ limitations under the License.
 package apiserver
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -39,10 +41,12 @@ type AgentClientOptions struct {
 // agentClientDisabled is what users are told when console is off.
 const agentClientDisabled = "the vessel-apiserver runs without --agent-ca-file, --agent-client-cert-file and --agent-client-key-file, so it cannot reach node agents"
 
-// Transport builds the mutual-TLS transport toward agents, or nil when no
-// file is set. Verification is never skipped: an agent whose certificate
-// the CA did not issue for the endpoint it publishes is refused.
-func (o AgentClientOptions) Transport() (*http.Transport, error) {
+// Transports builds the mutual-TLS transports toward agents, or nil when
+// no file is set. Verification is never skipped, and each hypervisor's
+// agent must present a serving certificate the agent CA issued for that
+// hypervisor's name: one node's agent certificate cannot stand in for
+// another's, whatever address a Hypervisor's status publishes.
+func (o AgentClientOptions) Transports() (*AgentTransports, error) {
 	if o == (AgentClientOptions{}) {
 		return nil, nil
 	}
@@ -56,10 +60,35 @@ func (o AgentClientOptions) Transport() (*http.Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent client TLS: %w", err)
 	}
-	return utilnet.SetTransportDefaults(&http.Transport{
+	return &AgentTransports{base: tlsConfig, byHypervisor: map[string]*http.Transport{}}, nil
+}
+
+// AgentTransports hands out one transport per hypervisor, each verifying
+// the agent's certificate against the hypervisor's name (TLS ServerName)
+// rather than the address it is dialed at. Transports are kept so that
+// connections are reused.
+type AgentTransports struct {
+	base *tls.Config
+
+	mu           sync.Mutex
+	byHypervisor map[string]*http.Transport
+}
+
+// ForHypervisor is the transport toward the named hypervisor's agent.
+func (t *AgentTransports) ForHypervisor(name string) http.RoundTripper {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tr, ok := t.byHypervisor[name]; ok {
+		return tr
+	}
+	tlsConfig := t.base.Clone()
+	tlsConfig.ServerName = name
+	tr := utilnet.SetTransportDefaults(&http.Transport{
 		TLSClientConfig:     tlsConfig,
 		TLSHandshakeTimeout: 10 * time.Second,
 		// Upgrades hijack HTTP/1.1 connections.
 		ForceAttemptHTTP2: false,
-	}), nil
+	})
+	t.byHypervisor[name] = tr
+	return tr
 }

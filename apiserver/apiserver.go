@@ -23,7 +23,6 @@ package apiserver
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -43,6 +42,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
+	"github.com/vessel-vm/vessel/controller/agentcert"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	"github.com/vessel-vm/vessel/registry/vessel/clone"
 	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
@@ -95,13 +95,17 @@ type ExtraConfig struct {
 	// DisableControllers serves the API without running the scheduler and
 	// the heartbeat monitor.
 	DisableControllers bool
-	// AgentTransport is mutual TLS toward node agents' stream servers;
-	// nil disables console and log, and leaves metrics.vessel.dev empty.
-	AgentTransport *http.Transport
+	// AgentTransports are mutual TLS toward node agents' stream servers,
+	// one per hypervisor; nil disables console and log, and leaves
+	// metrics.vessel.dev empty.
+	AgentTransports *AgentTransports
 	// AgentIdentity says which users are node agents. NewConfig puts an
 	// authorizer in front of the delegated one that confines what agents
 	// read, and hands it to the admission plugins.
 	AgentIdentity agentidentity.Identifier
+	// AgentSigner, with a core client, approves and signs agents' serving
+	// certificate requests (controller/agentcert); nil leaves them alone.
+	AgentSigner *agentcert.Signer
 	// UsageResolution is how often agents are read for the VMs' usage
 	// (metrics.vessel.dev); zero is usage.DefaultResolution.
 	UsageResolution time.Duration
@@ -157,7 +161,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		}
 	}
 	if !c.ExtraConfig.DisableControllers {
-		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig)); err != nil {
+		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig, c.ExtraConfig.AgentIdentity, c.ExtraConfig.AgentSigner)); err != nil {
 			return nil, err
 		}
 	}
@@ -172,8 +176,8 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 		return nil, err
 	}
 	agents := virtualmachine.Agents{Hypervisors: hypervisors.Main, Disabled: agentClientDisabled}
-	if c.ExtraConfig.AgentTransport != nil {
-		agents.Transport = c.ExtraConfig.AgentTransport
+	if c.ExtraConfig.AgentTransports != nil {
+		agents.Transports = c.ExtraConfig.AgentTransports
 	}
 	identifier := c.ExtraConfig.AgentIdentity
 	guards := virtualmachine.Guards{

@@ -74,13 +74,13 @@ func (anyDomain) Lookup(_ context.Context, uid string) (*hypervisor.Domain, erro
 
 // startAgentStreamServer runs a node agent's stream server with the
 // launcher's PKI and returns its address.
-func startAgentStreamServer(t *testing.T, certs *pki.PKI) string {
+func startAgentStreamServer(t *testing.T, serving pki.CertKey, certs *pki.PKI) string {
 	t.Helper()
 	srv, err := console.NewServer(console.Config{Backend: shellGuest{}, Domains: anyDomain{}, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsConfig, err := console.TLSConfig(certs.AgentServer.CertFile, certs.AgentServer.KeyFile, certs.AgentCA.CertFile)
+	tlsConfig, err := console.TLSConfig(serving.CertFile, serving.KeyFile, certs.AgentCA.CertFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,11 +207,11 @@ func refusal(t *testing.T, done chan error) *apierrors.StatusError {
 }
 
 func TestConsoleAndLogReachTheAgent(t *testing.T) {
-	certs, err := pki.Ensure(t.TempDir(), pki.Options{})
+	certs, err := pki.Ensure(t.TempDir(), pki.Options{Hypervisors: []string{"hv1", "hv2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := startAgentStreamServer(t, certs)
+	agent := startAgentStreamServer(t, certs.AgentServers["hv1"], certs)
 	s := apiservertesting.Start(t, apiservertesting.Options{
 		DisableControllers: true,
 		AgentClient:        apiserver.AgentClientOptions{CAFile: certs.AgentCA.CertFile, CertFile: certs.AgentClient.CertFile, KeyFile: certs.AgentClient.KeyFile},
@@ -334,6 +334,42 @@ func TestConsoleAndLogReachTheAgent(t *testing.T) {
 		err = readLog(t, s)
 		if msg := apiMessage(err); !apierrors.IsServiceUnavailable(err) || !strings.HasPrefix(msg, want) || strings.Contains(msg, deadAddr) {
 			t.Errorf("log answered %v, want 503 %q... without %s", err, want, deadAddr)
+		}
+	})
+
+	// A node holding its own agent's key cannot pass for another node's
+	// agent: hv1's status pointing at a server with hv2's certificate
+	// (signed by the same agent CA) gets no console and no log.
+	t.Run("an endpoint with another hypervisor's certificate is refused", func(t *testing.T) {
+		impostor := startAgentStreamServer(t, certs.AgentServers["hv2"], certs)
+		hvs := s.Client.VesselV1alpha1().Hypervisors()
+		hv, err := hvs.Get(t.Context(), "hv1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hv.Status.DaemonEndpoint = impostor
+		if _, err := hvs.UpdateStatus(t.Context(), hv, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			hv, _ := hvs.Get(t.Context(), "hv1", metav1.GetOptions{})
+			hv.Status.DaemonEndpoint = agent
+			if _, err := hvs.UpdateStatus(t.Context(), hv, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		want := "cannot reach the agent of hypervisor hv1, which runs VM default/demo: the endpoint its Hypervisor status publishes presented a serving certificate that is not issued for hypervisor hv1 (x509: certificate is valid for hv2, not hv1)"
+		_, out, done := attach(t, s, nil)
+		st := refusal(t, done)
+		if st.Status().Code != http.StatusServiceUnavailable || !strings.HasPrefix(st.Status().Message, want) || strings.Contains(st.Status().Message, impostor) {
+			t.Errorf("console refused with %d %q, want 503 %q... without %s", st.Status().Code, st.Status().Message, want, impostor)
+		}
+		if out.String() != "" {
+			t.Errorf("the impostor's output reached the user: %q", out.String())
+		}
+		err = readLog(t, s)
+		if msg := apiMessage(err); !apierrors.IsServiceUnavailable(err) || !strings.HasPrefix(msg, want) {
+			t.Errorf("log answered %v, want 503 %q...", err, want)
 		}
 	})
 

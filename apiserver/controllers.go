@@ -30,6 +30,8 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
+	"github.com/vessel-vm/vessel/apiserver/agentidentity"
+	"github.com/vessel-vm/vessel/controller/agentcert"
 	clonecontroller "github.com/vessel-vm/vessel/controller/clone"
 	"github.com/vessel-vm/vessel/controller/heartbeat"
 	poolcontroller "github.com/vessel-vm/vessel/controller/pool"
@@ -49,11 +51,12 @@ const (
 // controller (it fails snapshots and restores no agent can take), the clone
 // controller (it creates a clone's VM), the pool controller and, with
 // kube-apiserver, the quota controller (it recounts Vessel's usage in
-// ResourceQuotas) against this server's own API. With several replicas only the leader runs them: the
+// ResourceQuotas) and, with an agent signer, the agent serving certificate
+// signer (controller/agentcert) against this server's own API. With several replicas only the leader runs them: the
 // Lease lives in kube-apiserver, so without a core client (a standalone
 // server, as in integration tests) there is a single instance and no
 // election.
-func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.Interface) error {
+func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.Interface, identify agentidentity.Identifier, signer *agentcert.Signer) error {
 	client, err := versioned.NewForConfig(loopback)
 	if err != nil {
 		return fmt.Errorf("create loopback client: %w", err)
@@ -81,6 +84,17 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 			}
 			coreFactory.Start(ctx.Done())
 			go quotas.Run(ctx)
+		}
+		// CSRs live in kube-apiserver too.
+		if core != nil && signer != nil {
+			csrFactory := agentcert.NewInformerFactory(core, 10*time.Minute)
+			certs, err := agentcert.New(core, csrFactory, identify, signer)
+			if err != nil {
+				klog.FromContext(ctx).Error(err, "Cannot start the agent serving certificate signer")
+				return
+			}
+			csrFactory.Start(ctx.Done())
+			go certs.Run(ctx)
 		}
 		clones, err := clonecontroller.New(client, factory)
 		if err != nil {
@@ -129,7 +143,7 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 }
 
 // controllersHook is the post-start hook that starts the controllers.
-func controllersHook(core *rest.Config) genericapiserver.PostStartHookFunc {
+func controllersHook(core *rest.Config, identify agentidentity.Identifier, signer *agentcert.Signer) genericapiserver.PostStartHookFunc {
 	return func(hook genericapiserver.PostStartHookContext) error {
 		var coreClient kubernetes.Interface
 		if core != nil {
@@ -139,6 +153,6 @@ func controllersHook(core *rest.Config) genericapiserver.PostStartHookFunc {
 			}
 			coreClient = c
 		}
-		return runControllers(hook, hook.LoopbackClientConfig, coreClient)
+		return runControllers(hook, hook.LoopbackClientConfig, coreClient, identify, signer)
 	}
 }

@@ -33,7 +33,7 @@ import (
 
 // installMetricsAPI serves metrics.vessel.dev, the VMs' current usage,
 // from memory: a post-start hook reads every Ready Hypervisor's agent each
-// UsageResolution over the agents' mutual TLS (without AgentTransport the
+// UsageResolution over the agents' mutual TLS (without AgentTransports the
 // API is served but empty). The apiserver pulls rather than agents push,
 // so agents need no write permission for it and an agent can only ever
 // speak for the VMs bound to it.
@@ -50,8 +50,8 @@ func (c CompletedConfig) installMetricsAPI(generic *genericapiserver.GenericAPIS
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return fmt.Errorf("install API group %s: %w", metrics.GroupName, err)
 	}
-	transport := c.ExtraConfig.AgentTransport
-	if transport == nil {
+	transports := c.ExtraConfig.AgentTransports
+	if transports == nil {
 		return nil
 	}
 	resolution := c.ExtraConfig.UsageResolution
@@ -61,7 +61,7 @@ func (c CompletedConfig) installMetricsAPI(generic *genericapiserver.GenericAPIS
 			return fmt.Errorf("create loopback client: %w", err)
 		}
 		factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
-		scraper := usage.New(factory.Vessel().V1alpha1().Hypervisors().Lister(), transport, store, resolution)
+		scraper := usage.New(factory.Vessel().V1alpha1().Hypervisors().Lister(), transports, store, resolution)
 		factory.Start(hook.Done())
 		go func() {
 			factory.WaitForCacheSync(hook.Done())

@@ -16,17 +16,19 @@
 #                   the client certificate (CN vessel-apiserver) the
 #                   apiserver presents to agents' stream servers, and the CA
 #                   that verifies theirs
-#                -> vessel-agent-stream (ca.crt, tls.crt, tls.key): the
-#                   agents' stream serving certificate, for the InternalIP of
-#                   every node labelled vessel.dev/hypervisor=true (run again
-#                   after labelling a node), and the CA of the apiserver's
-#                   client certificate
+#                -> vessel-agent-signer (tls.crt, tls.key): the agent CA
+#                   itself, with which the vessel-apiserver signs each
+#                   agent's own serving certificate, requested through the
+#                   CSR API (signer vessel.dev/agent-serving)
+#                -> ConfigMap vessel-agent-client-ca (ca.crt): what agents
+#                   admit the apiserver's client certificate with
 #
 # Keys and certificates are kept in DIR (default ./vessel-certs, private):
 # a second run keeps the CAs and reissues the leaves, so it is also how to
-# renew them or add nodes.
+# renew them. Nodes need nothing from here: each agent gets its own serving
+# certificate through the CSR API.
 #
-#   usage: hack/cluster-certs.sh [--dir DIR] [--agent-hosts IP,NAME,...] [--namespace NS]
+#   usage: hack/cluster-certs.sh [--dir DIR] [--namespace NS]
 #
 # Environment: KUBECTL (default kubectl; honours KUBECONFIG), DAYS (leaf
 # validity, default 365).
@@ -35,15 +37,13 @@ umask 077
 
 dir=./vessel-certs
 namespace=vessel-system
-agent_hosts=""
 KUBECTL="${KUBECTL:-kubectl}"
 DAYS="${DAYS:-365}"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--dir) dir=$2; shift 2 ;;
-	--agent-hosts) agent_hosts=$2; shift 2 ;;
 	--namespace) namespace=$2; shift 2 ;;
-	*) echo "usage: $0 [--dir DIR] [--agent-hosts IP,NAME,...] [--namespace NS]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--dir DIR] [--namespace NS]" >&2; exit 2 ;;
 	esac
 done
 service="vessel-apiserver.${namespace}.svc"
@@ -51,13 +51,6 @@ log() { echo "cluster-certs: $*"; }
 die() { echo "cluster-certs: ERROR: $*" >&2; exit 1; }
 command -v openssl >/dev/null || die "openssl is needed"
 mkdir -p "${dir}"
-
-if [[ -z "${agent_hosts}" ]]; then
-	agent_hosts=$("${KUBECTL}" get nodes -l vessel.dev/hypervisor=true \
-		-o jsonpath='{range .items[*]}{range .status.addresses[?(@.type=="InternalIP")]}{.address},{end}{end}')
-	agent_hosts=${agent_hosts%,}
-	[[ -n "${agent_hosts}" ]] || die "no node is labelled vessel.dev/hypervisor=true; label them first or pass --agent-hosts"
-fi
 
 # ca NAME CN: a CA, kept when it exists.
 ca() {
@@ -102,8 +95,7 @@ ca serving-ca vessel-apiserver-serving-ca
 ca agent-ca vessel-agent-ca
 leaf apiserver serving-ca vessel-apiserver serverAuth "$(sans "${service},${service}.cluster.local")"
 leaf apiserver-agent-client agent-ca vessel-apiserver clientAuth
-leaf agent-stream agent-ca vessel-agent serverAuth "$(sans "${agent_hosts}")"
-log "certificates in ${dir}; agent stream server names: ${agent_hosts}"
+log "certificates in ${dir}"
 
 # secret NAME KEY=FILE...: created or replaced, as an apply would.
 secret() {
@@ -121,7 +113,10 @@ secret() {
 	--cert="${dir}/apiserver.crt" --key="${dir}/apiserver.key" --dry-run=client -o yaml | "${KUBECTL}" apply --server-side --force-conflicts --field-manager=vessel-cluster-certs -f - >/dev/null
 log "secret ${namespace}/vessel-apiserver-tls"
 secret vessel-apiserver-agent-client ca.crt="${dir}/agent-ca.crt" tls.crt="${dir}/apiserver-agent-client.crt" tls.key="${dir}/apiserver-agent-client.key"
-secret vessel-agent-stream ca.crt="${dir}/agent-ca.crt" tls.crt="${dir}/agent-stream.crt" tls.key="${dir}/agent-stream.key"
+secret vessel-agent-signer tls.crt="${dir}/agent-ca.crt" tls.key="${dir}/agent-ca.key"
+"${KUBECTL}" create configmap vessel-agent-client-ca -n "${namespace}" --from-file=ca.crt="${dir}/agent-ca.crt" --dry-run=client -o yaml |
+	"${KUBECTL}" apply --server-side --force-conflicts --field-manager=vessel-cluster-certs -f - >/dev/null
+log "configmap ${namespace}/vessel-agent-client-ca"
 
 "${KUBECTL}" patch apiservice v1alpha1.vessel.dev --type=merge \
 	-p "{\"spec\":{\"caBundle\":\"$(base64 -w0 <"${dir}/serving-ca.crt")\"}}" >/dev/null

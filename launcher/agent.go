@@ -19,6 +19,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
+	"github.com/vessel-vm/vessel/launcher/pki"
 )
 
 const (
@@ -48,13 +50,17 @@ const HypervisorLabel = v1alpha1.LabelHypervisor
 // reported its Hypervisor Ready after it started.
 func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 	name := hv.Name
-	cert, err := c.PKI.EnsureClientCert("agent-"+name, "system:vessel-agent:"+name, []string{"system:vessel-agents"})
+	cert, err := c.PKI.EnsureClientCert("agent-"+name, pki.AgentUserPrefix+name, []string{"system:vessel-agents"})
 	if err != nil {
 		return nil, fmt.Errorf("agent client certificate: %w", err)
 	}
 	kubeconfig := c.layout.kubeconfig(AgentComponent(name))
 	if err := c.WriteKubeconfig(kubeconfig, "system:vessel-agent:"+name, cert); err != nil {
 		return nil, err
+	}
+	serving, ok := c.PKI.AgentServers[name]
+	if !ok {
+		return nil, fmt.Errorf("no agent serving certificate for hypervisor %s", name)
 	}
 	args := []string{
 		"--kubeconfig=" + kubeconfig,
@@ -63,14 +69,21 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 		"--state-dir=" + hv.AgentStateDir(),
 		"--allowed-host-path-roots=" + ImagesDir,
 		fmt.Sprintf("--daemon-endpoint=127.0.0.1:%d", c.Ports.Agents[name]),
-		// The console stream server: serving certificate from AgentCA,
-		// and only the vessel-apiserver's AgentCA client certificate in.
-		"--stream-cert-file=" + c.PKI.AgentServer.CertFile,
-		"--stream-key-file=" + c.PKI.AgentServer.KeyFile,
+		// The console stream server admits only the vessel-apiserver's
+		// AgentCA client certificate.
 		"--stream-client-ca-file=" + c.PKI.AgentCA.CertFile,
 		// Prometheus metrics, same serving certificate; callers need get
 		// on /metrics (manifests: vessel.dev:metrics-scraper).
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", c.Ports.AgentMetrics[name]),
+	}
+	if c.opts.AgentServingCertsFromCSR {
+		// The agent's key stays in its state directory; the
+		// vessel-apiserver signs its CSR.
+		args = append(args, "--stream-cert-dir="+ServingCertDir(hv))
+	} else {
+		// This hypervisor's own serving certificate from AgentCA (the
+		// vessel-apiserver accepts no other for it).
+		args = append(args, "--stream-cert-file="+serving.CertFile, "--stream-key-file="+serving.KeyFile)
 	}
 	args = append(args, c.opts.AgentArgs...)
 	return &component{
@@ -83,6 +96,10 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 		},
 	}, nil
 }
+
+// ServingCertDir is where the agent of hv keeps the serving certificate
+// and key it got through the CSR API (Options.AgentServingCertsFromCSR).
+func ServingCertDir(hv Hypervisor) string { return filepath.Join(hv.AgentStateDir(), "pki") }
 
 // KillAgent kills the agent of the named hypervisor with SIGKILL (see
 // Kill). Its guests keep running.

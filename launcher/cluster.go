@@ -74,8 +74,14 @@ type Options struct {
 	// Users get a client certificate and a kubeconfig each, and no
 	// permissions. Default: alice and bob.
 	Users []string
-	// AgentHosts are extra names for the agent's serving certificate.
+	// AgentHosts are extra names for every agent's serving certificate
+	// (each also has its hypervisor's name and 127.0.0.1).
 	AgentHosts []string
+	// AgentServingCertsFromCSR makes each agent get its stream serving
+	// certificate through the CSR API (--stream-cert-dir, signed by the
+	// vessel-apiserver), as in manifests/cluster, instead of from the
+	// launcher's PKI.
+	AgentServingCertsFromCSR bool
 	// KubeAPIServerArgs are appended to the kube-apiserver command line,
 	// for instance --v=4 while debugging.
 	KubeAPIServerArgs []string
@@ -255,12 +261,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 func newCluster(l layout, opts Options, keepPorts bool) (*Cluster, error) {
 	c := &Cluster{StateDir: l.root, opts: opts, layout: l}
 	var err error
-	if c.PKI, err = pki.Ensure(l.pkiDir(), pki.Options{Users: opts.Users, AgentHosts: opts.AgentHosts}); err != nil {
-		return nil, fmt.Errorf("prepare PKI: %w", err)
-	}
 	var names []string
 	if !opts.NoAgent {
 		names = opts.Hypervisors
+	}
+	if c.PKI, err = pki.Ensure(l.pkiDir(), pki.Options{Users: opts.Users, Hypervisors: names, AgentHosts: opts.AgentHosts}); err != nil {
+		return nil, fmt.Errorf("prepare PKI: %w", err)
 	}
 	if c.plan, err = ensurePlan(l, names); err != nil {
 		return nil, err

@@ -160,6 +160,10 @@ func (c *Cluster) vesselAPIServerArgs() []string {
 		"--agent-ca-file=" + c.PKI.AgentCA.CertFile,
 		"--agent-client-cert-file=" + c.PKI.AgentClient.CertFile,
 		"--agent-client-key-file=" + c.PKI.AgentClient.KeyFile,
+		// Agents run with --stream-cert-dir get their serving
+		// certificates through the CSR API, signed here with the agent CA.
+		"--agent-serving-signer-cert-file=" + c.PKI.AgentCA.CertFile,
+		"--agent-serving-signer-key-file=" + c.PKI.AgentCA.KeyFile,
 	}
 	return append(args, c.opts.VesselAPIServerArgs...)
 }

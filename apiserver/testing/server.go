@@ -153,14 +153,14 @@ func newServer(opts Options, listener net.Listener, etcdURL string) (*genericapi
 			roots = append(roots, filepath.Clean(root))
 		}
 	}
-	agentTransport, err := opts.AgentClient.Transport()
+	agentTransports, err := opts.AgentClient.Transports()
 	if err != nil {
 		return nil, err
 	}
 	config, err := apiserver.NewConfig(ro, apiserver.ExtraConfig{
 		Validation:         validation.Options{AllowedHostPathRoots: roots, WritableHostPathRoots: opts.WritableHostPathRoots, AllowedBridges: opts.AllowedBridges},
 		DisableControllers: opts.DisableControllers,
-		AgentTransport:     agentTransport,
+		AgentTransports:    agentTransports,
 		AgentIdentity:      agentidentity.Identifier{ServiceAccounts: []string{agentidentity.DefaultServiceAccount}},
 	})
 	if err != nil {

@@ -77,24 +77,33 @@ var (
 	registerOnce sync.Once
 )
 
+// Transports gives the transport toward one hypervisor's agent: the
+// apiserver's mutual TLS, accepting only a serving certificate issued for
+// that hypervisor, so that an endpoint cannot report another node's VMs.
+type Transports interface {
+	ForHypervisor(name string) http.RoundTripper
+}
+
 // Scraper reads the agents into a Store.
 type Scraper struct {
 	hypervisors listers.HypervisorLister
-	client      *http.Client
+	transports  Transports
+	timeout     time.Duration
 	store       *Store
 	resolution  time.Duration
 }
 
 // New returns a scraper of the hypervisors the lister lists, reaching their
-// agents with transport (the apiserver's mutual TLS toward agents).
-func New(hypervisors listers.HypervisorLister, transport http.RoundTripper, store *Store, resolution time.Duration) *Scraper {
+// agents with transports (the apiserver's mutual TLS toward agents).
+func New(hypervisors listers.HypervisorLister, transports Transports, store *Store, resolution time.Duration) *Scraper {
 	if resolution <= 0 {
 		resolution = DefaultResolution
 	}
 	registerOnce.Do(func() { legacyregistry.MustRegister(scrapes, scrapeDuration) })
 	return &Scraper{
 		hypervisors: hypervisors,
-		client:      &http.Client{Transport: transport, Timeout: min(resolution, 10*time.Second)},
+		transports:  transports,
+		timeout:     min(resolution, 10*time.Second),
 		store:       store,
 		resolution:  resolution,
 	}
@@ -127,7 +136,7 @@ func (s *Scraper) ScrapeOnce(ctx context.Context) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			start := time.Now()
-			readings, err := s.read(ctx, hv.Status.DaemonEndpoint)
+			readings, err := s.read(ctx, hv.Name, hv.Status.DaemonEndpoint)
 			scrapeDuration.Observe(time.Since(start).Seconds())
 			if err != nil {
 				scrapes.WithLabelValues("error").Inc()
@@ -147,15 +156,16 @@ func (s *Scraper) ScrapeOnce(ctx context.Context) {
 	}
 }
 
-// read fetches and parses one agent's resource endpoint.
-func (s *Scraper) read(ctx context.Context, endpoint string) ([]Reading, error) {
+// read fetches and parses the resource endpoint of hypervisor's agent.
+func (s *Scraper) read(ctx context.Context, hypervisor, endpoint string) ([]Reading, error) {
 	u := url.URL{Scheme: "https", Host: endpoint, Path: resourcePath}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
-	resp, err := s.client.Do(req)
+	client := &http.Client{Transport: s.transports.ForHypervisor(hypervisor), Timeout: s.timeout}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("read usage from agent at %s: %w", endpoint, err)
 	}

@@ -115,7 +115,7 @@ func TestScraperReadsTheAgentsResourceEndpoint(t *testing.T) {
 	}
 	endpoint := strings.TrimPrefix(srv.URL, "https://")
 	store := NewStore()
-	s := New(hypervisors(t, hv("hv-1", endpoint, metav1.ConditionTrue)), srv.Client().Transport, store, time.Second)
+	s := New(hypervisors(t, hv("hv-1", endpoint, metav1.ConditionTrue)), anyName{srv.Client().Transport}, store, time.Second)
 	s.ScrapeOnce(context.Background())
 	// The agent stamps readings in milliseconds: the next one must differ.
 	time.Sleep(20 * time.Millisecond)
@@ -152,7 +152,7 @@ func TestScraperForgetsAgentsItCannotRead(t *testing.T) {
 		hv("hv-notready", endpoint, metav1.ConditionFalse),
 		hv("hv-broken", "127.0.0.1:1", metav1.ConditionTrue),
 	)
-	New(lister, srv.Client().Transport, store, time.Second).ScrapeOnce(context.Background())
+	New(lister, anyName{srv.Client().Transport}, store, time.Second).ScrapeOnce(context.Background())
 	nodes := store.Nodes()
 	if len(nodes) != 1 || !nodes["hv-1"] {
 		t.Errorf("nodes with usage after a scrape = %v; want only hv-1 (deleted, not Ready and unreachable agents forgotten)", nodes)
@@ -164,9 +164,39 @@ func TestScraperForgetsAgentsItCannotRead(t *testing.T) {
 func TestScraperRefusesAnUntrustedAgent(t *testing.T) {
 	srv := agent(t, vm("team-a", "busy", uidBusy))
 	store := NewStore()
-	s := New(hypervisors(t, hv("hv-1", strings.TrimPrefix(srv.URL, "https://"), metav1.ConditionTrue)), &http.Transport{}, store, time.Second)
+	s := New(hypervisors(t, hv("hv-1", strings.TrimPrefix(srv.URL, "https://"), metav1.ConditionTrue)), anyName{&http.Transport{}}, store, time.Second)
 	s.ScrapeOnce(context.Background())
 	if len(store.Nodes()) != 0 {
 		t.Error("usage read from an agent whose certificate is not trusted")
+	}
+}
+
+// anyName reaches every hypervisor's agent with one transport.
+type anyName struct{ http.RoundTripper }
+
+func (a anyName) ForHypervisor(string) http.RoundTripper { return a.RoundTripper }
+
+// byName verifies each agent's certificate against its hypervisor's name,
+// as the apiserver's transports do.
+type byName struct{ base *http.Transport }
+
+func (b byName) ForHypervisor(name string) http.RoundTripper {
+	tr := b.base.Clone()
+	tr.TLSClientConfig.ServerName = name
+	return tr
+}
+
+// An endpoint whose certificate is not issued for the hypervisor that
+// publishes it is not read: it cannot report VMs as another node's.
+func TestScraperRefusesAnotherHypervisorsCertificate(t *testing.T) {
+	srv := agent(t, vm("team-a", "busy", uidBusy))
+	endpoint := strings.TrimPrefix(srv.URL, "https://")
+	store := NewStore()
+	// httptest's certificate is issued for example.com.
+	lister := hypervisors(t, hv("example.com", endpoint, metav1.ConditionTrue), hv("hv-1", endpoint, metav1.ConditionTrue))
+	New(lister, byName{srv.Client().Transport.(*http.Transport)}, store, time.Second).ScrapeOnce(context.Background())
+	nodes := store.Nodes()
+	if len(nodes) != 1 || !nodes["example.com"] {
+		t.Errorf("nodes with usage = %v; want only example.com, whose certificate the agent presents", nodes)
 	}
 }

@@ -119,6 +119,9 @@ type Config struct {
 	AgentArgs           []string
 	// Hypervisors is how many hypervisors run; 0: DefaultHypervisors.
 	Hypervisors int
+	// AgentServingCertsFromCSR: agents get their serving certificates
+	// through the CSR API (launcher.Options.AgentServingCertsFromCSR).
+	AgentServingCertsFromCSR bool
 }
 
 // DefaultHypervisors is how many hypervisors a suite's control plane runs
@@ -202,13 +205,14 @@ func start(tb testing.TB, cfg Config) (*Env, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := launcher.Start(ctx, launcher.Options{
-		StateDir:              stateDir,
-		VesselAPIServerBinary: filepath.Join(binDir, "vessel-apiserver"),
-		AgentBinary:           filepath.Join(binDir, "vessel-agent"),
-		Hypervisors:           HypervisorNames("e2e", cfg.Hypervisors),
-		VesselAPIServerArgs:   cfg.VesselAPIServerArgs,
-		AgentArgs:             cfg.AgentArgs,
-		Logf:                  tb.Logf,
+		StateDir:                 stateDir,
+		VesselAPIServerBinary:    filepath.Join(binDir, "vessel-apiserver"),
+		AgentBinary:              filepath.Join(binDir, "vessel-agent"),
+		Hypervisors:              HypervisorNames("e2e", cfg.Hypervisors),
+		VesselAPIServerArgs:      cfg.VesselAPIServerArgs,
+		AgentArgs:                cfg.AgentArgs,
+		AgentServingCertsFromCSR: cfg.AgentServingCertsFromCSR,
+		Logf:                     tb.Logf,
 	})
 	if err != nil {
 		if derr := launcher.Destroy(stateDir); derr != nil {

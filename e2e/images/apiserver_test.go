@@ -87,7 +87,7 @@ func startedAPIServer(t *testing.T, e *env) *imageAPIServer {
 	// The install guide's certificate step, against this control plane.
 	kubeconfig := e.cluster.Kubeconfig("admin")
 	if out, err := e.script(t.Context(), []string{"KUBECONFIG=" + kubeconfig, "KUBECACHEDIR=" + e.kubeDir},
-		"hack/cluster-certs.sh", "--dir", s.certDir, "--agent-hosts", "127.0.0.1"); err != nil {
+		"hack/cluster-certs.sh", "--dir", s.certDir); err != nil {
 		t.Fatalf("hack/cluster-certs.sh: %v\n%s", err, out)
 	}
 	if s.servingCA, err = os.ReadFile(filepath.Join(s.certDir, "serving-ca.crt")); err != nil {
@@ -97,7 +97,7 @@ func startedAPIServer(t *testing.T, e *env) *imageAPIServer {
 	client := e.adminClient(t)
 	ctx := t.Context()
 	secrets := map[string]map[string][]byte{}
-	for _, name := range []string{"vessel-apiserver-tls", "vessel-apiserver-agent-client"} {
+	for _, name := range []string{"vessel-apiserver-tls", "vessel-apiserver-agent-client", "vessel-agent-signer"} {
 		sec, err := client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("the Secret hack/cluster-certs.sh makes: %v", err)

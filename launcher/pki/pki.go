@@ -17,7 +17,7 @@ limitations under the License.
 // Package pki keeps the certificates and keys of the launcher's local
 // control plane as PEM files in one directory: three CAs (cluster,
 // front-proxy, agent), the serving and client certificates of
-// kube-apiserver, the vessel-apiserver and the node agent, the admin and
+// kube-apiserver, the vessel-apiserver and each hypervisor's node agent, the admin and
 // tenant users' client certificates, and the service-account key pair.
 // Ensure is idempotent: it keeps what is still valid and reissues what is
 // missing, changed or close to expiry.
@@ -46,6 +46,9 @@ const (
 	// AgentClientName is the CN the vessel-apiserver presents to agents'
 	// stream servers when it proxies a console.
 	AgentClientName = "vessel-apiserver"
+	// AgentUserPrefix precedes a hypervisor's name in its agent's
+	// identity and serving certificate's CN.
+	AgentUserPrefix = "system:vessel-agent:"
 	adminUser       = "kubernetes-admin"
 	mastersGroup    = "system:masters"
 	serviceCIDRHost = "10.96.0.1" // first address of --service-cluster-ip-range
@@ -86,8 +89,12 @@ type PKI struct {
 
 	VesselAPIServer       CertKey // serving, SAN VesselAPIServerServiceHost
 	VesselAPIServerClient CertKey // client toward kube-apiserver
-	AgentServer           CertKey // agent stream server, signed by AgentCA
 	AgentClient           CertKey // vessel-apiserver toward agents, signed by AgentCA
+	// AgentServers holds each hypervisor's agent stream server
+	// certificate, keyed by hypervisor name and signed by AgentCA: its DNS
+	// name is the hypervisor's, which is what the vessel-apiserver checks,
+	// so one agent's key cannot impersonate another agent.
+	AgentServers map[string]CertKey
 
 	gen *generator
 	cas map[string]*authority
@@ -97,8 +104,10 @@ type PKI struct {
 type Options struct {
 	// Users get one client certificate each (CN = name, no groups).
 	Users []string
-	// AgentHosts are extra names or IP addresses for the agent's serving
-	// certificate, besides localhost, 127.0.0.1 and the machine's hostname.
+	// Hypervisors get one agent serving certificate each.
+	Hypervisors []string
+	// AgentHosts are extra names or IP addresses for every agent's serving
+	// certificate, besides the hypervisor's name and 127.0.0.1.
 	AgentHosts []string
 }
 
@@ -120,7 +129,7 @@ func (g *generator) ensure(opts Options) (*PKI, error) {
 	if err := os.MkdirAll(g.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create PKI directory: %w", err)
 	}
-	p := &PKI{Dir: g.dir, Users: map[string]CertKey{}, gen: g, cas: map[string]*authority{}}
+	p := &PKI{Dir: g.dir, Users: map[string]CertKey{}, AgentServers: map[string]CertKey{}, gen: g, cas: map[string]*authority{}}
 
 	for _, ca := range []struct {
 		file, cn string
@@ -138,10 +147,6 @@ func (g *generator) ensure(opts Options) (*PKI, error) {
 		*ca.into = a.CertKey
 	}
 
-	hostname, err := os.Hostname()
-	if err != nil {
-		return nil, fmt.Errorf("read hostname for the agent certificate: %w", err)
-	}
 	serving := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	leaves := []struct {
@@ -172,10 +177,6 @@ func (g *generator) ensure(opts Options) (*PKI, error) {
 			organizations: []string{"system:serviceaccounts", "system:serviceaccounts:vessel-system"},
 		}, &p.VesselAPIServerClient},
 		{"agent-ca", leafSpec{
-			name: "agent-server", commonName: "vessel-agent", usages: serving,
-			hosts: dedupe(append([]string{"127.0.0.1", "localhost", hostname}, opts.AgentHosts...)),
-		}, &p.AgentServer},
-		{"agent-ca", leafSpec{
 			name: "agent-client", commonName: AgentClientName, usages: client,
 		}, &p.AgentClient},
 	}
@@ -193,7 +194,15 @@ func (g *generator) ensure(opts Options) (*PKI, error) {
 		}
 		p.Users[user] = ck
 	}
+	for _, hv := range opts.Hypervisors {
+		ck, err := p.EnsureAgentServingCert(hv, opts.AgentHosts)
+		if err != nil {
+			return nil, err
+		}
+		p.AgentServers[hv] = ck
+	}
 
+	var err error
 	p.ServiceAccountKeyFile, p.ServiceAccountPublicKeyFile, err = g.ensureServiceAccountKey()
 	if err != nil {
 		return nil, err
@@ -217,6 +226,19 @@ func (p *PKI) EnsureClientCert(name, user string, groups []string) (CertKey, err
 func (p *PKI) EnsureServingCert(name string, hosts []string) (CertKey, error) {
 	return p.gen.ensureLeaf(p.cas["ca"], leafSpec{
 		name: name, commonName: name, hosts: hosts,
+		usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+}
+
+// EnsureAgentServingCert makes sure dir holds the stream server
+// certificate of hypervisor's agent, signed by the agent CA, in
+// agent-server-<hypervisor>.crt and .key: CN system:vessel-agent:<name>
+// (as the agents' CSRs in a cluster ask), DNS name the hypervisor's, and
+// 127.0.0.1 and extraHosts besides.
+func (p *PKI) EnsureAgentServingCert(hypervisor string, extraHosts []string) (CertKey, error) {
+	return p.gen.ensureLeaf(p.cas["agent-ca"], leafSpec{
+		name: "agent-server-" + hypervisor, commonName: AgentUserPrefix + hypervisor,
+		hosts:  dedupe(append([]string{hypervisor, "127.0.0.1"}, extraHosts...)),
 		usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
 }

@@ -28,7 +28,7 @@ import (
 	"time"
 )
 
-var testOptions = Options{Users: []string{"alice", "bob"}, AgentHosts: []string{"hv1.example", "192.0.2.7"}}
+var testOptions = Options{Users: []string{"alice", "bob"}, Hypervisors: []string{"hv1", "hv2"}, AgentHosts: []string{"192.0.2.7"}}
 
 func TestPKIChainsAndNames(t *testing.T) {
 	p, err := Ensure(t.TempDir(), testOptions)
@@ -74,8 +74,14 @@ func TestPKIChainsAndNames(t *testing.T) {
 			orgs: []string{"system:serviceaccounts", "system:serviceaccounts:vessel-system"},
 		},
 		{
-			name: "agent serving", pair: p.AgentServer, ca: p.AgentCA, usage: serving,
-			cn: "vessel-agent", hosts: []string{"127.0.0.1", "localhost", "hv1.example", "192.0.2.7"},
+			name: "agent serving of hv1", pair: p.AgentServers["hv1"], ca: p.AgentCA, usage: serving,
+			cn: "system:vessel-agent:hv1", hosts: []string{"hv1", "127.0.0.1", "192.0.2.7"},
+			absent: []string{"hv2", "localhost"},
+		},
+		{
+			name: "agent serving of hv2", pair: p.AgentServers["hv2"], ca: p.AgentCA, usage: serving,
+			cn: "system:vessel-agent:hv2", hosts: []string{"hv2", "127.0.0.1", "192.0.2.7"},
+			absent: []string{"hv1", "localhost"},
 		},
 		{
 			name: "apiserver to agent client", pair: p.AgentClient, ca: p.AgentCA, usage: client,
@@ -239,15 +245,22 @@ func TestPKIRegenerates(t *testing.T) {
 			opts: testOptions,
 			wantChanged: []string{
 				"agent-ca.crt", "agent-ca.key",
-				"agent-server.crt", "agent-server.key",
+				"agent-server-hv1.crt", "agent-server-hv1.key",
+				"agent-server-hv2.crt", "agent-server-hv2.key",
 				"agent-client.crt", "agent-client.key",
 			},
 		},
 		{
 			name:        "changed agent hosts",
 			breakIt:     func(*testing.T, string) {},
-			opts:        Options{Users: testOptions.Users, AgentHosts: []string{"hv2.example"}},
-			wantChanged: []string{"agent-server.crt", "agent-server.key"},
+			opts:        Options{Users: testOptions.Users, Hypervisors: testOptions.Hypervisors, AgentHosts: []string{"192.0.2.8"}},
+			wantChanged: []string{"agent-server-hv1.crt", "agent-server-hv1.key", "agent-server-hv2.crt", "agent-server-hv2.key"},
+		},
+		{
+			name:        "a new hypervisor",
+			breakIt:     func(*testing.T, string) {},
+			opts:        Options{Users: testOptions.Users, Hypervisors: []string{"hv1", "hv2", "hv3"}, AgentHosts: testOptions.AgentHosts},
+			wantChanged: []string{"agent-server-hv3.crt", "agent-server-hv3.key"},
 		},
 		{
 			name:        "stale service-account public key",

@@ -19,6 +19,7 @@ limitations under the License.
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +46,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 	"github.com/vessel-vm/vessel/node-agent/metrics"
+	"github.com/vessel-vm/vessel/node-agent/servingcert"
 )
 
 // Version is the agent's version, set at link time.
@@ -78,11 +81,17 @@ type Options struct {
 	// The console stream server: it listens on StreamAddress (Complete
 	// defaults it to DaemonEndpoint) with the serving certificate StreamCertFile/KeyFile
 	// and admits clients whose certificate StreamClientCAFile issued. It
-	// runs when the certificate is set.
+	// runs when the certificate is set. With StreamCertDir instead, the
+	// certificate comes from the CSR API (signer vessel.dev/agent-serving)
+	// and is rotated; it is kept in that directory.
 	StreamAddress      string
 	StreamCertFile     string
 	StreamKeyFile      string
+	StreamCertDir      string
 	StreamClientCAFile string
+	// StreamCertWait is how long Config waits for the first certificate
+	// from the CSR API.
+	StreamCertWait time.Duration
 	// Events is auto (when the API server also serves core Events, as
 	// kube-apiserver does), true or false.
 	Events         string
@@ -118,6 +127,7 @@ func NewOptions() *Options {
 		Events:               "auto",
 		KVM:                  "auto",
 		KVMProbeTime:         8 * time.Second,
+		StreamCertWait:       5 * time.Minute,
 	}
 }
 
@@ -147,6 +157,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.StreamAddress, "stream-address", o.StreamAddress, "address the console stream server listens on (default: --daemon-endpoint)")
 	fs.StringVar(&o.StreamCertFile, "stream-cert-file", o.StreamCertFile, "serving certificate of the console stream server; without it no console is served")
 	fs.StringVar(&o.StreamKeyFile, "stream-key-file", o.StreamKeyFile, "private key of --stream-cert-file")
+	fs.StringVar(&o.StreamCertDir, "stream-cert-dir", o.StreamCertDir, "directory where the stream server's certificate and key are kept when they come from the Kubernetes CSR API instead of --stream-cert-file: the agent requests one for its hypervisor's name and --daemon-endpoint's IP (signer "+servingcert.SignerName+", which the vessel-apiserver approves and signs) and rotates it before it expires")
+	fs.DurationVar(&o.StreamCertWait, "stream-cert-wait", o.StreamCertWait, "how long to wait at start for the first certificate from the CSR API (--stream-cert-dir)")
 	fs.StringVar(&o.StreamClientCAFile, "stream-client-ca-file", o.StreamClientCAFile, "CA that issues the vessel-apiserver's client certificate; clients without one are refused")
 	fs.StringVar(&o.Events, "events", o.Events, "record Kubernetes Events: auto (when the server serves core/v1 events), true or false")
 	fs.StringVar(&o.KVM, "kvm", o.KVM, "hardware acceleration: auto (probe with a real boot), true, or false (TCG)")
@@ -166,6 +178,10 @@ func (o *Options) Complete() error {
 	}
 	if o.Metrics.CertFile == "" && o.Metrics.KeyFile == "" {
 		o.Metrics.CertFile, o.Metrics.KeyFile = o.StreamCertFile, o.StreamKeyFile
+		if o.StreamCertDir != "" {
+			current := servingcert.CurrentFile(o.StreamCertDir)
+			o.Metrics.CertFile, o.Metrics.KeyFile = current, current
+		}
 	}
 	if o.Metrics.Authentication.RemoteKubeConfigFile == "" {
 		o.Metrics.Authentication.RemoteKubeConfigFile = o.Kubeconfig
@@ -222,7 +238,20 @@ func (o *Options) Validate() error {
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", o.Workers))
 	}
-	if o.StreamCertFile != "" || o.StreamKeyFile != "" || o.StreamClientCAFile != "" {
+	if o.StreamCertDir != "" {
+		if o.StreamCertFile != "" || o.StreamKeyFile != "" {
+			errs = append(errs, errors.New("--stream-cert-dir (a certificate from the CSR API) and --stream-cert-file/--stream-key-file exclude each other"))
+		}
+		if o.StreamClientCAFile == "" {
+			errs = append(errs, errors.New("--stream-cert-dir needs --stream-client-ca-file"))
+		}
+		if o.StreamAddress == "" {
+			errs = append(errs, errors.New("the console stream server needs --stream-address or --daemon-endpoint"))
+		}
+		if o.StreamCertWait <= 0 {
+			errs = append(errs, errors.New("--stream-cert-wait must be positive"))
+		}
+	} else if o.StreamCertFile != "" || o.StreamKeyFile != "" || o.StreamClientCAFile != "" {
 		if o.StreamCertFile == "" || o.StreamKeyFile == "" || o.StreamClientCAFile == "" {
 			errs = append(errs, errors.New("--stream-cert-file, --stream-key-file and --stream-client-ca-file go together"))
 		}
@@ -295,6 +324,9 @@ type Config struct {
 	// Metrics serves Agent.Metrics to Prometheus; nil without
 	// --metrics-bind-address.
 	Metrics *metrics.Server
+	// ServingCert rotates the stream server's certificate through the CSR
+	// API; nil with a certificate file.
+	ServingCert *servingcert.Manager
 }
 
 // Config builds the clients, the libvirt connection and the console stream
@@ -330,7 +362,8 @@ func (o *Options) Config() (*Config, error) {
 	// The registry comes first: it installs the controllers' queue metrics.
 	var consoleServer *console.Server
 	registryOpts := metrics.Options{Hypervisor: o.HypervisorName, Version: Version}
-	if o.StreamCertFile != "" {
+	serves := o.StreamCertFile != "" || o.StreamCertDir != ""
+	if serves {
 		registryOpts.ConsoleSessions = func() int { return consoleServer.Sessions() }
 	}
 	registry := metrics.NewRegistry(registryOpts)
@@ -363,8 +396,15 @@ func (o *Options) Config() (*Config, error) {
 		ProbeKernel:   o.KVMProbeKernel,
 		ProbeTimeout:  o.KVMProbeTime,
 	}
-	if o.StreamCertFile != "" {
-		if c.ConsoleTLS, err = console.TLSConfig(o.StreamCertFile, o.StreamKeyFile, o.StreamClientCAFile); err != nil {
+	if serves {
+		certFile, keyFile := o.StreamCertFile, o.StreamKeyFile
+		if o.StreamCertDir != "" {
+			if c.ServingCert, err = o.servingCert(restConfig); err != nil {
+				return nil, err
+			}
+			certFile, keyFile = c.ServingCert.File(), c.ServingCert.File()
+		}
+		if c.ConsoleTLS, err = console.TLSConfig(certFile, keyFile, o.StreamClientCAFile); err != nil {
 			return nil, err
 		}
 		c.Console, err = console.NewServer(console.Config{
@@ -393,6 +433,36 @@ func (o *Options) Config() (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// servingCert starts the CSR-based serving certificate manager and waits
+// for a first certificate (one still valid in the directory does), so that
+// the servers start with one.
+func (o *Options) servingCert(restConfig *rest.Config) (*servingcert.Manager, error) {
+	kc, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("build client for certificate signing requests: %w", err)
+	}
+	var ips []net.IP
+	for _, addr := range []string{o.DaemonEndpoint, o.StreamAddress} {
+		host, _, err := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); err == nil && ip != nil && !ip.IsUnspecified() && !slices.ContainsFunc(ips, ip.Equal) {
+			ips = append(ips, ip)
+		}
+	}
+	m, err := servingcert.New(kc, o.StreamCertDir, o.HypervisorName, ips)
+	if err != nil {
+		return nil, err
+	}
+	m.Start()
+	klog.Background().Info("Waiting for the stream server's certificate from the CSR API", "signer", servingcert.SignerName, "dir", o.StreamCertDir)
+	ctx, cancel := context.WithTimeout(context.Background(), o.StreamCertWait)
+	defer cancel()
+	if err := m.WaitForCertificate(ctx); err != nil {
+		m.Stop()
+		return nil, err
+	}
+	return m, nil
 }
 
 // restConfig loads the kubeconfig, or the in-cluster config without one.

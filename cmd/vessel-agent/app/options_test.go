@@ -244,3 +244,34 @@ func TestMetricsEndpointDefaultsToTheStreamCertificateAndTheAgentKubeconfig(t *t
 		t.Errorf("metrics endpoint without a certificate: Validate() = %v", err)
 	}
 }
+
+// --stream-cert-dir takes the certificate from the CSR API: the metrics
+// endpoint serves the same rotated file, and certificate files are refused
+// alongside it.
+func TestStreamCertDir(t *testing.T) {
+	parse := func(args ...string) (*Options, error) {
+		o := NewOptions()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(append([]string{"--hypervisor-name=hv-1", "--daemon-endpoint=10.0.0.5:10260"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Complete(); err != nil {
+			t.Fatal(err)
+		}
+		return o, o.Validate()
+	}
+	o, err := parse("--stream-cert-dir=/var/lib/vessel/pki", "--stream-client-ca-file=/ca", "--metrics-bind-address=10.0.0.5:10261")
+	if err != nil {
+		t.Fatalf("valid --stream-cert-dir rejected: %v", err)
+	}
+	if want := "/var/lib/vessel/pki/vessel-agent-serving-current.pem"; o.Metrics.CertFile != want || o.Metrics.KeyFile != want {
+		t.Errorf("metrics certificate = %q, %q; want %q", o.Metrics.CertFile, o.Metrics.KeyFile, want)
+	}
+	if _, err := parse("--stream-cert-dir=/d", "--stream-cert-file=/c", "--stream-key-file=/k", "--stream-client-ca-file=/ca"); err == nil || !strings.Contains(err.Error(), "exclude each other") {
+		t.Errorf("--stream-cert-dir with --stream-cert-file: Validate() = %v", err)
+	}
+	if _, err := parse("--stream-cert-dir=/d"); err == nil || !strings.Contains(err.Error(), "--stream-cert-dir needs --stream-client-ca-file") {
+		t.Errorf("--stream-cert-dir without a client CA: Validate() = %v", err)
+	}
+}

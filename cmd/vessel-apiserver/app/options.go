@@ -30,6 +30,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
 	"github.com/vessel-vm/vessel/apiserver"
 	"github.com/vessel-vm/vessel/apiserver/agentidentity"
+	"github.com/vessel-vm/vessel/controller/agentcert"
 	"github.com/vessel-vm/vessel/controller/usage"
 )
 
@@ -57,6 +58,12 @@ type Options struct {
 	// UsageResolution is how often agents are read for the VMs' usage
 	// (metrics.vessel.dev, kubectl vm top).
 	UsageResolution time.Duration
+	// AgentSigner* make the server approve and sign agents' serving
+	// certificate requests (signer vessel.dev/agent-serving) with the agent
+	// CA; without the files those CSRs are left alone.
+	AgentSignerCertFile string
+	AgentSignerKeyFile  string
+	AgentSignerDuration time.Duration
 }
 
 // NewOptions returns options with Vessel's defaults.
@@ -68,6 +75,7 @@ func NewOptions() *Options {
 		AllowedHostPathRoots: apiserver.DefaultAllowedHostPathRoots(),
 		AgentServiceAccounts: []string{agentidentity.DefaultServiceAccount},
 		UsageResolution:      usage.DefaultResolution,
+		AgentSignerDuration:  agentcert.DefaultDuration,
 	}
 }
 
@@ -92,6 +100,12 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Client certificate presented to node agents' stream servers (its CN must be one the agents allow, vessel-apiserver by default).")
 	fs.StringVar(&o.AgentClient.KeyFile, "agent-client-key-file", o.AgentClient.KeyFile,
 		"Private key of --agent-client-cert-file.")
+	fs.StringVar(&o.AgentSignerCertFile, "agent-serving-signer-cert-file", o.AgentSignerCertFile,
+		"Agent CA certificate (the one --agent-ca-file trusts) with which the server approves and signs node agents' serving certificate requests (CSR signer "+agentcert.SignerName+"): an agent of hypervisor X gets CN system:vessel-agent:X, DNS name X and its IP addresses, nothing else. Needs kube-apiserver (--authentication-kubeconfig).")
+	fs.StringVar(&o.AgentSignerKeyFile, "agent-serving-signer-key-file", o.AgentSignerKeyFile,
+		"Private key of --agent-serving-signer-cert-file.")
+	fs.DurationVar(&o.AgentSignerDuration, "agent-serving-cert-duration", o.AgentSignerDuration,
+		"Longest lifetime of an agent serving certificate the server signs (a CSR may ask for less); agents rotate theirs before it ends.")
 	fs.DurationVar(&o.UsageResolution, "usage-resolution", o.UsageResolution,
 		"How often the node agents are read (over the --agent-* mutual TLS) for the VMs' CPU and memory that metrics.vessel.dev serves; CPU is averaged over two reads.")
 }
@@ -125,6 +139,12 @@ func (o *Options) Validate() error {
 	errs := recommended.Validate()
 	errs = append(errs, validation.ValidateHostPathRoots(o.AllowedHostPathRoots, o.WritableHostPathRoots)...)
 	errs = append(errs, validateAgentClient(o.AgentClient)...)
+	if (o.AgentSignerCertFile == "") != (o.AgentSignerKeyFile == "") {
+		errs = append(errs, fmt.Errorf("--agent-serving-signer-cert-file and --agent-serving-signer-key-file go together"))
+	}
+	if o.AgentSignerDuration < time.Hour {
+		errs = append(errs, fmt.Errorf("--agent-serving-cert-duration must be at least 1h, got %v", o.AgentSignerDuration))
+	}
 	errs = append(errs, agentidentity.ValidateServiceAccounts(o.AgentServiceAccounts)...)
 	if o.UsageResolution < time.Second {
 		errs = append(errs, fmt.Errorf("--usage-resolution must be at least 1s, got %v", o.UsageResolution))
@@ -152,9 +172,15 @@ func validateAgentClient(o apiserver.AgentClientOptions) []error {
 // Config builds the server configuration. It does not start etcd: with
 // embedded etcd, Run starts it and points the options at it first.
 func (o *Options) Config() (*apiserver.Config, error) {
-	agentTransport, err := o.AgentClient.Transport()
+	agentTransports, err := o.AgentClient.Transports()
 	if err != nil {
 		return nil, err
+	}
+	var signer *agentcert.Signer
+	if o.AgentSignerCertFile != "" {
+		if signer, err = agentcert.NewSigner(o.AgentSignerCertFile, o.AgentSignerKeyFile, o.AgentSignerDuration); err != nil {
+			return nil, err
+		}
 	}
 	return apiserver.NewConfig(o.RecommendedOptions, apiserver.ExtraConfig{
 		Validation: validation.Options{
@@ -162,7 +188,8 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			WritableHostPathRoots: o.WritableHostPathRoots,
 			AllowedBridges:        o.AllowedBridges,
 		},
-		AgentTransport:  agentTransport,
+		AgentTransports: agentTransports,
+		AgentSigner:     signer,
 		AgentIdentity:   agentidentity.Identifier{ServiceAccounts: o.AgentServiceAccounts},
 		UsageResolution: o.UsageResolution,
 	})

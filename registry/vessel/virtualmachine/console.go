@@ -19,6 +19,7 @@ package virtualmachine
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,14 +53,21 @@ type Agents struct {
 	// Hypervisors reads the Hypervisor a VM is bound to, for its
 	// status.daemonEndpoint.
 	Hypervisors rest.Getter
-	// Transport speaks mutual TLS to agents' stream servers: the
+	// Transports speak mutual TLS to agents' stream servers: the
 	// apiserver's client certificate, and the CA that issued the agents'
-	// serving certificates. It must expose its TLS configuration (an
-	// *http.Transport does) for the upgrade dial. Nil disables console and
-	// log.
-	Transport http.RoundTripper
+	// serving certificates, each for its hypervisor's name. Nil disables
+	// console and log.
+	Transports AgentTransports
 	// Disabled says why Transport is nil, for the 503 users get.
 	Disabled string
+}
+
+// AgentTransports gives the transport toward one hypervisor's agent. It
+// accepts only a serving certificate issued for that hypervisor, and must
+// expose its TLS configuration (an *http.Transport does) for the upgrade
+// dial.
+type AgentTransports interface {
+	ForHypervisor(name string) http.RoundTripper
 }
 
 // ConsoleREST is the console subresource: a remote-command stream (WebSocket
@@ -119,7 +127,8 @@ func (r *ConsoleREST) Connect(ctx context.Context, name string, obj runtime.Obje
 		q.Set("readOnly", "true")
 	}
 	location := agentURL(endpoint, "console", vm, q)
-	return proxy.NewUpgradeAwareHandler(location, r.agents.Transport, false, true, agentUnreachable{responder, vm}), nil
+	transport := r.agents.Transports.ForHypervisor(vm.Spec.NodeName)
+	return proxy.NewUpgradeAwareHandler(location, transport, false, true, agentUnreachable{responder, vm}), nil
 }
 
 // LogREST is the log subresource: recent console output of the VM, kept
@@ -162,7 +171,7 @@ func (r *LogREST) Connect(ctx context.Context, name string, obj runtime.Object, 
 	}
 	location := agentURL(endpoint, "logs", vm, q)
 	client := &http.Client{
-		Transport: r.agents.Transport,
+		Transport: r.agents.Transports.ForHypervisor(vm.Spec.NodeName),
 		// The agent never redirects; following one would leave the mTLS peer.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -207,17 +216,27 @@ func (a agentUnreachable) Error(_ http.ResponseWriter, _ *http.Request, err erro
 // cluster's internals for them.
 func unreachable(vm *vessel.VirtualMachine, err error) error {
 	return unavailable(fmt.Sprintf("cannot reach the agent of hypervisor %s, which runs VM %s/%s: %s; try again shortly",
-		vm.Spec.NodeName, vm.Namespace, vm.Name, dialFailure(err)))
+		vm.Spec.NodeName, vm.Namespace, vm.Name, dialFailure(err, vm.Spec.NodeName)))
 }
 
-// dialFailure says in a few words why a dial failed. The upgrade proxy
-// flattens its dial error into a string, so the chain cannot always be
-// unwrapped and the text is consulted too.
-func dialFailure(err error) string {
+// dialFailure says in a few words why a dial to hypervisor's agent failed.
+// The upgrade proxy flattens its dial error into a string, so the chain
+// cannot always be unwrapped and the text is consulted too.
+func dialFailure(err error, hypervisor string) string {
 	msg := err.Error()
 	var netErr net.Error
 	var certErr *tls.CertificateVerificationError
+	var hostErr x509.HostnameError
 	switch {
+	case errors.As(err, &hostErr), strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: certificate is not valid for any names"):
+		// The names a certificate is valid for are hypervisor names (and
+		// perhaps addresses the agent CA signed): x509's own words say
+		// which hypervisor the endpoint really belongs to.
+		detail := msg
+		if i := strings.Index(msg, "x509: "); i >= 0 {
+			detail = msg[i:]
+		}
+		return fmt.Sprintf("the endpoint its Hypervisor status publishes presented a serving certificate that is not issued for hypervisor %s (%s), so it is not that hypervisor's agent and the connection was refused", hypervisor, detail)
 	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(msg, "connection refused"):
 		return "connection refused"
 	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) || strings.Contains(msg, "no route to host"):
@@ -263,7 +282,7 @@ var consolePhases = map[vessel.VirtualMachinePhase]bool{
 // locate reads the VM and the endpoint of the agent running it. With
 // mustRun, a VM that is not running is a 409 saying so.
 func (a Agents) locate(ctx context.Context, store *genericregistry.Store, name, subresource string, mustRun bool) (*vessel.VirtualMachine, string, error) {
-	if a.Transport == nil {
+	if a.Transports == nil {
 		reason := a.Disabled
 		if reason == "" {
 			reason = "the vessel-apiserver has no client certificate for node agents"
