@@ -50,6 +50,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		vesselv1alpha1.HypervisorResources{}.OpenAPIModelName():            schema_vessel_apis_vessel_v1alpha1_HypervisorResources(ref),
 		vesselv1alpha1.HypervisorSpec{}.OpenAPIModelName():                 schema_vessel_apis_vessel_v1alpha1_HypervisorSpec(ref),
 		vesselv1alpha1.HypervisorStatus{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref),
+		vesselv1alpha1.IPAddress{}.OpenAPIModelName():                      schema_vessel_apis_vessel_v1alpha1_IPAddress(ref),
 		vesselv1alpha1.ImageSource{}.OpenAPIModelName():                    schema_vessel_apis_vessel_v1alpha1_ImageSource(ref),
 		vesselv1alpha1.Interface{}.OpenAPIModelName():                      schema_vessel_apis_vessel_v1alpha1_Interface(ref),
 		vesselv1alpha1.InterfaceStatus{}.OpenAPIModelName():                schema_vessel_apis_vessel_v1alpha1_InterfaceStatus(ref),
@@ -836,6 +837,37 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref common.ReferenceCal
 	}
 }
 
+func schema_vessel_apis_vessel_v1alpha1_IPAddress(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "IPAddress is one address of an interface.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"address": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Address is an IPv4 or IPv6 address.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"source": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Source is where the address was learnt: DHCP or GuestAgent.\n\nPossible enum values:\n - `\"DHCP\"` is a lease of the node agent's own DHCP server on the managed network: the guest can use no other address there.\n - `\"GuestAgent\"` is reported by the QEMU guest agent inside the guest: informative, the guest controls it.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"DHCP", "GuestAgent"},
+						},
+					},
+				},
+				Required: []string{"address", "source"},
+			},
+		},
+	}
+}
+
 func schema_vessel_apis_vessel_v1alpha1_ImageSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -891,10 +923,10 @@ func schema_vessel_apis_vessel_v1alpha1_Interface(ref common.ReferenceCallback) 
 					},
 					"type": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Type is User (default) or Bridge.\n\nPossible enum values:\n - `\"Bridge\"` connects to an existing host bridge.\n - `\"User\"` is QEMU user-mode NAT networking: outbound only, no host setup needed (default).",
+							Description: "Type is Managed (default: the hypervisor's managed network, with a DHCP address in status), User (QEMU user-mode NAT, outbound only) or Bridge (an existing host bridge the operator allows).\n\nPossible enum values:\n - `\"Bridge\"` connects to an existing host bridge.\n - `\"Managed\"` connects to the network the node agent manages on the VM's hypervisor (default): one bridge per namespace, an address from the agent's DHCP server (reported in status), outbound NAT, reachable from the other VMs of the same namespace on that hypervisor and from nothing else; the guest cannot use another MAC or IP address than the ones it was given.\n - `\"User\"` is QEMU user-mode NAT networking: outbound only, no host setup needed, no address the agent can vouch for.",
 							Type:        []string{"string"},
 							Format:      "",
-							Enum:        []interface{}{"Bridge", "User"},
+							Enum:        []interface{}{"Bridge", "Managed", "User"},
 						},
 					},
 					"bridge": {
@@ -942,15 +974,35 @@ func schema_vessel_apis_vessel_v1alpha1_InterfaceStatus(ref common.ReferenceCall
 					},
 					"ipAddress": {
 						SchemaProps: spec.SchemaProps{
-							Description: "IPAddress is the primary address reported by the guest.",
+							Description: "IPAddress is the interface's primary address: the first of IPAddresses.",
 							Type:        []string{"string"},
 							Format:      "",
+						},
+					},
+					"ipAddresses": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "IPAddresses are the interface's addresses, each with where it was learnt. Only addresses from sources the agent trusts are listed.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(vesselv1alpha1.IPAddress{}.OpenAPIModelName()),
+									},
+								},
+							},
 						},
 					},
 				},
 				Required: []string{"name"},
 			},
 		},
+		Dependencies: []string{
+			vesselv1alpha1.IPAddress{}.OpenAPIModelName()},
 	}
 }
 
@@ -2261,7 +2313,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineSpec(ref common.ReferenceC
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Interfaces are the guest's network interfaces. With none given, the guest gets one user-mode (NAT) interface named \"default\".",
+							Description: "Interfaces are the guest's network interfaces. With none given, the guest gets one Managed interface named \"default\".",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

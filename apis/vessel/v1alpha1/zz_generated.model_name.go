@@ -87,6 +87,11 @@ func (in HypervisorStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in IPAddress) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.IPAddress"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ImageSource) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.ImageSource"
 }
