@@ -149,6 +149,24 @@ func (m *Manager) Release(ctx context.Context, uid string) error {
 	return nil
 }
 
+// Remove tears the whole managed network down: every bridge, dnsmasq and
+// rule, and the state. For tests and for a node taken out of service; the
+// guests on it lose their network.
+func (m *Manager) Remove(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, ns := range m.state.namespaces() {
+		errs = append(errs, m.removeNetwork(ctx, m.state.Networks[ns]))
+		delete(m.state.Networks, ns)
+	}
+	errs = append(errs, m.applyRules(ctx), m.state.save(m.statePath()))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove the managed network: %w", err)
+	}
+	return nil
+}
+
 // Addresses are the DHCP leases the namespace's dnsmasq handed to mac.
 func (m *Manager) Addresses(namespace, mac string) []netip.Addr {
 	m.mu.Lock()

@@ -48,6 +48,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 	"github.com/vessel-vm/vessel/node-agent/internal/needs"
+	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
 // Namespace is where the tests' VMs live.
@@ -85,6 +86,8 @@ type Env struct {
 	Images map[string]Image
 	// socket is the agent's libvirt socket.
 	socket string
+	// networkDir holds the managed network's state across agent restarts.
+	networkDir string
 	// consoleMarks is each VM's console log length when its last restore
 	// began, by VM UID (WaitConsoleAfterRestore).
 	consoleMarks sync.Map
@@ -147,6 +150,18 @@ func NewWith(t *testing.T, o Options) *Env {
 	}
 	// QEMU (running as root) needs to read the state dir; t.TempDir is fine.
 	e.StateDir = t.TempDir()
+	// The managed network goes next to the test libvirtd, in its netns;
+	// torn down after the domains (cleanups run last registered first).
+	e.networkDir = filepath.Join(e.StateDir, "network")
+	t.Cleanup(func() {
+		m, err := e.newNetwork()
+		if err == nil {
+			err = m.Remove(context.Background())
+		}
+		if err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	})
 
 	if gd != "" {
 		e.serveGuest(gd)
@@ -169,6 +184,10 @@ func (e *Env) serveGuest(dir string) {
 		sum := sha256.Sum256(b)
 		e.Images[f] = Image{URL: srv.URL + "/" + f, SHA256: hex.EncodeToString(sum[:])}
 	}
+}
+
+func (e *Env) newNetwork() (*network.Manager, error) {
+	return network.New(network.Config{Netns: network.NetnsPath(e.LibvirtHost.Netns), Dir: e.networkDir})
 }
 
 // HypervisorUID is the UID of the test's Hypervisor object, "" before the
@@ -223,7 +242,15 @@ func (e *Env) StartAgent() {
 		cancel()
 		e.T.Fatalf("agent: connect to libvirtd: %v", err)
 	}
+	// Each agent loads the managed network afresh, as a restarted
+	// vessel-agent does.
+	net, err := e.newNetwork()
+	if err != nil {
+		cancel()
+		e.T.Fatal(err)
+	}
 	a, err := agent.New(agent.Config{
+		Network:        net,
 		Client:         e.Client,
 		Hypervisor:     lv,
 		HypervisorName: e.HypervisorName,
