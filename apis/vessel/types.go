@@ -583,6 +583,19 @@ type VirtualMachineConsoleOptions struct {
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
+// VirtualMachinePortForwardOptions are the query parameters of the
+// portforward subresource, as PodPortForwardOptions are for pods.
+type VirtualMachinePortForwardOptions struct {
+	metav1.TypeMeta `json:",inline"`
+	// Ports are the guest's TCP ports to forward (WebSocket clients name
+	// them here; SPDY clients in each stream's headers).
+	// +optional
+	// +listType=atomic
+	Ports []int32 `json:"ports,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
 // VirtualMachineSnapshot is a point-in-time copy of a VM's disks and, for a
 // running VM, its memory.
 type VirtualMachineSnapshot struct {

@@ -589,6 +589,20 @@ type VirtualMachineConsoleOptions struct {
 	ReadOnly bool `json:"readOnly,omitempty"`
 }
 
+// +k8s:conversion-gen:explicit-from=net/url.Values
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// VirtualMachinePortForwardOptions are the query parameters of the
+// portforward subresource, as PodPortForwardOptions are for pods.
+type VirtualMachinePortForwardOptions struct {
+	metav1.TypeMeta `json:",inline"`
+	// Ports are the guest's TCP ports to forward (WebSocket clients name
+	// them here; SPDY clients in each stream's headers).
+	// +optional
+	// +listType=atomic
+	Ports []int32 `json:"ports,omitempty"`
+}
+
 // +genclient
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 

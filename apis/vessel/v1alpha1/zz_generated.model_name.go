@@ -187,6 +187,11 @@ func (in VirtualMachinePoolStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachinePortForwardOptions) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachinePortForwardOptions"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in VirtualMachineRestore) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.VirtualMachineRestore"
 }

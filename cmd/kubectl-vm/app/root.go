@@ -71,6 +71,7 @@ kubectl's configuration and flags.`,
 		newCloneCommand,
 		newRestoreCommand,
 		newTopCommand,
+		newPortForwardCommand,
 	} {
 		cmd.AddCommand(sub(o))
 	}

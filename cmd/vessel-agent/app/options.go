@@ -390,6 +390,8 @@ func (o *Options) Config() (*Config, error) {
 			Backend:  &console.Libvirt{Socket: o.LibvirtSocket},
 			Domains:  lv,
 			StateDir: o.StateDir,
+			// Port forwarding connects to guests on the managed network.
+			PortForward: managedNet,
 			// The vessel-apiserver's usage API (metrics.vessel.dev) is fed
 			// from here, over the console's mutual TLS: agents need no
 			// permission to write usage anywhere.
