@@ -108,6 +108,9 @@ func TestManagedNetwork(t *testing.T) {
 			t.Fatal("the guest is not reachable again with its own MAC")
 		}
 	})
+	t.Run("port-forward reaches the guest's httpd, for alice, not bob", func(t *testing.T) {
+		e.testPortForward(t, sh1, a1, b1)
+	})
 	t.Run("an agent restart changes nothing", func(t *testing.T) {
 		before := ruleset(t, hv)
 		if err := e.Cluster.KillAgent(hv.Name); err != nil {

@@ -45,7 +45,9 @@ func ruleset(s *state, pool netip.Prefix) string {
 	fmt.Fprintf(&b, `table inet vessel {
 	chain input {
 		type filter hook input priority filter; policy accept;
-		# Guests reach nothing on the hypervisor but its DHCP server.
+		# Guests reach nothing on the hypervisor but its DHCP server; they
+		# answer what the hypervisor opened (port forwarding dials them).
+		iifname "%[1]s" ct state established,related accept
 		iifname "%[1]s" udp dport 67 accept
 		iifname "%[1]s" drop
 	}

@@ -52,6 +52,8 @@ func TestRuleset(t *testing.T) {
 		`iifname "vb*" oifname "vb*" drop`,
 		// The hypervisor: DHCP only.
 		`iifname "vb*" udp dport 67 accept`,
+		// ...and the replies to the agent's port-forward connections.
+		`iifname "vb*" ct state established,related accept`,
 		`iifname "vb*" drop`,
 		"ip saddr 10.200.0.0/16 oifname != \"vb*\" masquerade",
 		// Each port: its own MAC (lower case, as nft prints it) and address.
