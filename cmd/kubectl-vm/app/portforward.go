@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -89,9 +90,31 @@ func (o *Options) portForward(ctx context.Context, t *target, po portForwardOpti
 		return err
 	}
 	if err := fw.ForwardPorts(); err != nil {
-		return explain(err, "forward ports of", t)
+		return explainForward(err, t)
 	}
 	return nil
+}
+
+// upgradeRefused is how the SPDY dialer reports a refused upgrade: the
+// server's status survives only as text after it.
+const upgradeRefused = "unable to upgrade connection: "
+
+// explainForward is explain for the port-forward dialers' errors.
+func explainForward(err error, t *target) error {
+	const action = "forward ports of"
+	if _, ok := statusOf(err); ok {
+		return explain(err, action, t)
+	}
+	msg := err.Error()
+	i := strings.Index(msg, upgradeRefused)
+	if i < 0 {
+		return explain(err, action, t)
+	}
+	reason := msg[i+len(upgradeRefused):]
+	if strings.Contains(reason, " is forbidden: ") {
+		return fmt.Errorf("you are not allowed to %s VM %s: %s", action, t.Ref(), reason)
+	}
+	return fmt.Errorf("%s VM %s: %s", action, t.Ref(), reason)
 }
 
 // portForwardDialer is kubectl's: a WebSocket that tunnels SPDY, falling
