@@ -58,11 +58,29 @@ func (e *env) testPortForward(t *testing.T, sh *shell, vm, bobsVM *v1alpha1.Virt
 	_ = pf.Process.Signal(os.Interrupt)
 	_ = pf.Wait()
 
+	// The ProxyCommand of kubectl vm ssh: one connection on stdio.
+	out2, err := e.kubectlStdin(t, "alice", "GET / HTTP/1.0\r\n\r\n", "vm", "-n", vm.Namespace, "tunnel", vm.Name, "80")
+	if err != nil || !strings.Contains(out2, "200 OK") || !strings.Contains(out2, body) {
+		t.Errorf("kubectl vm tunnel: %v\n%s", err, out2)
+	}
+
 	msg, err := e.Kubectl(t, "bob", "vm", "-n", bobsVM.Namespace, "port-forward", bobsVM.Name, fmt.Sprintf("%d:80", freePort(t)))
 	wantMsg := "you are not allowed to forward ports of VM " + bobsVM.Namespace + "/" + bobsVM.Name
 	if err == nil || !strings.Contains(msg, wantMsg) || !strings.Contains(msg, "virtualmachines/portforward") {
 		t.Errorf("bob's port-forward: %v\n%s\nwant %q", err, msg, wantMsg)
 	}
+}
+
+// kubectlStdin runs kubectl as user with stdin and returns its output.
+func (e *env) kubectlStdin(t *testing.T, user, stdin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", append(args, "--kubeconfig", e.Cluster.Kubeconfig(user))...)
+	cmd.Env = append(os.Environ(), "PATH="+e.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"), "KUBECACHEDIR="+t.TempDir())
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // startKubectl starts kubectl as user in the background and returns its

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -209,6 +210,8 @@ func (o *Options) tunnel(ctx context.Context, t *target, port int) error {
 		if msg != "" {
 			return fmt.Errorf("forward port %d of VM %s: %s", port, t.Ref(), msg)
 		}
+	case <-time.After(time.Second):
+		// The guest closed the connection and the agent reported nothing.
 	case <-ctx.Done():
 	}
 	return nil
