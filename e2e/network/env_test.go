@@ -66,7 +66,7 @@ func (s *shell) since(mark int) string {
 	return s.out.String()[mark:]
 }
 
-func (e *env) shell(t *testing.T, vm *v1alpha1.VirtualMachine) *shell {
+func (e *env) shell(t testing.TB, vm *v1alpha1.VirtualMachine) *shell {
 	t.Helper()
 	cfg, err := e.Cluster.AdminConfig()
 	if err != nil {
@@ -91,7 +91,7 @@ func (e *env) shell(t *testing.T, vm *v1alpha1.VirtualMachine) *shell {
 // run runs cmd in the guest and returns what it printed and its exit
 // code. The end marker is computed by the shell, so the echoed command
 // line never matches it.
-func (s *shell) run(t *testing.T, cmd string, timeout time.Duration) (string, int) {
+func (s *shell) run(t testing.TB, cmd string, timeout time.Duration) (string, int) {
 	t.Helper()
 	s.n++
 	s.mu.Lock()

@@ -143,7 +143,7 @@ func TestManagedNetwork(t *testing.T) {
 
 // managedVM boots the test guest in namespace on hypervisor node, with the
 // default interface, and waits until status shows its DHCP address.
-func (e *env) managedVM(t *testing.T, namespace, name, node string) *v1alpha1.VirtualMachine {
+func (e *env) managedVM(t testing.TB, namespace, name, node string) *v1alpha1.VirtualMachine {
 	t.Helper()
 	vm := framework.GuestVM(namespace, name)
 	vm.Spec.NodeSelector = map[string]string{launcher.HypervisorLabel: node}
@@ -163,7 +163,7 @@ func (e *env) managedVM(t *testing.T, namespace, name, node string) *v1alpha1.Vi
 	return got
 }
 
-func primaryIP(t *testing.T, vm *v1alpha1.VirtualMachine) netip.Addr {
+func primaryIP(t testing.TB, vm *v1alpha1.VirtualMachine) netip.Addr {
 	t.Helper()
 	is := vm.Status.Interfaces[0]
 	if len(is.IPAddresses) == 0 || is.IPAddresses[0].Source != v1alpha1.IPAddressSourceDHCP || is.IPAddresses[0].Address != is.IPAddress {
@@ -179,7 +179,7 @@ func primaryIP(t *testing.T, vm *v1alpha1.VirtualMachine) netip.Addr {
 func want(vm *v1alpha1.VirtualMachine) string { return vm.Status.Interfaces[0].MACAddress }
 
 // ruleset is nft list ruleset in the hypervisor's network namespace.
-func ruleset(t *testing.T, hv launcher.Hypervisor) string {
+func ruleset(t testing.TB, hv launcher.Hypervisor) string {
 	t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", hv.Netns, "nft", "list", "ruleset").CombinedOutput()
 	if err != nil {

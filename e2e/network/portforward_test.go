@@ -35,7 +35,7 @@ import (
 // testPortForward: the guest's busybox httpd answers curl on a local port
 // kubectl vm port-forward opened for alice; bob (view in team-b) is
 // refused with a message that says so.
-func (e *env) testPortForward(t *testing.T, sh *shell, vm, bobsVM *v1alpha1.VirtualMachine) {
+func (e *env) testPortForward(t testing.TB, sh *shell, vm, bobsVM *v1alpha1.VirtualMachine) {
 	body := "hello from " + vm.Name
 	if _, rc := sh.run(t, "mkdir -p /www && echo '"+body+"' >/www/index.html && httpd -p 80 -h /www", 10*time.Second); rc != 0 {
 		t.Fatal("httpd did not start in the guest")
@@ -72,7 +72,7 @@ func (e *env) testPortForward(t *testing.T, sh *shell, vm, bobsVM *v1alpha1.Virt
 }
 
 // kubectlStdin runs kubectl as user with stdin and returns its output.
-func (e *env) kubectlStdin(t *testing.T, user, stdin string, args ...string) (string, error) {
+func (e *env) kubectlStdin(t testing.TB, user, stdin string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -85,7 +85,7 @@ func (e *env) kubectlStdin(t *testing.T, user, stdin string, args ...string) (st
 
 // startKubectl starts kubectl as user in the background and returns its
 // output lines.
-func (e *env) startKubectl(t *testing.T, user string, args ...string) (*exec.Cmd, <-chan string) {
+func (e *env) startKubectl(t testing.TB, user string, args ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "kubectl", append(args, "--kubeconfig", e.Cluster.Kubeconfig(user))...)
@@ -108,7 +108,7 @@ func (e *env) startKubectl(t *testing.T, user string, args ...string) (*exec.Cmd
 	return cmd, lines
 }
 
-func waitLine(t *testing.T, lines <-chan string, want string, timeout time.Duration) {
+func waitLine(t testing.TB, lines <-chan string, want string, timeout time.Duration) {
 	t.Helper()
 	var seen []string
 	deadline := time.After(timeout)
@@ -128,7 +128,7 @@ func waitLine(t *testing.T, lines <-chan string, want string, timeout time.Durat
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
