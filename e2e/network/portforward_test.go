@@ -55,8 +55,10 @@ func (e *env) testPortForward(t testing.TB, sh *shell, vm, bobsVM *v1alpha1.Virt
 			t.Fatalf("GET %d through the port-forward: %s %q, want %q", i, resp.Status, b, body)
 		}
 	}
+	// Ctrl+C ends it, as it does kubectl port-forward (its output ends).
 	_ = pf.Process.Signal(os.Interrupt)
-	_ = pf.Wait()
+	for range out {
+	}
 
 	// The ProxyCommand of kubectl vm ssh: one connection on stdio.
 	out2, err := e.kubectlStdin(t, "alice", "GET / HTTP/1.0\r\n\r\n", "vm", "-n", vm.Namespace, "tunnel", vm.Name, "80")
@@ -103,6 +105,7 @@ func (e *env) startKubectl(t testing.TB, user string, args ...string) (*exec.Cmd
 		}
 		close(lines)
 	}()
+	// The only Wait: the output channel closing says kubectl exited.
 	go func() { _ = cmd.Wait(); w.Close() }()
 	t.Cleanup(func() { cancel() })
 	return cmd, lines
