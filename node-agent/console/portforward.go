@@ -76,20 +76,22 @@ func (g guestForwarder) PortForward(ctx context.Context, _ string, uid string, p
 		return fmt.Errorf("connect to port %d of VM %s: %w", port, g.ref, err)
 	}
 	defer conn.Close()
-	done := make(chan struct{}, 2)
+	// The client's end of input is passed on as a half close: the guest
+	// may still answer (an HTTP/1.0 server, ssh's last words). The
+	// forwarding ends when the guest is done sending.
 	go func() {
 		_, _ = io.Copy(conn, stream)
 		if c, ok := conn.(interface{ CloseWrite() error }); ok {
 			_ = c.CloseWrite()
 		}
-		done <- struct{}{}
 	}()
+	answered := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(stream, conn)
-		done <- struct{}{}
+		close(answered)
 	}()
 	select {
-	case <-done:
+	case <-answered:
 	case <-ctx.Done():
 	}
 	return nil
