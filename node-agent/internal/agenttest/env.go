@@ -86,8 +86,6 @@ type Env struct {
 	Images map[string]Image
 	// socket is the agent's libvirt socket.
 	socket string
-	// networkDir holds the managed network's state across agent restarts.
-	networkDir string
 	// consoleMarks is each VM's console log length when its last restore
 	// began, by VM UID (WaitConsoleAfterRestore).
 	consoleMarks sync.Map
@@ -150,18 +148,6 @@ func NewWith(t *testing.T, o Options) *Env {
 	}
 	// QEMU (running as root) needs to read the state dir; t.TempDir is fine.
 	e.StateDir = t.TempDir()
-	// The managed network goes next to the test libvirtd, in its netns;
-	// torn down after the domains (cleanups run last registered first).
-	e.networkDir = filepath.Join(e.StateDir, "network")
-	t.Cleanup(func() {
-		m, err := e.newNetwork()
-		if err == nil {
-			err = m.Remove(context.Background())
-		}
-		if err != nil {
-			t.Logf("cleanup: %v", err)
-		}
-	})
 
 	if gd != "" {
 		e.serveGuest(gd)
@@ -186,8 +172,24 @@ func (e *Env) serveGuest(dir string) {
 	}
 }
 
-func (e *Env) newNetwork() (*network.Manager, error) {
-	return network.New(network.Config{Netns: network.NetnsPath(e.LibvirtHost.Netns), Dir: e.networkDir})
+var (
+	networkOnce sync.Once
+	networkMgr  *network.Manager
+	networkErr  error
+)
+
+// sharedNetwork is the managed network of the test libvirtd's namespace.
+// A namespace has one (its bridges and nftables tables are the
+// namespace's), so every agent of the test binary shares it, as they share
+// the libvirtd; it goes with the namespace when the binary ends.
+func sharedNetwork(host libvirtd.Host) (*network.Manager, error) {
+	networkOnce.Do(func() {
+		networkMgr, networkErr = network.New(network.Config{
+			Netns: network.NetnsPath(host.Netns),
+			Dir:   filepath.Join(host.Dir, "agent-network"),
+		})
+	})
+	return networkMgr, networkErr
 }
 
 // HypervisorUID is the UID of the test's Hypervisor object, "" before the
@@ -242,9 +244,7 @@ func (e *Env) StartAgent() {
 		cancel()
 		e.T.Fatalf("agent: connect to libvirtd: %v", err)
 	}
-	// Each agent loads the managed network afresh, as a restarted
-	// vessel-agent does.
-	net, err := e.newNetwork()
+	net, err := sharedNetwork(e.LibvirtHost)
 	if err != nil {
 		cancel()
 		e.T.Fatal(err)
