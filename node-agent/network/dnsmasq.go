@@ -32,7 +32,10 @@ func dnsmasqConfig(bridge string, sub netip.Prefix, dir string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "interface=%s\n", bridge)
 	b.WriteString("bind-interfaces\nexcept-interface=lo\nport=0\ndhcp-authoritative\nno-resolv\nno-hosts\n")
-	fmt.Fprintf(&b, "dhcp-range=%s,static,255.255.255.0,1h\n", gw.Next())
+	// Infinite leases: the address is the MAC's for the VM's lifetime
+	// anyway, and a guest that never renews (the test guest's udhcpc -q)
+	// keeps its lease, so status keeps showing it.
+	fmt.Fprintf(&b, "dhcp-range=%s,static,255.255.255.0,infinite\n", gw.Next())
 	fmt.Fprintf(&b, "dhcp-option=option:router,%s\n", gw)
 	fmt.Fprintf(&b, "dhcp-hostsfile=%s/hosts\n", dir)
 	fmt.Fprintf(&b, "dhcp-leasefile=%s/leases\n", dir)

@@ -81,7 +81,7 @@ func TestRuleset(t *testing.T) {
 func TestDnsmasq(t *testing.T) {
 	sub := netip.MustParsePrefix("10.200.3.0/24")
 	conf := dnsmasqConfig("vb3", sub, "/state/vb3")
-	for _, want := range []string{"interface=vb3\n", "port=0\n", "dhcp-range=10.200.3.2,static,", "option:router,10.200.3.1\n", "dhcp-leasefile=/state/vb3/leases\n"} {
+	for _, want := range []string{"interface=vb3\n", "port=0\n", "dhcp-range=10.200.3.2,static,255.255.255.0,infinite\n", "option:router,10.200.3.1\n", "dhcp-leasefile=/state/vb3/leases\n"} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("dnsmasq.conf lacks %q:\n%s", want, conf)
 		}
