@@ -124,6 +124,14 @@ test-e2e-metrics: deps prometheus build ## Only e2e/metrics: kubectl vm top, RBA
 bench-metrics: deps ## One scrape of an agent with 20 real guests vs the bare virConnectGetAllDomainStats call, as a ratio.
 	VESSEL_E2E=1 go test -run '^$$' -bench Scrape -benchtime 1x -timeout 10m ./node-agent/bench/
 
+.PHONY: test-e2e-network
+test-e2e-network: deps build ## Only e2e/network: DHCP addresses, isolation, anti-spoofing, agent restart, port-forward.
+	VESSEL_E2E=1 go test $(GO_TEST_FLAGS) -timeout 20m ./e2e/network/
+
+.PHONY: bench-network
+bench-network: deps build ## kubectl vm port-forward vs a direct TCP connection to the guest in its netns: RTT and throughput, ratios.
+	VESSEL_E2E=1 go test -run '^$$' -bench Network -benchtime 1x -timeout 30m ./e2e/network/
+
 .PHONY: bench-console
 bench-console: deps build ## Console echo latency and throughput: libvirt stream vs agent vs kubectl path.
 	VESSEL_E2E=1 go test -run '^$$' -bench Console -benchtime 1x -timeout 30m ./e2e/console/

@@ -225,6 +225,7 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 		"virtualmachines/status":         vms.Status,
 		"virtualmachines/binding":        vms.Binding,
 		"virtualmachines/console":        vms.Console,
+		"virtualmachines/portforward":    vms.PortForward,
 		"virtualmachines/log":            vms.Log,
 		"virtualmachines/userdata":       vms.UserData,
 		"virtualmachinesnapshots":        snapshots.Main,

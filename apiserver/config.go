@@ -88,7 +88,7 @@ func NewConfig(recommended *genericoptions.RecommendedOptions, extra ExtraConfig
 	// A console session lasts as long as the user keeps it: no request
 	// timeout, and it holds no in-flight or priority-and-fairness seat.
 	serverConfig.LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(
-		sets.NewString("watch", "proxy"), sets.NewString("console"))
+		sets.NewString("watch", "proxy"), sets.NewString("console", "portforward"))
 
 	var admissionInformers informers.SharedInformerFactory
 	recommended.ExtraAdmissionInitializers = func(c *genericapiserver.RecommendedConfig) ([]admission.PluginInitializer, error) {

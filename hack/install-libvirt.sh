@@ -47,6 +47,9 @@ PACKAGES=(
   e2fsprogs
   iproute2
   util-linux
+  # The managed guest network (node-agent/network): DHCP and nftables.
+  dnsmasq-base
+  nftables
 )
 
 missing=()

@@ -67,6 +67,9 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 		"--hypervisor-name=" + name,
 		"--libvirt-socket=" + hv.Socket(),
 		"--state-dir=" + hv.AgentStateDir(),
+		// The managed guest network lives next to the hypervisor's
+		// libvirtd, never in the machine's own namespace.
+		"--network-namespace=" + hv.Netns,
 		"--allowed-host-path-roots=" + ImagesDir,
 		fmt.Sprintf("--daemon-endpoint=127.0.0.1:%d", c.Ports.Agents[name]),
 		// The console stream server admits only the vessel-apiserver's

@@ -109,7 +109,7 @@ type VirtualMachineSpec struct {
 	Disks []Disk `json:"disks,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
 
 	// Interfaces are the guest's network interfaces. With none given, the
-	// guest gets one user-mode (NAT) interface named "default".
+	// guest gets one Managed interface named "default".
 	// +optional
 	// +listType=map
 	// +listMapKey=name
@@ -327,8 +327,15 @@ type Disk struct {
 type InterfaceType string
 
 const (
+	// InterfaceTypeManaged connects to the network the node agent manages
+	// on the VM's hypervisor (default): one bridge per namespace, an
+	// address from the agent's DHCP server (reported in status), outbound
+	// NAT, reachable from the other VMs of the same namespace on that
+	// hypervisor and from nothing else; the guest cannot use another MAC or
+	// IP address than the ones it was given.
+	InterfaceTypeManaged InterfaceType = "Managed"
 	// InterfaceTypeUser is QEMU user-mode NAT networking: outbound only, no
-	// host setup needed (default).
+	// host setup needed, no address the agent can vouch for.
 	InterfaceTypeUser InterfaceType = "User"
 	// InterfaceTypeBridge connects to an existing host bridge.
 	InterfaceTypeBridge InterfaceType = "Bridge"
@@ -338,7 +345,9 @@ const (
 type Interface struct {
 	// Name identifies the interface within the VM (a DNS label).
 	Name string `json:"name"`
-	// Type is User (default) or Bridge.
+	// Type is Managed (default: the hypervisor's managed network, with a
+	// DHCP address in status), User (QEMU user-mode NAT, outbound only) or
+	// Bridge (an existing host bridge the operator allows).
 	// +optional
 	Type InterfaceType `json:"type,omitempty"`
 	// Bridge is the host bridge to connect to; required for type Bridge.
@@ -499,9 +508,36 @@ type InterfaceStatus struct {
 	// MACAddress of the interface.
 	// +optional
 	MACAddress string `json:"macAddress,omitempty"`
-	// IPAddress is the primary address reported by the guest.
+	// IPAddress is the interface's primary address: the first of
+	// IPAddresses.
 	// +optional
 	IPAddress string `json:"ipAddress,omitempty"`
+	// IPAddresses are the interface's addresses, each with where it was
+	// learnt. Only addresses from sources the agent trusts are listed.
+	// +optional
+	// +listType=atomic
+	IPAddresses []IPAddress `json:"ipAddresses,omitempty"`
+}
+
+// IPAddressSource says where an interface address was learnt.
+// +enum
+type IPAddressSource string
+
+const (
+	// IPAddressSourceDHCP is a lease of the node agent's own DHCP server on
+	// the managed network: the guest can use no other address there.
+	IPAddressSourceDHCP IPAddressSource = "DHCP"
+	// IPAddressSourceGuestAgent is reported by the QEMU guest agent inside
+	// the guest: informative, the guest controls it.
+	IPAddressSourceGuestAgent IPAddressSource = "GuestAgent"
+)
+
+// IPAddress is one address of an interface.
+type IPAddress struct {
+	// Address is an IPv4 or IPv6 address.
+	Address string `json:"address"`
+	// Source is where the address was learnt: DHCP or GuestAgent.
+	Source IPAddressSource `json:"source"`
 }
 
 // DiskPhase is where a disk is in provisioning.
@@ -591,6 +627,19 @@ type VirtualMachineConsoleOptions struct {
 	// ReadOnly attaches without input: output only.
 	// +optional
 	ReadOnly bool `json:"readOnly,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// VirtualMachinePortForwardOptions are the query parameters of the
+// portforward subresource, as PodPortForwardOptions are for pods.
+type VirtualMachinePortForwardOptions struct {
+	metav1.TypeMeta `json:",inline"`
+	// Ports are the guest's TCP ports to forward (WebSocket clients name
+	// them here; SPDY clients in each stream's headers).
+	// +optional
+	// +listType=atomic
+	Ports []int32 `json:"ports,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

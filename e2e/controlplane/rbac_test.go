@@ -106,6 +106,8 @@ var rbacMatrix = []access{
 	{user: "alice", verb: "create", resource: "virtualmachines/unpause", namespace: teamA, code: 409, says: "VM is not paused"},
 	{user: "alice", verb: "get", resource: "virtualmachines/console", namespace: teamA, code: 409, says: "is not running (phase Pending)"},
 	{user: "alice", verb: "create", resource: "virtualmachines/console", namespace: teamA, code: 409, says: "is not running (phase Pending)"},
+	{user: "alice", verb: "create", resource: "virtualmachines/portforward", namespace: teamA, code: 409, says: "is not running (phase Pending)"},
+	{user: "alice", verb: "get", resource: "virtualmachines/portforward", namespace: teamA, code: 409, says: "is not running (phase Pending)"},
 	{user: "alice", verb: "get", resource: "virtualmachines/log", namespace: teamA, code: 409, says: "is not scheduled to a hypervisor yet (phase Pending)"},
 	// She may not read user data back through the API: only the agent may.
 	{user: "alice", verb: "get", resource: "virtualmachines/userdata", namespace: teamA, code: 403},
@@ -174,6 +176,8 @@ var rbacMatrix = []access{
 	{user: "bob", verb: "create", resource: "virtualmachines/unpause", namespace: teamB, code: 403},
 	{user: "bob", verb: "get", resource: "virtualmachines/console", namespace: teamB, code: 403},
 	{user: "bob", verb: "create", resource: "virtualmachines/console", namespace: teamB, code: 403},
+	{user: "bob", verb: "create", resource: "virtualmachines/portforward", namespace: teamB, code: 403},
+	{user: "bob", verb: "get", resource: "virtualmachines/portforward", namespace: teamB, code: 403},
 	{user: "bob", verb: "get", resource: "virtualmachines/userdata", namespace: teamB, code: 403},
 	{user: "bob", verb: "update", resource: "virtualmachines/status", namespace: teamB, code: 403},
 	{user: "bob", verb: "create", resource: "virtualmachines/binding", namespace: teamB, code: 403},
@@ -478,7 +482,7 @@ func (m *matrix) do(ctx context.Context, a access) error {
 		}[strings.TrimPrefix(a.resource, "virtualmachines/")]
 		_, err := action(ctx, m.vm(ns, a.vm), &v1alpha1.VirtualMachineActionOptions{}, create)
 		return err
-	case "virtualmachines/console", "virtualmachines/log", "virtualmachines/userdata":
+	case "virtualmachines/console", "virtualmachines/log", "virtualmachines/userdata", "virtualmachines/portforward":
 		// Raw requests: these are streams, not objects.
 		req := v.RESTClient().Get()
 		if a.verb == "create" {

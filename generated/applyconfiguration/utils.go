@@ -64,6 +64,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vesselv1alpha1.InterfaceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("InterfaceStatus"):
 		return &vesselv1alpha1.InterfaceStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("IPAddress"):
+		return &vesselv1alpha1.IPAddressApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("KernelBoot"):
 		return &vesselv1alpha1.KernelBootApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PowerAction"):

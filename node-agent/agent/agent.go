@@ -58,6 +58,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 	"github.com/vessel-vm/vessel/node-agent/metrics"
+	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
 // Config is what an agent needs.
@@ -98,6 +99,10 @@ type Config struct {
 	DaemonEndpoint string
 	// AgentVersion is published in the Hypervisor status.
 	AgentVersion string
+	// Network is the managed guest network; Run applies what an earlier
+	// agent set up before any VM is synced. Nil: Managed interfaces are
+	// refused.
+	Network *network.Manager
 
 	HeartbeatInterval time.Duration
 	ResyncPeriod      time.Duration
@@ -198,6 +203,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cfg.Events.CoreV1().Events("")})
 	}
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vessel-agent", Host: cfg.HypervisorName})
+	if cfg.Network != nil {
+		if err := cfg.Network.Start(ctx); err != nil {
+			return err
+		}
+	}
 	clk := clock.RealClock{}
 
 	// The VMs bound here, filtered by the server; snapshots and restores
@@ -249,6 +259,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Identity:   status,
 		Recorder:   recorder,
 		Clock:      clk,
+		Network:    cfg.Network,
 	})
 	if err != nil {
 		return err
@@ -277,6 +288,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Identity:     status,
 		Recorder:     recorder,
 		Clock:        clk,
+		Network:      cfg.Network,
 	})
 	if err != nil {
 		return err

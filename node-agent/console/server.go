@@ -73,6 +73,8 @@ type Config struct {
 	// MaxSessions bounds the sessions attached to one VM's console at
 	// once; zero means DefaultMaxSessions. One more is refused with 429.
 	MaxSessions int
+	// PortForward connects to guests for /portforward; nil refuses it.
+	PortForward GuestDialer
 	// Extra serves more GET paths to the same clients, such as the per-VM
 	// resource usage the vessel-apiserver reads.
 	Extra map[string]http.Handler
@@ -124,6 +126,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /console/{namespace}/{name}/{uid}", s.serveConsole)
 	mux.HandleFunc("POST /console/{namespace}/{name}/{uid}", s.serveConsole)
 	mux.HandleFunc("GET /logs/{namespace}/{name}/{uid}", s.serveLogs)
+	mux.HandleFunc("GET /portforward/{namespace}/{name}/{uid}", s.servePortForward)
+	mux.HandleFunc("POST /portforward/{namespace}/{name}/{uid}", s.servePortForward)
 	for path, h := range s.cfg.Extra {
 		mux.Handle("GET "+path, h)
 	}

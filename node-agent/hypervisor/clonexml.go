@@ -89,8 +89,10 @@ func cloneDomainXML(saved string, cfg *DomainConfig) (string, error) {
 	}
 
 	macs := map[string]string{}
+	nics := map[string]NICConfig{}
 	for _, nic := range cfg.NICs {
 		macs["ua-net-"+nic.Name] = nic.MAC
+		nics["ua-net-"+nic.Name] = nic
 	}
 	for i := range d.Devices.Interfaces {
 		iface := &d.Devices.Interfaces[i]
@@ -100,6 +102,16 @@ func cloneDomainXML(saved string, cfg *DomainConfig) (string, error) {
 		mac, ok := macs[iface.Alias.Name]
 		if !ok {
 			return "", fmt.Errorf("saved interface %q is not among the clone's", strings.TrimPrefix(iface.Alias.Name, "ua-net-"))
+		}
+		// The clone's own port on the managed network: the saved domain
+		// names the source's tap (in use while the source runs) and bridge.
+		nic := nics[iface.Alias.Name]
+		iface.Target = nil
+		if nic.Target != "" {
+			iface.Target = &libvirtxml.DomainInterfaceTarget{Dev: nic.Target}
+		}
+		if nic.Bridge != "" && iface.Source != nil && iface.Source.Bridge != nil {
+			iface.Source.Bridge.Bridge = nic.Bridge
 		}
 		delete(macs, iface.Alias.Name)
 		if mac == "" {

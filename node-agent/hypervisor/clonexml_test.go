@@ -62,6 +62,7 @@ func TestCloneDomainXMLGivesTheCloneItsOwnFilesAndIdentity(t *testing.T) {
 	clone.Disks[0].BackingChain = []BackingFile{{Path: "/cache/sha256-0a1b", Format: "raw"}}
 	clone.Disks[2].Path = "/state/vms/clone/seed-seed.iso"
 	clone.NICs[0].MAC, clone.NICs[1].MAC = "52:54:00:aa:aa:aa", "52:54:00:bb:bb:bb"
+	clone.NICs[1].Bridge, clone.NICs[1].Target = "vb1", "vtc10e000001"
 
 	x, err := cloneDomainXML(savedXML(t), clone)
 	if err != nil {
@@ -91,6 +92,10 @@ func TestCloneDomainXMLGivesTheCloneItsOwnFilesAndIdentity(t *testing.T) {
 	}
 	if d.Devices.Interfaces[0].MAC.Address != "52:54:00:aa:aa:aa" || d.Devices.Interfaces[1].MAC.Address != "52:54:00:bb:bb:bb" {
 		t.Errorf("MACs: %+v %+v", d.Devices.Interfaces[0].MAC, d.Devices.Interfaces[1].MAC)
+	}
+	// Its own tap and bridge: the source's tap is in use while it runs.
+	if n := d.Devices.Interfaces[1]; n.Target == nil || n.Target.Dev != "vtc10e000001" || n.Source.Bridge.Bridge != "vb1" || d.Devices.Interfaces[0].Target != nil {
+		t.Errorf("interfaces: %+v, want the clone's tap vtc10e000001 on vb1", d.Devices.Interfaces)
 	}
 	if d.Devices.Serials[0].Log.File != clone.ConsoleLog {
 		t.Errorf("console log: %+v", d.Devices.Serials[0].Log)

@@ -87,6 +87,9 @@ type NICConfig struct {
 	Name   string
 	Bridge string // empty: user-mode networking
 	MAC    string
+	// Target names the host side (tap) of a bridged interface; empty:
+	// libvirt picks one.
+	Target string
 }
 
 // DomainName is the libvirt name of a new domain for the VM
@@ -244,6 +247,9 @@ func domainXML(cfg *DomainConfig, name string) (string, error) {
 		}
 		if nic.Bridge != "" {
 			iface.Source = &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: nic.Bridge}}
+			if nic.Target != "" {
+				iface.Target = &libvirtxml.DomainInterfaceTarget{Dev: nic.Target}
+			}
 		} else {
 			iface.Source = &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
 		}

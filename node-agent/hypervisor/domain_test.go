@@ -38,7 +38,7 @@ func testConfig() *DomainConfig {
 			{Name: "seed", Path: "/state/vms/uid/seed-seed.iso", Format: "raw", Bus: "virtio", CDROM: true},
 			{Name: "scratch", Path: "/state/vms/uid/disk-scratch.qcow2", Format: "qcow2", Bus: "scsi"},
 		},
-		NICs: []NICConfig{{Name: "default", MAC: "52:54:00:01:02:03"}, {Name: "lan", Bridge: "br0", MAC: "52:54:00:04:05:06"}},
+		NICs: []NICConfig{{Name: "default", MAC: "52:54:00:01:02:03"}, {Name: "lan", Bridge: "br0", MAC: "52:54:00:04:05:06", Target: "vt0123456789"}},
 	}
 }
 
@@ -142,7 +142,8 @@ func TestDomainXML(t *testing.T) {
 		t.Errorf("no virtio-serial controller (%+v) or no <genid/> (%+v)", d.Devices.Controllers, d.GenID)
 	}
 	if n := d.Devices.Interfaces; len(n) != 2 || n[0].Source.User == nil || n[0].Model.Type != "virtio" ||
-		n[0].MAC.Address != "52:54:00:01:02:03" || n[1].Source.Bridge == nil || n[1].Source.Bridge.Bridge != "br0" {
+		n[0].MAC.Address != "52:54:00:01:02:03" || n[1].Source.Bridge == nil || n[1].Source.Bridge.Bridge != "br0" ||
+		n[0].Target != nil || n[1].Target == nil || n[1].Target.Dev != "vt0123456789" {
 		t.Errorf("interfaces = %+v", n)
 	}
 	if s := d.Devices.Serials; len(s) != 1 || s[0].Source.Pty == nil || s[0].Log == nil ||

@@ -357,7 +357,7 @@ func wantVMDefaults(t *testing.T, spec v1alpha1.VirtualMachineSpec) {
 	if g := spec.TerminationGracePeriodSeconds; g == nil || *g != 30 {
 		t.Errorf("spec.terminationGracePeriodSeconds = %v, want 30", g)
 	}
-	if want := []v1alpha1.Interface{{Name: "default", Type: v1alpha1.InterfaceTypeUser}}; !apiequality.Semantic.DeepEqual(spec.Interfaces, want) {
+	if want := []v1alpha1.Interface{{Name: "default", Type: v1alpha1.InterfaceTypeManaged}}; !apiequality.Semantic.DeepEqual(spec.Interfaces, want) {
 		t.Errorf("spec.interfaces = %+v, want %+v", spec.Interfaces, want)
 	}
 }

@@ -44,7 +44,7 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 				s.TerminationGracePeriodSeconds = &grace
 			}
 			if len(s.Interfaces) == 0 {
-				s.Interfaces = []vessel.Interface{{Name: "default", Type: vessel.InterfaceTypeUser}}
+				s.Interfaces = []vessel.Interface{{Name: "default", Type: vessel.InterfaceTypeManaged}}
 			}
 		},
 		func(f *vessel.FileSource, c randfill.Continue) {
@@ -78,7 +78,7 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			}
 		},
 		func(i *vessel.Interface, c randfill.Continue) {
-			*i = vessel.Interface{Name: name(c), Type: oneOf(c, vessel.InterfaceTypeUser, vessel.InterfaceTypeBridge)}
+			*i = vessel.Interface{Name: name(c), Type: oneOf(c, vessel.InterfaceTypeManaged, vessel.InterfaceTypeUser, vessel.InterfaceTypeBridge)}
 			if i.Type == vessel.InterfaceTypeBridge {
 				i.Bridge = "br" + fmt.Sprint(c.Intn(100))
 			}

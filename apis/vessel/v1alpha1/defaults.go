@@ -85,10 +85,12 @@ func SetDefaults_CloudInitSource(obj *CloudInitSource) {
 	}
 }
 
-// SetDefaults_Interface makes interfaces user-mode NAT unless told otherwise.
+// SetDefaults_Interface puts interfaces on the managed network unless told
+// otherwise. VMs stored before Managed existed keep the User type they were
+// defaulted to then: defaulting only fills an empty type.
 func SetDefaults_Interface(obj *Interface) {
 	if obj.Type == "" {
-		obj.Type = InterfaceTypeUser
+		obj.Type = InterfaceTypeManaged
 	}
 }
 

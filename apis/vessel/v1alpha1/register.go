@@ -49,6 +49,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&VirtualMachineBinding{},
 		&VirtualMachineActionOptions{},
 		&VirtualMachineConsoleOptions{},
+		&VirtualMachinePortForwardOptions{},
 		&VirtualMachineSnapshot{},
 		&VirtualMachineSnapshotList{},
 		&VirtualMachineRestore{},

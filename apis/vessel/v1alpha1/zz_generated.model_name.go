@@ -92,6 +92,11 @@ func (in HypervisorStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in IPAddress) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.IPAddress"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ImageSource) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.ImageSource"
 }
@@ -184,6 +189,11 @@ func (in VirtualMachinePoolSpec) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in VirtualMachinePoolStatus) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.VirtualMachinePoolStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachinePortForwardOptions) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachinePortForwardOptions"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

@@ -28,7 +28,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel"
 )
 
-var supportedInterfaceTypes = []vessel.InterfaceType{vessel.InterfaceTypeUser, vessel.InterfaceTypeBridge}
+var supportedInterfaceTypes = []vessel.InterfaceType{vessel.InterfaceTypeManaged, vessel.InterfaceTypeUser, vessel.InterfaceTypeBridge}
 
 // bridgePolicy decides which host bridges a VM may connect to.
 type bridgePolicy struct {
@@ -96,7 +96,7 @@ func validateInterfaces(ifaces []vessel.Interface, bridges bridgePolicy, fldPath
 			} else {
 				allErrs = append(allErrs, bridges.check(iface.Bridge, bridgePath)...)
 			}
-		case vessel.InterfaceTypeUser:
+		case vessel.InterfaceTypeManaged, vessel.InterfaceTypeUser:
 			if iface.Bridge != "" {
 				allErrs = append(allErrs, field.Forbidden(bridgePath, "may only be set for type Bridge"))
 			}

@@ -386,6 +386,9 @@ func TestValidateVirtualMachineRejectsInvalid(t *testing.T) {
 		{"interface name not a DNS label", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Name = "LAN" }, []want{invalid("spec.interfaces[1].name")}},
 		{"duplicate interfaces", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Name = "default" }, []want{duplicate("spec.interfaces[1].name")}},
 		{"unknown interface type", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[0].Type = "Macvtap" }, []want{notSupported("spec.interfaces[0].type")}},
+		{"managed interface with a bridge", nil, func(vm *vessel.VirtualMachine) {
+			vm.Spec.Interfaces[0].Type, vm.Spec.Interfaces[0].Bridge = vessel.InterfaceTypeManaged, "br0"
+		}, []want{forbidden("spec.interfaces[0].bridge")}},
 		{"bridge missing", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Bridge = "" }, []want{required("spec.interfaces[1].bridge")}},
 		{"bridge on a User interface", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[0].Bridge = "br0" }, []want{forbidden("spec.interfaces[0].bridge")}},
 		{"bridge name longer than IFNAMSIZ", nil, func(vm *vessel.VirtualMachine) { vm.Spec.Interfaces[1].Bridge = "br-0123456789abc" }, []want{tooLong("spec.interfaces[1].bridge")}},

@@ -73,6 +73,9 @@ kubectl's configuration and flags.`,
 		newRestoreCommand,
 		newTopCommand,
 		newGuestInfoCommand,
+		newPortForwardCommand,
+		newSSHCommand,
+		newTunnelCommand,
 	} {
 		cmd.AddCommand(sub(o))
 	}
@@ -118,6 +121,10 @@ func Run(ctx context.Context, streams genericiooptions.IOStreams, args []string)
 	cmd := NewCommand(streams)
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(ctx); err != nil {
+		// ssh said what went wrong already; its status is the answer.
+		if code, ok := err.(exitCode); ok {
+			return int(code)
+		}
 		fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
 		return 1
 	}

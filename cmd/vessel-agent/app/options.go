@@ -25,8 +25,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -47,6 +49,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 	"github.com/vessel-vm/vessel/node-agent/metrics"
 	"github.com/vessel-vm/vessel/node-agent/servingcert"
+	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
 // Version is the agent's version, set at link time.
@@ -54,10 +57,15 @@ var Version = "v0.0.0-dev"
 
 // Options are vessel-agent's flags.
 type Options struct {
-	Kubeconfig           string
-	HypervisorName       string
-	NodeLabels           map[string]string
-	StateDir             string
+	Kubeconfig     string
+	HypervisorName string
+	NodeLabels     map[string]string
+	StateDir       string
+	// NetworkNamespace is where the managed guest network lives (name or
+	// path; empty: the agent's own); ManagedNetworkPool is split into a
+	// /24 per tenant namespace.
+	NetworkNamespace     string
+	ManagedNetworkPool   string
 	LibvirtSocket        string
 	AllowedHostPathRoots []string
 	// WritableHostPathRoots are divided per namespace.
@@ -112,6 +120,7 @@ func NewOptions() *Options {
 		Metrics:              metrics.NewServerOptions(),
 		HypervisorName:       strings.ToLower(host),
 		StateDir:             "/var/lib/vessel/agent",
+		ManagedNetworkPool:   network.DefaultPool,
 		LibvirtSocket:        hypervisor.DefaultSocket,
 		AllowedHostPathRoots: []string{"/var/lib/vessel/images"},
 		ImageMaxSize:         resource.NewQuantity(disks.DefaultMaxImageSize, resource.BinarySI).String(),
@@ -137,6 +146,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HypervisorName, "hypervisor-name", o.HypervisorName, "name of this node's Hypervisor object (default: the host name)")
 	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels put on the Hypervisor, matched by VM nodeSelectors (key=value,...)")
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "directory for the image cache (images/) and per-VM files (vms/<uid>/)")
+	fs.StringVar(&o.NetworkNamespace, "network-namespace", o.NetworkNamespace, "network namespace (a name under /run/netns, or a path) of the managed guest network: its bridges, DHCP servers and nftables rules; libvirtd must run in it too (default: the agent's own)")
+	fs.StringVar(&o.ManagedNetworkPool, "managed-network-pool", o.ManagedNetworkPool, "IPv4 prefix (/16 to /24) the managed network gives each tenant namespace a /24 of")
 	fs.StringVar(&o.LibvirtSocket, "libvirt-socket", o.LibvirtSocket, "libvirtd's read-write UNIX socket")
 	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots, "shared directories hostPath sources may resolve into (symlinks are followed, escapes refused): VMs may read files there (kernels, initrds, readOnly disks), never write them")
 	fs.StringSliceVar(&o.WritableHostPathRoots, "writable-host-path-roots", o.WritableHostPathRoots, "directories divided per namespace: a VM may use files under <root>/<its namespace>/, writable or not (default: none)")
@@ -207,6 +218,9 @@ func (o *Options) Validate() error {
 		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("--node-labels value %q: %s", v, strings.Join(msgs, "; ")))
 		}
+	}
+	if p, err := netip.ParsePrefix(o.ManagedNetworkPool); err != nil || !p.Addr().Is4() || p.Bits() > 24 {
+		errs = append(errs, fmt.Errorf("--managed-network-pool must be an IPv4 prefix of /24 or larger, got %q", o.ManagedNetworkPool))
 	}
 	if o.StateDir == "" || !strings.HasPrefix(o.StateDir, "/") {
 		errs = append(errs, fmt.Errorf("--state-dir must be an absolute path, got %q", o.StateDir))
@@ -367,6 +381,14 @@ func (o *Options) Config() (*Config, error) {
 		registryOpts.ConsoleSessions = func() int { return consoleServer.Sessions() }
 	}
 	registry := metrics.NewRegistry(registryOpts)
+	managedNet, err := network.New(network.Config{
+		Netns: network.NetnsPath(o.NetworkNamespace),
+		Dir:   filepath.Join(o.StateDir, "network"),
+		Pool:  netip.MustParsePrefix(o.ManagedNetworkPool),
+	})
+	if err != nil {
+		return nil, err
+	}
 	c := &Config{
 		Agent: agent.Config{
 			Client:                client,
@@ -389,6 +411,7 @@ func (o *Options) Config() (*Config, error) {
 			ResyncPeriod:          o.ResyncPeriod,
 			Workers:               o.Workers,
 			Metrics:               registry,
+			Network:               managedNet,
 		},
 		Libvirt:       lv,
 		LibvirtSocket: o.LibvirtSocket,
@@ -411,6 +434,8 @@ func (o *Options) Config() (*Config, error) {
 			Backend:  &console.Libvirt{Socket: o.LibvirtSocket},
 			Domains:  lv,
 			StateDir: o.StateDir,
+			// Port forwarding connects to guests on the managed network.
+			PortForward: managedNet,
 			// The vessel-apiserver's usage API (metrics.vessel.dev) is fed
 			// from here, over the console's mutual TLS: agents need no
 			// permission to write usage anywhere.

@@ -45,6 +45,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/controller/boundvm"
 	"github.com/vessel-vm/vessel/node-agent/controller/worker"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
 // VMController is what a clone needs of the VM controller, which owns the
@@ -100,6 +101,9 @@ type Deps struct {
 	Identity Identity
 	Recorder record.EventRecorder
 	Clock    clock.PassiveClock
+	// Network is the managed guest network (clones of VMs with Managed
+	// interfaces get ports of their own).
+	Network *network.Manager
 }
 
 // Controller makes the clones bound to one hypervisor.
@@ -116,6 +120,7 @@ type Controller struct {
 	locks    *boundvm.Locks
 	identity Identity
 	recorder record.EventRecorder
+	network  *network.Manager
 	clock    clock.PassiveClock
 	queue    *worker.Queue
 	// gcMu keeps image collection away from a clone being made.
@@ -148,6 +153,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		locks:    deps.Locks,
 		identity: deps.Identity,
 		recorder: deps.Recorder,
+		network:  deps.Network,
 		clock:    deps.Clock,
 		queue:    worker.NewQueue("vessel-agent-clones"),
 	}

@@ -69,13 +69,11 @@ func (c *Controller) domainConfig(ctx context.Context, target *v1alpha1.VirtualM
 		}
 		cfg.Disks = append(cfg.Disks, dc)
 	}
-	for _, nic := range target.Spec.Interfaces {
-		n := hypervisor.NICConfig{Name: nic.Name, MAC: vm.MACFor(uid, nic.Name, nic.MACAddress)}
-		if nic.Type == v1alpha1.InterfaceTypeBridge {
-			n.Bridge = nic.Bridge
-		}
-		cfg.NICs = append(cfg.NICs, n)
+	nics, err := vm.NICConfigs(ctx, c.network, target)
+	if err != nil {
+		return nil, fail("Network", "%v", err)
 	}
+	cfg.NICs = nics
 	if _, err := hypervisor.DomainXML(cfg); err != nil {
 		return nil, fail("InvalidDomain", "%v", err)
 	}

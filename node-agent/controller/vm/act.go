@@ -196,6 +196,11 @@ func (c *Controller) finalize(ctx context.Context, key string, vm *v1alpha1.Virt
 	if err := os.RemoveAll(c.vmDir(uid)); err != nil {
 		return fmt.Errorf("remove VM directory: %w", err)
 	}
+	if c.network != nil {
+		if err := c.network.Release(ctx, uid); err != nil {
+			return err
+		}
+	}
 	vms := c.client.VesselV1alpha1().VirtualMachines(vm.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := vms.Get(ctx, vm.Name, metav1.GetOptions{})

@@ -44,6 +44,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/controller/worker"
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
 // Config are the controller's settings.
@@ -94,6 +95,9 @@ type Deps struct {
 	Identity Identity
 	Recorder record.EventRecorder
 	Clock    clock.PassiveClock
+	// Network is the managed guest network; nil: Managed interfaces are
+	// refused.
+	Network *network.Manager
 }
 
 // Controller reconciles the VMs bound to one hypervisor.
@@ -110,6 +114,7 @@ type Controller struct {
 	identity Identity
 	recorder record.EventRecorder
 	clock    clock.PassiveClock
+	network  *network.Manager
 	queue    *worker.Queue
 	expected *statusExpectations
 	// agents watches the guest agents of running guests; nil when the
@@ -157,6 +162,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		identity:  deps.Identity,
 		recorder:  deps.Recorder,
 		clock:     deps.Clock,
+		network:   deps.Network,
 		queue:     worker.NewQueue("vessel-agent-vms"),
 		expected:  newStatusExpectations(deps.Clock),
 		states:    map[string]*vmState{},

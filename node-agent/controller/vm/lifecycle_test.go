@@ -18,6 +18,7 @@ package vm_test
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,8 +73,15 @@ func TestLifecycle(t *testing.T) {
 		}
 	}
 	e.WaitConsole(vm, agenttest.BootTimeout, "VESSEL-GUEST READY", marker, "VESSEL-DISK mounted", "VESSEL-CLOUDINIT done rc=0", "VESSEL-BOOT done")
-	vm = e.WaitVM(name, "IP address in status", 30*time.Second, func(vm *v1alpha1.VirtualMachine) bool {
-		return len(vm.Status.Interfaces) == 1 && vm.Status.Interfaces[0].IPAddress == "10.0.2.15" && vm.Status.Interfaces[0].MACAddress != ""
+	// The default interface is Managed: its address is the lease of the
+	// agent's own DHCP server, from the default pool.
+	vm = e.WaitVM(name, "DHCP address in status", 30*time.Second, func(vm *v1alpha1.VirtualMachine) bool {
+		if len(vm.Status.Interfaces) != 1 {
+			return false
+		}
+		is := vm.Status.Interfaces[0]
+		return strings.HasPrefix(is.IPAddress, "10.200.") && is.MACAddress != "" &&
+			len(is.IPAddresses) == 1 && is.IPAddresses[0].Source == v1alpha1.IPAddressSourceDHCP
 	})
 	if d := e.Domain(vm); d == nil || d.State != hypervisor.StateRunning || d.Owner.Name != name {
 		t.Fatalf("domain of %s: %+v, want running and owned", name, d)

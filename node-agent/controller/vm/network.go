@@ -17,53 +17,62 @@ limitations under the License.
 package vm
 
 import (
-	"bufio"
-	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
-	"net"
-	"os"
+
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
+	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
-// ipMarker is the line the test guest (and any image that follows its
-// convention) prints on the serial console once DHCP on its first NIC
-// worked. With user-mode networking libvirt has no DHCP lease to ask, so
-// the console is where the address is learnt.
-var ipMarker = []byte("VESSEL-IP ")
+// The guest's own claims about its address (the test guest's VESSEL-IP
+// console line) are not read: a guest can print anything. Addresses in
+// status come from the managed network's DHCP leases only.
 
-// maxConsoleScan bounds how much of a console log is read for the address.
-const maxConsoleScan = 1 << 20
-
-// consoleIP returns the last address announced in the console log, or "".
-func consoleIP(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
+// NICConfigs are the domain interfaces of vm: Managed ones get (or keep)
+// their port on the managed network net, which may be nil on an agent
+// without one, and then refuses them. The VM and clone controllers both
+// define domains with them.
+func NICConfigs(ctx context.Context, net *network.Manager, vm *v1alpha1.VirtualMachine) ([]hypervisor.NICConfig, error) {
+	uid := string(vm.UID)
+	var out []hypervisor.NICConfig
+	for _, nic := range vm.Spec.Interfaces {
+		n := hypervisor.NICConfig{Name: nic.Name, MAC: macFor(uid, nic.Name, nic.MACAddress)}
+		switch nic.Type {
+		case v1alpha1.InterfaceTypeBridge:
+			n.Bridge = nic.Bridge
+		case v1alpha1.InterfaceTypeManaged:
+			if net == nil {
+				return nil, fmt.Errorf("interface %s: type Managed, but this agent runs no managed network", nic.Name)
+			}
+			att, err := net.Attach(ctx, vm.Namespace, network.PortKey(uid, nic.Name), n.MAC)
+			if err != nil {
+				return nil, fmt.Errorf("interface %s: %w", nic.Name, err)
+			}
+			n.Bridge, n.Target = att.Bridge, att.Tap
+		}
+		out = append(out, n)
 	}
-	defer f.Close()
-	return scanIP(io.LimitReader(f, maxConsoleScan))
+	return out, nil
 }
 
-func scanIP(r io.Reader) string {
-	ip := ""
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	for sc.Scan() {
-		line := bytes.TrimRight(sc.Bytes(), "\r")
-		i := bytes.Index(line, ipMarker)
-		if i < 0 {
+// managedAddresses are the DHCP leases of vm's Managed interfaces, by
+// interface name.
+func managedAddresses(net *network.Manager, vm *v1alpha1.VirtualMachine) map[string][]string {
+	out := map[string][]string{}
+	if net == nil {
+		return out
+	}
+	for _, nic := range vm.Spec.Interfaces {
+		if nic.Type != v1alpha1.InterfaceTypeManaged {
 			continue
 		}
-		fields := bytes.Fields(line[i+len(ipMarker):])
-		if len(fields) == 0 {
-			continue
-		}
-		if addr := net.ParseIP(string(fields[0])); addr != nil {
-			ip = addr.String()
+		for _, a := range net.Addresses(vm.Namespace, macFor(string(vm.UID), nic.Name, nic.MACAddress)) {
+			out[nic.Name] = append(out[nic.Name], a.String())
 		}
 	}
-	return ip
+	return out
 }
 
 // MACFor is macFor for the controllers that define a VM's domain

@@ -78,6 +78,9 @@ func (c *Controller) collectOrphans(ctx context.Context) error {
 		if err := os.RemoveAll(c.vmDir(dom.UUID)); err != nil {
 			errs = append(errs, fmt.Errorf("remove VM directory: %w", err))
 		}
+		if c.network != nil {
+			errs = append(errs, c.network.Release(ctx, dom.UUID))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -219,13 +219,11 @@ func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine,
 		run.setDisk(d.Name, v1alpha1.DiskReady, "", "")
 		cfg.Disks = append(cfg.Disks, dc)
 	}
-	for _, nic := range vm.Spec.Interfaces {
-		n := hypervisor.NICConfig{Name: nic.Name, MAC: macFor(uid, nic.Name, nic.MACAddress)}
-		if nic.Type == v1alpha1.InterfaceTypeBridge {
-			n.Bridge = nic.Bridge
-		}
-		cfg.NICs = append(cfg.NICs, n)
+	nics, err := NICConfigs(ctx, c.network, vm)
+	if err != nil {
+		return nil, err
 	}
+	cfg.NICs = nics
 	// Validate now, so a spec libvirt cannot take fails as provisioning.
 	if _, err := hypervisor.DomainXML(cfg); err != nil {
 		return nil, err

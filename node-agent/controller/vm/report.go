@@ -19,7 +19,6 @@ package vm
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -85,17 +84,17 @@ func (c *Controller) report(ctx context.Context, key string, o *observation, d *
 		NextStartTime:    d.NextStartTime,
 		AgentSupported:   o.AgentSupported,
 		Agent:            o.Agent,
-		IPs:              map[string]string{},
+		IPs:              map[string][]string{},
 		MACs:             map[string]string{},
 	}
 	if st.prov != nil {
 		in.Prov = st.prov.state()
 	}
-	for i, nic := range vm.Spec.Interfaces {
+	for _, nic := range vm.Spec.Interfaces {
 		in.MACs[nic.Name] = macFor(uid, nic.Name, nic.MACAddress)
-		if i == 0 && active {
-			in.IPs[nic.Name] = consoleIP(filepath.Join(c.vmDir(uid), "console.log"))
-		}
+	}
+	if active {
+		in.IPs = managedAddresses(c.network, vm)
 	}
 	status := computeStatus(vm, in)
 	if err := c.writeStatus(ctx, key, vm, st, status); err != nil {
@@ -103,7 +102,7 @@ func (c *Controller) report(ctx context.Context, key string, o *observation, d *
 	}
 
 	requeue := out.requeue
-	if active && len(vm.Spec.Interfaces) > 0 && in.IPs[vm.Spec.Interfaces[0].Name] == "" &&
+	if active && len(vm.Spec.Interfaces) > 0 && vm.Spec.Interfaces[0].Type == v1alpha1.InterfaceTypeManaged && len(in.IPs[vm.Spec.Interfaces[0].Name]) == 0 &&
 		status.StartedAt != nil && o.Now.Sub(status.StartedAt.Time) < ipPollWindow {
 		requeue = minPositive(requeue, ipPollInterval)
 	}

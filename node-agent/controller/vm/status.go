@@ -72,8 +72,8 @@ type statusInput struct {
 	// is what the guest's agent said last (nil: nothing yet).
 	AgentSupported bool
 	Agent          *agentObservation
-	// IPs of the interfaces by name, as far as known.
-	IPs  map[string]string
+	// IPs are the DHCP leases of the interfaces, by name.
+	IPs  map[string][]string
 	MACs map[string]string
 }
 
@@ -219,7 +219,12 @@ func computeStatus(vm *v1alpha1.VirtualMachine, obs *statusInput) v1alpha1.Virtu
 	for _, nic := range vm.Spec.Interfaces {
 		is := v1alpha1.InterfaceStatus{Name: nic.Name, MACAddress: obs.MACs[nic.Name]}
 		if obs.Domain != nil && obs.Domain.State.Active() {
-			is.IPAddress = obs.IPs[nic.Name]
+			for _, a := range obs.IPs[nic.Name] {
+				is.IPAddresses = append(is.IPAddresses, v1alpha1.IPAddress{Address: a, Source: v1alpha1.IPAddressSourceDHCP})
+			}
+			if len(is.IPAddresses) > 0 {
+				is.IPAddress = is.IPAddresses[0].Address
+			}
 		}
 		st.Interfaces = append(st.Interfaces, is)
 	}

@@ -101,7 +101,7 @@ func TestComputeStatus(t *testing.T) {
 	}
 	obs := &statusInput{
 		Now: now, NodeName: "hv1", Domain: dom(hypervisor.StateRunning, ""), ShouldRun: true, Started: true,
-		ObservedActionID: 3, IPs: map[string]string{"default": "10.0.2.15"}, MACs: map[string]string{"default": "52:54:00:01:02:03"},
+		ObservedActionID: 3, IPs: map[string][]string{"default": {"10.200.0.2"}}, MACs: map[string]string{"default": "52:54:00:01:02:03"},
 	}
 	st := computeStatus(vm, obs)
 	if st.Phase != v1alpha1.VirtualMachineRunning || st.NodeName != "hv1" || st.ObservedGeneration != 4 || st.ObservedPowerActionID != 3 {
@@ -135,7 +135,8 @@ func TestComputeStatus(t *testing.T) {
 	if len(st.Disks) != 1 || st.Disks[0].Phase != v1alpha1.DiskReady {
 		t.Errorf("disks = %+v", st.Disks)
 	}
-	if len(st.Interfaces) != 1 || st.Interfaces[0].IPAddress != "10.0.2.15" || st.Interfaces[0].MACAddress == "" {
+	if len(st.Interfaces) != 1 || st.Interfaces[0].IPAddress != "10.200.0.2" || st.Interfaces[0].MACAddress == "" ||
+		len(st.Interfaces[0].IPAddresses) != 1 || st.Interfaces[0].IPAddresses[0] != (v1alpha1.IPAddress{Address: "10.200.0.2", Source: v1alpha1.IPAddressSourceDHCP}) {
 		t.Errorf("interfaces = %+v", st.Interfaces)
 	}
 
@@ -158,31 +159,12 @@ func TestComputeStatus(t *testing.T) {
 	obs.ShouldRun = false
 	obs.StopReason = runstrategy.StopReasonGuestShutdown
 	stopped := computeStatus(vm, obs)
-	if stopped.Phase != v1alpha1.VirtualMachineStopped || stopped.Interfaces[0].IPAddress != "" || stopped.StopReason != runstrategy.StopReasonGuestShutdown {
+	if stopped.Phase != v1alpha1.VirtualMachineStopped || stopped.Interfaces[0].IPAddress != "" || stopped.Interfaces[0].IPAddresses != nil || stopped.StopReason != runstrategy.StopReasonGuestShutdown {
 		t.Errorf("stopped status = %+v", stopped)
 	}
 	for _, c := range stopped.Conditions {
 		if c.Type == v1alpha1.VirtualMachineConditionReady && (c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, runstrategy.StopReasonGuestShutdown)) {
 			t.Errorf("Ready condition when stopped = %+v", c)
-		}
-	}
-}
-
-func TestScanIP(t *testing.T) {
-	tests := []struct {
-		console, want string
-	}{
-		{"", ""},
-		{"VESSEL-GUEST READY 6.1\r\nVESSEL-IP 10.0.2.15\r\n", "10.0.2.15"},
-		{"\x1b[6nVESSEL-IP 10.0.2.16\n", "10.0.2.16"},
-		{"VESSEL-IP 10.0.2.15\nVESSEL-IP 192.168.1.7\n", "192.168.1.7"},
-		{"VESSEL-IP unknown\n", ""},
-		{"VESSEL-IP 2001:DB8::1\n", "2001:db8::1"},
-		{"VESSEL-NET dhcp-failed eth0\n", ""},
-	}
-	for _, tt := range tests {
-		if got := scanIP(strings.NewReader(tt.console)); got != tt.want {
-			t.Errorf("scanIP(%q) = %q, want %q", tt.console, got, tt.want)
 		}
 	}
 }

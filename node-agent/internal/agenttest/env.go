@@ -48,6 +48,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 	"github.com/vessel-vm/vessel/node-agent/internal/needs"
+	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
 // Namespace is where the tests' VMs live.
@@ -171,6 +172,26 @@ func (e *Env) serveGuest(dir string) {
 	}
 }
 
+var (
+	networkOnce sync.Once
+	networkMgr  *network.Manager
+	networkErr  error
+)
+
+// sharedNetwork is the managed network of the test libvirtd's namespace.
+// A namespace has one (its bridges and nftables tables are the
+// namespace's), so every agent of the test binary shares it, as they share
+// the libvirtd; it goes with the namespace when the binary ends.
+func sharedNetwork(host libvirtd.Host) (*network.Manager, error) {
+	networkOnce.Do(func() {
+		networkMgr, networkErr = network.New(network.Config{
+			Netns: network.NetnsPath(host.Netns),
+			Dir:   filepath.Join(host.Dir, "agent-network"),
+		})
+	})
+	return networkMgr, networkErr
+}
+
 // HypervisorUID is the UID of the test's Hypervisor object, "" before the
 // agent registered it.
 func (e *Env) HypervisorUID() string {
@@ -223,7 +244,13 @@ func (e *Env) StartAgent() {
 		cancel()
 		e.T.Fatalf("agent: connect to libvirtd: %v", err)
 	}
+	net, err := sharedNetwork(e.LibvirtHost)
+	if err != nil {
+		cancel()
+		e.T.Fatal(err)
+	}
 	a, err := agent.New(agent.Config{
+		Network:        net,
 		Client:         e.Client,
 		Hypervisor:     lv,
 		HypervisorName: e.HypervisorName,

@@ -42,6 +42,7 @@ type Storage struct {
 	Binding        *BindingREST
 	Actions        map[Action]*ActionREST
 	Console        *ConsoleREST
+	PortForward    *PortForwardREST
 	Log            *LogREST
 	UserData       *UserDataREST
 }
@@ -72,6 +73,7 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, op
 		Actions:        map[Action]*ActionREST{},
 		Console:        &ConsoleREST{store: stores.Store, agents: agents, guards: guards},
 		Log:            &LogREST{store: stores.Store, agents: agents},
+		PortForward:    &PortForwardREST{store: stores.Store, agents: agents, guards: guards},
 		UserData:       &UserDataREST{store: stores.Store, guards: guards},
 	}
 	for _, a := range Actions {

@@ -29,7 +29,7 @@ var tableConvertor = registry.TableConvertor[*vessel.VirtualMachine]{
 		{Name: "Status", Type: "string", Description: "The VM's phase."},
 		{Name: "Ready", Type: "string", Description: "Whether the guest runs: True, False, or Unknown while its hypervisor is not Ready."},
 		{Name: "Node", Type: "string", Description: "The hypervisor the VM is bound to."},
-		{Name: "IP", Type: "string", Description: "The first address the guest reported."},
+		{Name: "IP", Type: "string", Description: "The primary address of the first interface that has one (on the managed network: the DHCP lease of the agent's own server)."},
 		{Name: "CPU", Type: "integer", Priority: 1, Description: "Virtual CPUs."},
 		{Name: "Memory", Type: "string", Priority: 1, Description: "Guest memory."},
 		{Name: "RunStrategy", Type: "string", Priority: 1, Description: "When the guest should run."},

@@ -29,7 +29,9 @@ import (
 type InterfaceApplyConfiguration struct {
 	// Name identifies the interface within the VM (a DNS label).
 	Name *string `json:"name,omitempty"`
-	// Type is User (default) or Bridge.
+	// Type is Managed (default: the hypervisor's managed network, with a
+	// DHCP address in status), User (QEMU user-mode NAT, outbound only) or
+	// Bridge (an existing host bridge the operator allows).
 	Type *vesselv1alpha1.InterfaceType `json:"type,omitempty"`
 	// Bridge is the host bridge to connect to; required for type Bridge.
 	Bridge *string `json:"bridge,omitempty"`

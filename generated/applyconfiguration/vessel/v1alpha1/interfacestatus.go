@@ -27,8 +27,12 @@ type InterfaceStatusApplyConfiguration struct {
 	Name *string `json:"name,omitempty"`
 	// MACAddress of the interface.
 	MACAddress *string `json:"macAddress,omitempty"`
-	// IPAddress is the primary address reported by the guest.
+	// IPAddress is the interface's primary address: the first of
+	// IPAddresses.
 	IPAddress *string `json:"ipAddress,omitempty"`
+	// IPAddresses are the interface's addresses, each with where it was
+	// learnt. Only addresses from sources the agent trusts are listed.
+	IPAddresses []IPAddressApplyConfiguration `json:"ipAddresses,omitempty"`
 }
 
 // InterfaceStatusApplyConfiguration constructs a declarative configuration of the InterfaceStatus type for use with
@@ -58,5 +62,18 @@ func (b *InterfaceStatusApplyConfiguration) WithMACAddress(value string) *Interf
 // If called multiple times, the IPAddress field is set to the value of the last call.
 func (b *InterfaceStatusApplyConfiguration) WithIPAddress(value string) *InterfaceStatusApplyConfiguration {
 	b.IPAddress = &value
+	return b
+}
+
+// WithIPAddresses adds the given value to the IPAddresses field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the IPAddresses field.
+func (b *InterfaceStatusApplyConfiguration) WithIPAddresses(values ...*IPAddressApplyConfiguration) *InterfaceStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithIPAddresses")
+		}
+		b.IPAddresses = append(b.IPAddresses, *values[i])
+	}
 	return b
 }

@@ -44,7 +44,7 @@ type VirtualMachineSpecApplyConfiguration struct {
 	// Disks attached to the guest, in boot order.
 	Disks []DiskApplyConfiguration `json:"disks,omitempty"`
 	// Interfaces are the guest's network interfaces. With none given, the
-	// guest gets one user-mode (NAT) interface named "default".
+	// guest gets one Managed interface named "default".
 	Interfaces []InterfaceApplyConfiguration `json:"interfaces,omitempty"`
 	// NodeSelector limits the hypervisors this VM may be scheduled to: every
 	// key/value must be among the Hypervisor's labels.

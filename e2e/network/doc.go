@@ -1,0 +1,23 @@
+/*
+Copyright The Vessel Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package network tests the managed guest network end to end, through a
+// real kube-apiserver with two hypervisors, each in its own network
+// namespace: DHCP addresses in status, traffic within a namespace, none
+// across namespaces or to the hypervisor, anti-spoofing, and an agent
+// restart that changes nothing. Commands run in the guests through their
+// serial consoles.
+package network
