@@ -203,3 +203,30 @@ func waitKey(t *testing.T, ch <-chan string) {
 		t.Fatal("the probe never enqueued the VM")
 	}
 }
+
+// Status lists the DHCP lease first and what the guest's agent reports
+// after it, without repeating an address; a guest that claims addresses
+// while its agent is not connected gets none listed.
+func TestStatusAddressesDHCPBeforeGuestAgent(t *testing.T) {
+	vm := testVM(v1alpha1.RunStrategyAlways, v1alpha1.VirtualMachineRunning)
+	vm.Spec.Interfaces = []v1alpha1.Interface{{Name: "default", Type: v1alpha1.InterfaceTypeManaged}}
+	in := statusInput{
+		Now: metav1.NewTime(testNow), Domain: dom(hypervisor.StateRunning, ""), ShouldRun: true, AgentSupported: true,
+		Agent: &agentObservation{Connected: true, Info: testGuestInfo},
+		IPs:   map[string][]string{"default": {"10.0.2.15"}},
+		MACs:  map[string]string{"default": "52:54:00:aa:bb:cc"},
+	}
+	st := computeStatus(vm, &in)
+	want := []v1alpha1.IPAddress{
+		{Address: "10.0.2.15", Source: v1alpha1.IPAddressSourceDHCP},
+		{Address: "fd00::5", Source: v1alpha1.IPAddressSourceGuestAgent},
+	}
+	if len(st.Interfaces) != 1 || !reflect.DeepEqual(st.Interfaces[0].IPAddresses, want) || st.Interfaces[0].IPAddress != "10.0.2.15" {
+		t.Fatalf("interfaces = %+v, want addresses %+v and primary 10.0.2.15", st.Interfaces, want)
+	}
+	in.Agent = &agentObservation{Err: "not connected"}
+	st = computeStatus(vm, &in)
+	if got := st.Interfaces[0].IPAddresses; len(got) != 1 || got[0].Source != v1alpha1.IPAddressSourceDHCP {
+		t.Errorf("without a connected agent: %+v, want the lease alone", got)
+	}
+}

@@ -18,6 +18,7 @@ package vm
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -221,6 +222,16 @@ func computeStatus(vm *v1alpha1.VirtualMachine, obs *statusInput) v1alpha1.Virtu
 		if obs.Domain != nil && obs.Domain.State.Active() {
 			for _, a := range obs.IPs[nic.Name] {
 				is.IPAddresses = append(is.IPAddresses, v1alpha1.IPAddress{Address: a, Source: v1alpha1.IPAddressSourceDHCP})
+			}
+			// What the guest's agent says comes after what the agent's own
+			// DHCP server handed out: a guest can claim any address, so it
+			// never becomes the primary one while a lease exists.
+			if obs.Agent != nil && obs.Agent.Connected {
+				for _, a := range guestAgentAddresses(obs.Agent.Info, is.MACAddress) {
+					if !slices.ContainsFunc(is.IPAddresses, func(x v1alpha1.IPAddress) bool { return x.Address == a }) {
+						is.IPAddresses = append(is.IPAddresses, v1alpha1.IPAddress{Address: a, Source: v1alpha1.IPAddressSourceGuestAgent})
+					}
+				}
 			}
 			if len(is.IPAddresses) > 0 {
 				is.IPAddress = is.IPAddresses[0].Address
