@@ -50,6 +50,8 @@ PACKAGES=(
   # The managed guest network (node-agent/network): DHCP and nftables.
   dnsmasq-base
   nftables
+  # kubectl vm ssh runs the system ssh (and e2e/network with it).
+  openssh-client
 )
 
 missing=()

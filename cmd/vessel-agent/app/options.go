@@ -48,8 +48,8 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 	"github.com/vessel-vm/vessel/node-agent/metrics"
-	"github.com/vessel-vm/vessel/node-agent/servingcert"
 	"github.com/vessel-vm/vessel/node-agent/network"
+	"github.com/vessel-vm/vessel/node-agent/servingcert"
 )
 
 // Version is the agent's version, set at link time.
