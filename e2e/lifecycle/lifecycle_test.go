@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -155,7 +154,7 @@ func TestAlwaysVMSurvivesLibvirtdRestart(t *testing.T) {
 	hv := e.HypervisorOf(t, vm)
 	pid := qemuPID(t, hv, vm)
 
-	restartLibvirtd(t, e, hv.Name)
+	e.RestartLibvirtd(t, hv.Name)
 
 	if got := e.DomState(t, vm); got != "running" {
 		t.Fatalf("after the libvirtd restart the domain is %q", got)
@@ -234,32 +233,4 @@ func qemuPID(t *testing.T, hv launcher.Hypervisor, vm *v1alpha1.VirtualMachine) 
 		t.Fatalf("QEMU pid of %s: %v", domain, err)
 	}
 	return pid
-}
-
-// restartLibvirtd stops the hypervisor's libvirtd with SIGTERM, as an
-// upgrade would, and has the launcher start it again (in the hypervisor's
-// namespaces), waiting until it answers.
-func restartLibvirtd(t *testing.T, e *framework.Env, hypervisor string) {
-	t.Helper()
-	name := launcher.LibvirtdComponent(hypervisor)
-	pid, err := e.Cluster.PID(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("stop %s (pid %d): %v", name, pid, err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := e.Cluster.PID(name); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s (pid %d) did not stop within 30s", name, pid)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := e.Cluster.Restart(t.Context(), name); err != nil {
-		t.Fatal(err)
-	}
 }

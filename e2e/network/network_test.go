@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 
@@ -35,8 +36,8 @@ import (
 // TestManagedNetwork: VMs of team-a on one hypervisor get DHCP addresses
 // in status and reach each other; team-b's VM there reaches neither them
 // nor the hypervisor; a guest that takes another IP or MAC is cut off
-// until it gives it back; an agent restart keeps the guests talking and
-// leaves the same ruleset.
+// until it gives it back; an agent restart and a libvirtd restart keep the
+// guests talking and leave the same ruleset.
 func TestManagedNetwork(t *testing.T) {
 	e := requireEnv(t)
 	hv := e.Hypervisors[0]
@@ -137,6 +138,33 @@ func TestManagedNetwork(t *testing.T) {
 		}
 		if got := primaryIP(t, e.WaitPhase(t, "team-a", a1.Name, v1alpha1.VirtualMachineRunning)); got != ipA1 {
 			t.Errorf("address changed across the restart: %s then %s", ipA1, got)
+		}
+	})
+	t.Run("a libvirtd restart changes nothing", func(t *testing.T) {
+		before := ruleset(t, hv)
+		pids := map[string]int{a1.Name: framework.QEMUPID(t, string(a1.UID)), a2.Name: framework.QEMUPID(t, string(a2.UID))}
+		e.RestartLibvirtd(t, hv.Name)
+		// The agent reconnects and resyncs every VM.
+		e.WaitVM(t, "team-a", a1.Name, time.Minute, "Ready again", func(vm *v1alpha1.VirtualMachine) bool {
+			c := meta.FindStatusCondition(vm.Status.Conditions, v1alpha1.VirtualMachineConditionReady)
+			return c != nil && c.Status == metav1.ConditionTrue
+		})
+		time.Sleep(5 * time.Second)
+		if after := ruleset(t, hv); after != before {
+			t.Errorf("ruleset changed across the libvirtd restart:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		for _, vm := range []*v1alpha1.VirtualMachine{a1, a2} {
+			if got := framework.QEMUPID(t, string(vm.UID)); got != pids[vm.Name] {
+				t.Errorf("VM %s: QEMU pid %d after the libvirtd restart, was %d", vm.Name, got, pids[vm.Name])
+			}
+		}
+		// The taps stayed on their bridge: the guests still reach each other.
+		sh1, sh2 = e.shell(t, a1), e.shell(t, a2)
+		if !ping(t, sh1, ipA2) || !ping(t, sh2, ipA1) {
+			t.Error("team-a's VMs cannot ping each other after the libvirtd restart")
+		}
+		if got := primaryIP(t, e.WaitPhase(t, "team-a", a1.Name, v1alpha1.VirtualMachineRunning)); got != ipA1 {
+			t.Errorf("address changed across the libvirtd restart: %s then %s", ipA1, got)
 		}
 	})
 }
