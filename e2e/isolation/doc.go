@@ -17,9 +17,10 @@ limitations under the License.
 // Package isolation is the end-to-end test of tenant isolation on the
 // host's files and network: a tenant (alice, edit in team-a) tries, through
 // kubectl and a real kube-apiserver, to make QEMU (running as root under
-// this host's libvirtd) read a host file through an image's backing chain,
-// a VMDK extent or a raw disk rewritten into a qcow2 header; to write a
-// shared root's files; and to make the agent fetch from loopback. Each is
+// a hypervisor's libvirtd) read a host file through an image's backing chain,
+// a VMDK extent or a raw disk rewritten into a qcow2 header; to make a
+// disk larger than the hypervisor allows; to write a shared root's files;
+// and to make the agent fetch from loopback. Each is
 // refused before any domain is defined, or harmless, with a reason she can
 // read in `kubectl describe vm`, and no host file changes.
 //

@@ -31,8 +31,6 @@ import (
 
 // The attacks of the issue on host files through images and host paths,
 // each as alice through kube-apiserver, refused before any domain exists.
-// (They were dropped by mistake when the suites moved to private
-// libvirtds, and are back here.)
 
 // The issue's attack: a qcow2 image whose backing file is a host file. QEMU
 // runs as root and would serve that file to the guest as its disk.
