@@ -91,10 +91,7 @@ func TestRunStrategies(t *testing.T) {
 	}
 
 	// A spec edited while stopped is applied at the next start.
-	got.Spec.Memory = resource.MustParse("112Mi")
-	if _, err := vms.Update(e.Ctx, got, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("update memory: %v", err)
-	}
+	e.Update(manual.Name, func(vm *v1alpha1.VirtualMachine) { vm.Spec.Memory = resource.MustParse("112Mi") })
 	if _, err := vms.Start(e.Ctx, manual.Name, &v1alpha1.VirtualMachineActionOptions{}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -103,10 +100,7 @@ func TestRunStrategies(t *testing.T) {
 		t.Errorf("domain memory after the edit: %d KiB, want %d", mem, 112*1024)
 	}
 	// Edited while running: applied later, and status says so.
-	got.Spec.CPUs = 2
-	if _, err := vms.Update(e.Ctx, got, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("update cpus: %v", err)
-	}
+	e.Update(manual.Name, func(vm *v1alpha1.VirtualMachine) { vm.Spec.CPUs = 2 })
 	e.WaitVM(manual.Name, "RestartRequired", 30*time.Second, func(vm *v1alpha1.VirtualMachine) bool {
 		c := agenttest.Condition(vm, vmcontroller.ConditionRestartRequired)
 		return c != nil && c.Status == metav1.ConditionTrue && vm.Status.Phase == v1alpha1.VirtualMachineRunning

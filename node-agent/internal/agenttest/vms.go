@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
@@ -91,6 +92,27 @@ func (e *Env) Get(name string) *v1alpha1.VirtualMachine {
 		e.T.Fatalf("get VM %s: %v", name, err)
 	}
 	return vm
+}
+
+// Update reads the VM, applies edit and writes it back, again on a conflict:
+// the agent writes status all the time, so a VM read earlier is usually stale.
+func (e *Env) Update(name string, edit func(*v1alpha1.VirtualMachine)) *v1alpha1.VirtualMachine {
+	e.T.Helper()
+	vms := e.Client.VesselV1alpha1().VirtualMachines(Namespace)
+	var out *v1alpha1.VirtualMachine
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		vm, err := vms.Get(e.Ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		edit(vm)
+		out, err = vms.Update(e.Ctx, vm, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		e.T.Fatalf("update VM %s: %v", name, err)
+	}
+	return out
 }
 
 // WaitVM waits until cond holds for the VM and returns it.
