@@ -38,9 +38,19 @@ type env struct {
 	*framework.Env
 }
 
+// The operator's bridges of this suite: the cluster allows both, the
+// agents only the first (TestOperatorBridge).
+const (
+	lanBridge   = "vessel-lan"
+	otherBridge = "vessel-other"
+)
+
 func requireEnv(tb testing.TB) *env {
 	tb.Helper()
-	return &env{framework.Require(tb)}
+	return &env{framework.RequireWith(tb, framework.Config{
+		VesselAPIServerArgs: []string{"--allowed-bridges=" + lanBridge + "," + otherBridge},
+		AgentArgs:           []string{"--allowed-bridges=" + lanBridge},
+	})}
 }
 
 // shell is a guest's serial console, opened through kube-apiserver as

@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,9 @@ type Config struct {
 	Dir string
 	// Pool is split into one /24 per namespace.
 	Pool netip.Prefix
+	// AllowedBridges are the operator's bridges (in Netns) guests may
+	// join with Bridge interfaces; none when empty.
+	AllowedBridges []string
 }
 
 // Manager sets up and tears down the managed network. Its methods are
@@ -114,6 +118,71 @@ func (m *Manager) Attach(ctx context.Context, namespace, key, mac string) (Attac
 	return Attachment{Bridge: bridgeName(n.Index), Tap: p.Tap, IP: p.IP}, nil
 }
 
+// ErrBridgeNotAllowed says a Bridge interface names a bridge this
+// hypervisor's agent does not allow.
+var ErrBridgeNotAllowed = errors.New("not allowed on this hypervisor")
+
+// AttachBridge reserves a port for the VM interface key on the operator's
+// bridge, which must be allow-listed here and exist, and returns the tap
+// the domain's interface must use: the rules let that tap send from mac
+// only.
+func (m *Manager) AttachBridge(ctx context.Context, key, mac, bridge string) (Attachment, error) {
+	if !slices.Contains(m.cfg.AllowedBridges, bridge) {
+		if len(m.cfg.AllowedBridges) == 0 {
+			return Attachment{}, fmt.Errorf("%w: bridge %q: its agent allows no bridges (vessel-agent --allowed-bridges)", ErrBridgeNotAllowed, bridge)
+		}
+		return Attachment{}, fmt.Errorf("%w: bridge %q: its agent allows %s (vessel-agent --allowed-bridges)", ErrBridgeNotAllowed, bridge, strings.Join(m.cfg.AllowedBridges, ", "))
+	}
+	out, err := m.run(ctx, nil, "ip", "-o", "link", "show", "type", "bridge")
+	if err != nil {
+		return Attachment{}, fmt.Errorf("list the hypervisor's bridges: %w", err)
+	}
+	if !slices.Contains(linkNames(out), bridge) {
+		return Attachment{}, fmt.Errorf("bridge %q does not exist on this hypervisor", bridge)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := BridgePort{Tap: bridgeTapName(key), MAC: strings.ToLower(mac), Bridge: bridge}
+	if before, had := m.state.BridgePorts[key]; !had || before != p {
+		m.state.BridgePorts[key] = p
+		if err := m.state.save(m.statePath()); err != nil {
+			return Attachment{}, err
+		}
+		if err := m.applyRules(ctx); err != nil {
+			return Attachment{}, err
+		}
+	}
+	return Attachment{Bridge: bridge, Tap: p.Tap}, nil
+}
+
+// ValidateOperatorBridge checks a name for --allowed-bridges: a Linux
+// interface name, and not one of the managed network's own bridges or
+// taps, which would put a guest on another namespace's network.
+func ValidateOperatorBridge(name string) error {
+	switch {
+	case name == "" || len(name) > 15 || strings.ContainsAny(name, "/: \t\n") || name == "." || name == "..":
+		return fmt.Errorf("%q is not a Linux interface name (1-15 bytes, no '/', ':' or blanks)", name)
+	case strings.HasPrefix(name, bridgePrefix) || strings.HasPrefix(name, tapPrefix) || strings.HasPrefix(name, bridgeTapPrefix):
+		return fmt.Errorf("%q: names starting with %q, %q or %q are the managed network's own bridges and guest ports", name, bridgePrefix, tapPrefix, bridgeTapPrefix)
+	}
+	return nil
+}
+
+// linkNames are the interface names in `ip -o link show` output
+// ("7: br0: <BROADCAST,...> ..." or "8: veth0@if9: ...").
+func linkNames(out string) []string {
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		names = append(names, name)
+	}
+	return names
+}
+
 // Release gives up every port of the VM uid; a network left without
 // ports is torn down (bridge, dnsmasq, files, rules).
 func (m *Manager) Release(ctx context.Context, uid string) error {
@@ -121,17 +190,25 @@ func (m *Manager) Release(ctx context.Context, uid string) error {
 	defer m.mu.Unlock()
 	changed := false
 	var errs []error
+	for key := range m.state.BridgePorts {
+		if strings.HasPrefix(key, uid+"/") {
+			delete(m.state.BridgePorts, key)
+			changed = true
+		}
+	}
 	for _, ns := range m.state.namespaces() {
 		n := m.state.Networks[ns]
+		touched := false
 		for key := range n.Ports {
 			if strings.HasPrefix(key, uid+"/") {
 				delete(n.Ports, key)
-				changed = true
+				touched = true
 			}
 		}
-		if !changed {
+		if !touched {
 			continue
 		}
+		changed = true
 		if len(n.Ports) == 0 {
 			errs = append(errs, m.removeNetwork(ctx, n))
 			delete(m.state.Networks, ns)

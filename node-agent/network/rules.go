@@ -24,8 +24,9 @@ import (
 
 // Prefixes of the links this package owns; the rules match on them.
 const (
-	bridgePrefix = "vb"
-	tapPrefix    = "vt"
+	bridgePrefix    = "vb"
+	tapPrefix       = "vt"
+	bridgeTapPrefix = "vx"
 )
 
 // ruleset renders the whole nftables configuration of the managed network
@@ -38,11 +39,20 @@ func ruleset(s *state, pool netip.Prefix) string {
 	// "table X" first makes the delete succeed when X does not exist yet.
 	b.WriteString("table inet vessel\ndelete table inet vessel\n")
 	b.WriteString("table bridge vessel\ndelete table bridge vessel\n")
-	if len(s.Networks) == 0 {
-		return b.String()
+	if len(s.Networks) > 0 {
+		writeManagedRules(&b, s, pool)
 	}
+	if len(s.Networks) > 0 || len(s.BridgePorts) > 0 {
+		writeGuestPortRules(&b, s)
+	}
+	return b.String()
+}
+
+// writeManagedRules routes the managed network: NAT, nothing between
+// namespaces' bridges, nothing from guests to the hypervisor.
+func writeManagedRules(b *strings.Builder, s *state, pool netip.Prefix) {
 	bridges := bridgePrefix + "*"
-	fmt.Fprintf(&b, `table inet vessel {
+	fmt.Fprintf(b, `table inet vessel {
 	chain input {
 		type filter hook input priority filter; policy accept;
 		# Guests reach nothing on the hypervisor but its DHCP server; they
@@ -56,9 +66,9 @@ func ruleset(s *state, pool netip.Prefix) string {
 `, bridges)
 	for _, ns := range s.namespaces() {
 		br := bridgeName(s.Networks[ns].Index)
-		fmt.Fprintf(&b, "\t\t# %s\n\t\tiifname %q oifname %q accept\n", ns, br, br)
+		fmt.Fprintf(b, "\t\t# %s\n\t\tiifname %q oifname %q accept\n", ns, br, br)
 	}
-	fmt.Fprintf(&b, `		# No namespace reaches another's bridge.
+	fmt.Fprintf(b, `		# No namespace reaches another's bridge.
 		iifname "%[1]s" oifname "%[1]s" drop
 		# Outside in: only replies to what the guests opened.
 		oifname "%[1]s" ct state established,related accept
@@ -70,20 +80,31 @@ func ruleset(s *state, pool netip.Prefix) string {
 	}
 }
 `, bridges, pool.Masked())
+}
 
-	var macs, ips []string
+// writeGuestPortRules pins what each guest port may send: on the managed
+// network its MAC and address, on an operator's bridge its MAC (the
+// addresses there are not the agent's to know), and never the answers of
+// a DHCP server or an IPv6 router, which would take over its neighbours.
+func writeGuestPortRules(b *strings.Builder, s *state) {
+	var macs, ips, bridged []string
 	for _, ns := range s.namespaces() {
 		for _, p := range sortedPorts(s.Networks[ns]) {
 			macs = append(macs, fmt.Sprintf("%q . %s", p.Tap, strings.ToLower(p.MAC)))
 			ips = append(ips, fmt.Sprintf("%q . %s", p.Tap, p.IP))
 		}
 	}
+	for _, p := range sortedBridgePorts(s) {
+		bridged = append(bridged, fmt.Sprintf("%q . %s", p.Tap, strings.ToLower(p.MAC)))
+	}
 	b.WriteString("table bridge vessel {\n")
-	writeSet(&b, "port_mac", "ifname . ether_addr", macs)
-	writeSet(&b, "port_ip", "ifname . ipv4_addr", ips)
-	fmt.Fprintf(&b, `	chain prerouting {
+	writeSet(b, "port_mac", "ifname . ether_addr", macs)
+	writeSet(b, "port_ip", "ifname . ipv4_addr", ips)
+	writeSet(b, "bridged_mac", "ifname . ether_addr", bridged)
+	fmt.Fprintf(b, `	chain prerouting {
 		type filter hook prerouting priority -300; policy accept;
 		iifname "%s*" jump guest
+		iifname "%s*" jump bridged
 	}
 	# What a guest port may send: its own MAC, and its own IPv4 address
 	# (DHCP and ARP probes before it has one). No IPv6, no other protocol.
@@ -97,9 +118,18 @@ func ruleset(s *state, pool netip.Prefix) string {
 		ether type ip accept
 		drop
 	}
+	# What a guest port on an operator's bridge may send: frames from its
+	# own MAC, ARP naming that MAC, no DHCP or DHCPv6 server replies and no
+	# IPv6 router advertisements.
+	chain bridged {
+		iifname . ether saddr != @bridged_mac drop
+		ether type arp iifname . arp saddr ether != @bridged_mac drop
+		udp sport { 67, 547 } drop
+		icmpv6 type { nd-router-advert, nd-redirect } drop
+		accept
+	}
 }
-`, tapPrefix)
-	return b.String()
+`, tapPrefix, bridgeTapPrefix)
 }
 
 func writeSet(b *strings.Builder, name, typ string, elems []string) {

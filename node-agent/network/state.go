@@ -32,6 +32,19 @@ import (
 type state struct {
 	// Networks by tenant namespace.
 	Networks map[string]*tenantNetwork `json:"networks"`
+	// BridgePorts are the guest interfaces on operator bridges (type
+	// Bridge), by port key: not the managed network's, but filtered by
+	// its rules all the same.
+	BridgePorts map[string]BridgePort `json:"bridgePorts,omitempty"`
+}
+
+// BridgePort is one guest interface on a bridge the operator allows. Its
+// addresses come from whatever serves that bridge, so only its MAC is
+// pinned.
+type BridgePort struct {
+	Tap    string `json:"tap"`
+	MAC    string `json:"mac"`
+	Bridge string `json:"bridge"`
 }
 
 // tenantNetwork is one namespace's bridge, subnet and ports.
@@ -65,9 +78,15 @@ func PortKey(uid, nic string) string { return uid + "/" + nic }
 
 // tapName derives the tap of a port from its key: at most 15 bytes
 // (IFNAMSIZ), never libvirt's own "vnet" prefix.
-func tapName(key string) string {
+func tapName(key string) string { return portName(tapPrefix, key) }
+
+// bridgeTapName is tapName for ports on operator bridges, whose prefix
+// sends them to their own rules.
+func bridgeTapName(key string) string { return portName(bridgeTapPrefix, key) }
+
+func portName(prefix, key string) string {
 	h := sha256.Sum256([]byte(key))
-	return fmt.Sprintf("vt%x", h[:5])
+	return fmt.Sprintf("%s%x", prefix, h[:5])
 }
 
 func bridgeName(index int) string { return fmt.Sprintf("vb%d", index) }
@@ -109,6 +128,9 @@ func (s *state) allocateNetwork(namespace string, pool netip.Prefix) (*tenantNet
 	n := &tenantNetwork{Index: i, Ports: map[string]Port{}}
 	if s.Networks == nil {
 		s.Networks = map[string]*tenantNetwork{}
+	}
+	if s.BridgePorts == nil {
+		s.BridgePorts = map[string]BridgePort{}
 	}
 	s.Networks[namespace] = n
 	return n, nil
@@ -157,8 +179,17 @@ func sortedPorts(n *tenantNetwork) []Port {
 	return out
 }
 
+func sortedBridgePorts(s *state) []BridgePort {
+	var out []BridgePort
+	for _, p := range s.BridgePorts {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tap < out[j].Tap })
+	return out
+}
+
 func loadState(path string) (*state, error) {
-	s := &state{Networks: map[string]*tenantNetwork{}}
+	s := &state{Networks: map[string]*tenantNetwork{}, BridgePorts: map[string]BridgePort{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -171,6 +202,9 @@ func loadState(path string) (*state, error) {
 	}
 	if s.Networks == nil {
 		s.Networks = map[string]*tenantNetwork{}
+	}
+	if s.BridgePorts == nil {
+		s.BridgePorts = map[string]BridgePort{}
 	}
 	for _, n := range s.Networks {
 		if n.Ports == nil {

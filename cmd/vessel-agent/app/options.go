@@ -64,8 +64,10 @@ type Options struct {
 	// NetworkNamespace is where the managed guest network lives (name or
 	// path; empty: the agent's own); ManagedNetworkPool is split into a
 	// /24 per tenant namespace.
-	NetworkNamespace     string
-	ManagedNetworkPool   string
+	NetworkNamespace   string
+	ManagedNetworkPool string
+	// AllowedBridges are the host bridges Bridge interfaces may join.
+	AllowedBridges       []string
 	LibvirtSocket        string
 	AllowedHostPathRoots []string
 	// WritableHostPathRoots are divided per namespace.
@@ -149,6 +151,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NetworkNamespace, "network-namespace", o.NetworkNamespace, "network namespace (a name under /run/netns, or a path) of the managed guest network: its bridges, DHCP servers and nftables rules; libvirtd must run in it too (default: the agent's own)")
 	fs.StringVar(&o.ManagedNetworkPool, "managed-network-pool", o.ManagedNetworkPool, "IPv4 prefix (/16 to /24) the managed network gives each tenant namespace a /24 of")
 	fs.StringVar(&o.LibvirtSocket, "libvirt-socket", o.LibvirtSocket, "libvirtd's read-write UNIX socket")
+	fs.StringSliceVar(&o.AllowedBridges, "allowed-bridges", o.AllowedBridges, "host bridges (in --network-namespace) VM interfaces of type Bridge may join, each guest held to its own MAC there; none by default. The vessel-apiserver's --allowed-bridges is the cluster-wide list, this one the node's")
 	fs.StringSliceVar(&o.AllowedHostPathRoots, "allowed-host-path-roots", o.AllowedHostPathRoots, "shared directories hostPath sources may resolve into (symlinks are followed, escapes refused): VMs may read files there (kernels, initrds, readOnly disks), never write them")
 	fs.StringSliceVar(&o.WritableHostPathRoots, "writable-host-path-roots", o.WritableHostPathRoots, "directories divided per namespace: a VM may use files under <root>/<its namespace>/, writable or not (default: none)")
 	fs.StringSliceVar(&o.ImageAllowedCIDRs, "image-allowed-cidrs", o.ImageAllowedCIDRs, "loopback, link-local, private or other non-public networks image URLs may reach anyway (an operator's own image server), e.g. 10.0.5.0/24")
@@ -221,6 +224,11 @@ func (o *Options) Validate() error {
 	}
 	if p, err := netip.ParsePrefix(o.ManagedNetworkPool); err != nil || !p.Addr().Is4() || p.Bits() > 24 {
 		errs = append(errs, fmt.Errorf("--managed-network-pool must be an IPv4 prefix of /24 or larger, got %q", o.ManagedNetworkPool))
+	}
+	for _, br := range o.AllowedBridges {
+		if err := network.ValidateOperatorBridge(br); err != nil {
+			errs = append(errs, fmt.Errorf("--allowed-bridges: %w", err))
+		}
 	}
 	if o.StateDir == "" || !strings.HasPrefix(o.StateDir, "/") {
 		errs = append(errs, fmt.Errorf("--state-dir must be an absolute path, got %q", o.StateDir))
@@ -385,6 +393,8 @@ func (o *Options) Config() (*Config, error) {
 		Netns: network.NetnsPath(o.NetworkNamespace),
 		Dir:   filepath.Join(o.StateDir, "network"),
 		Pool:  netip.MustParsePrefix(o.ManagedNetworkPool),
+
+		AllowedBridges: o.AllowedBridges,
 	})
 	if err != nil {
 		return nil, err

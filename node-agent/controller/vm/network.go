@@ -41,7 +41,14 @@ func NICConfigs(ctx context.Context, net *network.Manager, vm *v1alpha1.VirtualM
 		n := hypervisor.NICConfig{Name: nic.Name, MAC: macFor(uid, nic.Name, nic.MACAddress)}
 		switch nic.Type {
 		case v1alpha1.InterfaceTypeBridge:
-			n.Bridge = nic.Bridge
+			if net == nil {
+				return nil, fmt.Errorf("interface %s: type Bridge, but this agent runs no network rules to keep the guest to its own MAC there", nic.Name)
+			}
+			att, err := net.AttachBridge(ctx, network.PortKey(uid, nic.Name), n.MAC, nic.Bridge)
+			if err != nil {
+				return nil, fmt.Errorf("interface %s: %w", nic.Name, err)
+			}
+			n.Bridge, n.Target = att.Bridge, att.Tap
 		case v1alpha1.InterfaceTypeManaged:
 			if net == nil {
 				return nil, fmt.Errorf("interface %s: type Managed, but this agent runs no managed network", nic.Name)

@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -32,6 +33,7 @@ import (
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
+	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
 // retryProvisioningAfter is how long a transient provisioning failure (an
@@ -169,6 +171,9 @@ func (c *Controller) startProvisioning(ctx context.Context, key string, vm *v1al
 func failureReason(err error) (reason string, permanent bool) {
 	if reason, permanent := disks.Reason(err); reason != "" {
 		return reason, permanent
+	}
+	if errors.Is(err, network.ErrBridgeNotAllowed) {
+		return "BridgeNotAllowed", true
 	}
 	return "ProvisioningFailed", false
 }
