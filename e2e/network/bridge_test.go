@@ -62,7 +62,9 @@ func TestOperatorBridge(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _, _ = e.Kubectl(t, "admin", "-n", "team-a", "delete", "vm", vm.Name, "--ignore-not-found", "--wait=false") })
+		t.Cleanup(func() {
+			_, _ = e.Kubectl(t, "admin", "-n", "team-a", "delete", "vm", vm.Name, "--ignore-not-found", "--wait=false")
+		})
 		return e.kubectlStdin(t, "alice", string(manifest), "apply", "-f", "-")
 	}
 
