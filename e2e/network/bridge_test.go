@@ -36,7 +36,8 @@ import (
 
 // TestOperatorBridge: alice's VMs on host bridges. The cluster refuses a
 // bridge it does not list, the agent one it does not allow on its host,
-// and on the bridge it allows the guest sends from its own MAC only.
+// and on the bridge it allows the guest sends from its own MAC and first
+// address only.
 func TestOperatorBridge(t *testing.T) {
 	e := requireEnv(t)
 	hv := e.Hypervisors[0]
@@ -99,7 +100,7 @@ func TestOperatorBridge(t *testing.T) {
 		}
 	})
 
-	t.Run("on the allowed bridge the guest keeps its MAC", func(t *testing.T) {
+	t.Run("on the allowed bridge the guest keeps its MAC and address", func(t *testing.T) {
 		if out, err := onBridge("lan", lanBridge); err != nil {
 			t.Fatalf("alice's kubectl apply: %v\n%s", err, out)
 		}
@@ -114,6 +115,13 @@ func TestOperatorBridge(t *testing.T) {
 		if !ping() {
 			t.Fatal("the guest does not reach the bridge's address from its own MAC")
 		}
+		// Its first address is learned: another is not its to use.
+		inNetns("ip", "neigh", "flush", "dev", lanBridge)
+		sh.run(t, "ip addr flush dev eth0; ip addr add 192.168.77.3/24 dev eth0", 10*time.Second)
+		if ping() {
+			t.Error("the guest reaches the bridge from a second address")
+		}
+		sh.run(t, "ip addr flush dev eth0; ip addr add 192.168.77.2/24 dev eth0", 10*time.Second)
 		inNetns("ip", "neigh", "flush", "dev", lanBridge)
 		sh.run(t, "ip link set eth0 down && ip link set eth0 address 52:54:00:de:ad:02 && ip link set eth0 up", 10*time.Second)
 		if ping() {

@@ -19,6 +19,7 @@ package network
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -27,10 +28,16 @@ import (
 )
 
 func TestRulesetBridgePortsOnly(t *testing.T) {
-	s := &state{BridgePorts: map[string]BridgePort{
-		"u/lan": {Tap: bridgeTapName("u/lan"), MAC: "52:54:00:0a:0b:0c", Bridge: "br-lan"},
-	}}
+	tap := bridgeTapName("u/lan")
+	s := &state{
+		BridgePorts: map[string]BridgePort{"u/lan": {Tap: tap, MAC: "52:54:00:0a:0b:0c", Bridge: "br-lan"}},
+		// What the kernel learned before a reload, and of a port gone since.
+		learned: map[string]netip.Addr{tap: netip.MustParseAddr("192.168.77.2"), "vx0000000000": netip.MustParseAddr("192.168.77.9")},
+	}
 	got := ruleset(s, pool)
+	if strings.Contains(got, "192.168.77.9") {
+		t.Errorf("a gone port's learned address is carried over:\n%s", got)
+	}
 	if strings.Contains(got, "table inet vessel {") {
 		t.Errorf("no managed network, yet its routing rules:\n%s", got)
 	}
@@ -40,6 +47,11 @@ func TestRulesetBridgePortsOnly(t *testing.T) {
 		"iifname . ether saddr != @bridged_mac drop",
 		"ether type arp iifname . arp saddr ether != @bridged_mac drop",
 		"udp sport { 67, 547 } drop",
+		// The learned address is carried over, the gone port's is not.
+		`elements = { "` + tap + `" . 192.168.77.2 }`,
+		`elements = { "` + tap + `" }`,
+		"ether type ip iifname != @bridged_learned update @bridged_learned { iifname } update @bridged_ip { iifname . ip saddr }",
+		"ether type ip iifname . ip saddr != @bridged_ip drop",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, got)
@@ -61,8 +73,9 @@ func TestValidateOperatorBridge(t *testing.T) {
 
 // TestBridgePortKeepsItsMAC joins an operator's bridge the way a guest does
 // (a veth stands in for the tap, its far end in a "guest" namespace) and
-// sends from the port's own MAC, then from another one: only the first
-// reaches the bridge.
+// sends from the port's own MAC and first address, then from another
+// address, then from another MAC: only the first reaches the bridge, also
+// after the rules are reloaded.
 func TestBridgePortKeepsItsMAC(t *testing.T) {
 	path := testNetns(t)
 	if _, err := exec.LookPath("busybox"); err != nil {
@@ -125,8 +138,39 @@ func TestBridgePortKeepsItsMAC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := guest("busybox", "ping", "-c1", "-W2", "192.168.77.1"); err != nil {
-		t.Fatalf("from its own MAC: %v", err)
+	ping := func() error { return guest("busybox", "ping", "-c2", "-W2", "192.168.77.1") }
+	readdress := func(ip string) {
+		t.Helper()
+		host("ip", "neigh", "flush", "dev", "br-lan")
+		if err := guest("ip", "addr", "flush", "dev", "g0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := guest("ip", "addr", "add", ip+"/24", "dev", "g0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ping(); err != nil {
+		t.Fatalf("from its own MAC and first address: %v", err)
+	}
+	// The first address is learned; another one is not the guest's.
+	readdress("192.168.77.3")
+	if err := ping(); err == nil {
+		t.Fatal("the guest reached the bridge from a second address")
+	}
+	// A reload of the rules (another VM's port, an agent restart) keeps
+	// what was learned.
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(nftList(t, m), `"`+att.Tap+`" . 192.168.77.2`) {
+		t.Fatalf("the learned address is gone after a reload:\n%s", nftList(t, m))
+	}
+	if err := ping(); err == nil {
+		t.Fatal("after a reload the guest reached the bridge from a second address")
+	}
+	readdress("192.168.77.2")
+	if err := ping(); err != nil {
+		t.Fatalf("from its learned address after a reload: %v", err)
 	}
 
 	// A spoofed MAC (with a fresh neighbour entry on the host, which would
@@ -141,7 +185,7 @@ func TestBridgePortKeepsItsMAC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := guest("busybox", "ping", "-c2", "-W2", "192.168.77.1"); err == nil {
+	if err := ping(); err == nil {
 		t.Fatal("a spoofed MAC reached the bridge")
 	}
 

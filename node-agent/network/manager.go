@@ -18,6 +18,7 @@ package network
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -28,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"k8s.io/klog/v2"
 )
 
 // DefaultPool is where the namespaces' /24 subnets come from.
@@ -265,6 +268,51 @@ func (m *Manager) Addresses(namespace, mac string) []netip.Addr {
 	return out
 }
 
+// learnedAddresses reads the addresses the bridge ports learned from the
+// kernel's set (none before the first ruleset).
+func (m *Manager) learnedAddresses(ctx context.Context) map[string]netip.Addr {
+	out, err := m.run(ctx, nil, "nft", "-j", "list", "set", "bridge", "vessel", learnedSet)
+	if err != nil {
+		return nil // no table yet
+	}
+	learned, err := parseLearned(out)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Cannot read the addresses guests on operator bridges learned; they learn again")
+	}
+	return learned
+}
+
+// parseLearned reads `nft -j list set` output of the learned set.
+func parseLearned(out string) (map[string]netip.Addr, error) {
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []struct {
+					Concat []string `json:"concat"`
+				} `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return nil, fmt.Errorf("parse the learned addresses: %w", err)
+	}
+	learned := map[string]netip.Addr{}
+	for _, o := range doc.Nftables {
+		if o.Set == nil {
+			continue
+		}
+		for _, e := range o.Set.Elem {
+			if len(e.Concat) != 2 {
+				continue
+			}
+			if ip, err := netip.ParseAddr(e.Concat[1]); err == nil {
+				learned[e.Concat[0]] = ip
+			}
+		}
+	}
+	return learned, nil
+}
+
 // Ruleset is the nftables script the manager applies (for tests and
 // debugging).
 func (m *Manager) Ruleset() string {
@@ -374,6 +422,7 @@ func (m *Manager) removeNetwork(ctx context.Context, n *tenantNetwork) error {
 }
 
 func (m *Manager) applyRules(ctx context.Context) error {
+	m.state.learned = m.learnedAddresses(ctx)
 	if _, err := m.run(ctx, strings.NewReader(ruleset(m.state, m.cfg.Pool)), "nft", "-f", "-"); err != nil {
 		return fmt.Errorf("apply the managed network's nftables rules: %w", err)
 	}

@@ -87,7 +87,7 @@ func writeManagedRules(b *strings.Builder, s *state, pool netip.Prefix) {
 // addresses there are not the agent's to know), and never the answers of
 // a DHCP server or an IPv6 router, which would take over its neighbours.
 func writeGuestPortRules(b *strings.Builder, s *state) {
-	var macs, ips, bridged []string
+	var macs, ips, bridged, learned, learnedPorts []string
 	for _, ns := range s.namespaces() {
 		for _, p := range sortedPorts(s.Networks[ns]) {
 			macs = append(macs, fmt.Sprintf("%q . %s", p.Tap, strings.ToLower(p.MAC)))
@@ -96,11 +96,17 @@ func writeGuestPortRules(b *strings.Builder, s *state) {
 	}
 	for _, p := range sortedBridgePorts(s) {
 		bridged = append(bridged, fmt.Sprintf("%q . %s", p.Tap, strings.ToLower(p.MAC)))
+		if ip, ok := s.learned[p.Tap]; ok {
+			learned = append(learned, fmt.Sprintf("%q . %s", p.Tap, ip))
+			learnedPorts = append(learnedPorts, fmt.Sprintf("%q", p.Tap))
+		}
 	}
 	b.WriteString("table bridge vessel {\n")
 	writeSet(b, "port_mac", "ifname . ether_addr", macs)
 	writeSet(b, "port_ip", "ifname . ipv4_addr", ips)
 	writeSet(b, "bridged_mac", "ifname . ether_addr", bridged)
+	writeDynamicSet(b, learnedSet, "ifname . ipv4_addr", learned)
+	writeDynamicSet(b, learnedPortSet, "ifname", learnedPorts)
 	fmt.Fprintf(b, `	chain prerouting {
 		type filter hook prerouting priority -300; policy accept;
 		iifname "%s*" jump guest
@@ -120,16 +126,39 @@ func writeGuestPortRules(b *strings.Builder, s *state) {
 	}
 	# What a guest port on an operator's bridge may send: frames from its
 	# own MAC, ARP naming that MAC, no DHCP or DHCPv6 server replies and no
-	# IPv6 router advertisements.
+	# IPv6 router advertisements; and IPv4 from the first address it uses
+	# only (ARP or IP, DHCP's 0.0.0.0 aside), learned into %[3]s.
 	chain bridged {
 		iifname . ether saddr != @bridged_mac drop
 		ether type arp iifname . arp saddr ether != @bridged_mac drop
 		udp sport { 67, 547 } drop
 		icmpv6 type { nd-router-advert, nd-redirect } drop
+		arp operation { request, reply } arp saddr ip 0.0.0.0 accept
+		ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept
+		ether type arp iifname != @%[4]s update @%[4]s { iifname } update @%[3]s { iifname . arp saddr ip }
+		ether type ip iifname != @%[4]s update @%[4]s { iifname } update @%[3]s { iifname . ip saddr }
+		ether type arp iifname . arp saddr ip != @%[3]s drop
+		ether type ip iifname . ip saddr != @%[3]s drop
 		accept
 	}
 }
-`, tapPrefix, bridgeTapPrefix)
+`, tapPrefix, bridgeTapPrefix, learnedSet, learnedPortSet)
+}
+
+// learnedSet holds the address each bridge port learned, learnedPortSet
+// the ports that learned one.
+const (
+	learnedSet     = "bridged_ip"
+	learnedPortSet = "bridged_learned"
+)
+
+// writeDynamicSet is writeSet for a set the rules add to.
+func writeDynamicSet(b *strings.Builder, name, typ string, elems []string) {
+	fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n\t\tflags dynamic\n", name, typ)
+	if len(elems) > 0 {
+		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
+	}
+	b.WriteString("\t}\n")
 }
 
 func writeSet(b *strings.Builder, name, typ string, elems []string) {

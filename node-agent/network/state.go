@@ -36,11 +36,17 @@ type state struct {
 	// Bridge), by port key: not the managed network's, but filtered by
 	// its rules all the same.
 	BridgePorts map[string]BridgePort `json:"bridgePorts,omitempty"`
+	// learned are the IPv4 addresses the rules learned for bridge ports,
+	// by tap: read back from the kernel before the ruleset is replaced,
+	// so a reload never lets a guest pick another. Not persisted: a
+	// restarted guest (its tap made anew) learns again.
+	learned map[string]netip.Addr
 }
 
 // BridgePort is one guest interface on a bridge the operator allows. Its
-// addresses come from whatever serves that bridge, so only its MAC is
-// pinned.
+// address comes from whatever serves that bridge: the rules pin its MAC,
+// and the first IPv4 address it uses (as libvirt's clean-traffic filter
+// learns it).
 type BridgePort struct {
 	Tap    string `json:"tap"`
 	MAC    string `json:"mac"`
