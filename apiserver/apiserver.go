@@ -109,6 +109,9 @@ type ExtraConfig struct {
 	// UsageResolution is how often agents are read for the VMs' usage
 	// (metrics.vessel.dev); zero is usage.DefaultResolution.
 	UsageResolution time.Duration
+	// ControllersElection times the Lease that lets one replica at a time
+	// run the controllers; zero values are DefaultControllersElection's.
+	ControllersElection ElectionTimes
 }
 
 // Config is the whole server configuration.
@@ -161,7 +164,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		}
 	}
 	if !c.ExtraConfig.DisableControllers {
-		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig, c.ExtraConfig.AgentIdentity, c.ExtraConfig.AgentSigner)); err != nil {
+		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig, c.ExtraConfig.ControllersElection, c.ExtraConfig.AgentIdentity, c.ExtraConfig.AgentSigner)); err != nil {
 			return nil, err
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -52,11 +53,12 @@ const (
 // controller (it creates a clone's VM), the pool controller and, with
 // kube-apiserver, the quota controller (it recounts Vessel's usage in
 // ResourceQuotas) and, with an agent signer, the agent serving certificate
-// signer (controller/agentcert) against this server's own API. With several replicas only the leader runs them: the
+// signer (controller/agentcert) against this server's own API. With several
+// replicas only the holder of the Lease runs them: the
 // Lease lives in kube-apiserver, so without a core client (a standalone
 // server, as in integration tests) there is a single instance and no
 // election.
-func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.Interface, identify agentidentity.Identifier, signer *agentcert.Signer) error {
+func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.Interface, times ElectionTimes, identify agentidentity.Identifier, signer *agentcert.Signer) error {
 	client, err := versioned.NewForConfig(loopback)
 	if err != nil {
 		return fmt.Errorf("create loopback client: %w", err)
@@ -127,23 +129,78 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 	if err != nil {
 		return fmt.Errorf("leader election lock: %w", err)
 	}
-	go leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+	times = times.withDefaults()
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
-		LeaseDuration:   15 * time.Second,
-		RenewDeadline:   10 * time.Second,
-		RetryPeriod:     2 * time.Second,
+		LeaseDuration:   times.LeaseDuration,
+		RenewDeadline:   times.RenewDeadline,
+		RetryPeriod:     times.RetryPeriod,
 		ReleaseOnCancel: true,
 		Name:            leaderElectionName,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: run,
-			OnStoppedLeading: func() { klog.FromContext(ctx).Info("Lost controller leadership") },
+			OnStartedLeading: func(ctx context.Context) {
+				klog.FromContext(ctx).Info("Running the controllers", "identity", id)
+				run(ctx)
+			},
+			OnStoppedLeading: func() { klog.FromContext(ctx).Info("Lost controller leadership", "identity", id) },
 		},
 	})
+	if err != nil {
+		return fmt.Errorf("leader election: %w", err)
+	}
+	// A replica that lost the Lease (it could not renew in time) stands
+	// again: it serves requests all the while, and must be able to take
+	// the controllers over when the new holder dies in turn.
+	go wait.UntilWithContext(ctx, elector.Run, times.RetryPeriod)
+	return nil
+}
+
+// ElectionTimes time the controllers' Lease, as kube-controller-manager's
+// --leader-elect-* flags do.
+type ElectionTimes struct {
+	// LeaseDuration is how long the other replicas wait after the
+	// holder's last renewal before they take the Lease: the longest the
+	// controllers stop when their replica dies.
+	LeaseDuration time.Duration
+	// RenewDeadline is how long the holder keeps trying to renew before it
+	// stops its controllers; less than LeaseDuration.
+	RenewDeadline time.Duration
+	// RetryPeriod is how often the Lease is tried and renewed.
+	RetryPeriod time.Duration
+}
+
+// DefaultControllersElection are kube-controller-manager's defaults.
+var DefaultControllersElection = ElectionTimes{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
+
+func (t ElectionTimes) withDefaults() ElectionTimes {
+	if t.LeaseDuration == 0 {
+		t.LeaseDuration = DefaultControllersElection.LeaseDuration
+	}
+	if t.RenewDeadline == 0 {
+		t.RenewDeadline = DefaultControllersElection.RenewDeadline
+	}
+	if t.RetryPeriod == 0 {
+		t.RetryPeriod = DefaultControllersElection.RetryPeriod
+	}
+	return t
+}
+
+// Validate checks what leaderelection requires of the times.
+func (t ElectionTimes) Validate() error {
+	t = t.withDefaults()
+	switch {
+	case t.RetryPeriod <= 0:
+		return fmt.Errorf("the controllers' retry period must be positive, got %v", t.RetryPeriod)
+	case t.RenewDeadline <= time.Duration(leaderelection.JitterFactor*float64(t.RetryPeriod)):
+		return fmt.Errorf("the controllers' renew deadline (%v) must exceed %v times the retry period (%v)", t.RenewDeadline, leaderelection.JitterFactor, t.RetryPeriod)
+	case t.LeaseDuration <= t.RenewDeadline:
+		return fmt.Errorf("the controllers' lease duration (%v) must exceed the renew deadline (%v)", t.LeaseDuration, t.RenewDeadline)
+	}
 	return nil
 }
 
 // controllersHook is the post-start hook that starts the controllers.
-func controllersHook(core *rest.Config, identify agentidentity.Identifier, signer *agentcert.Signer) genericapiserver.PostStartHookFunc {
+func controllersHook(core *rest.Config, times ElectionTimes, identify agentidentity.Identifier, signer *agentcert.Signer) genericapiserver.PostStartHookFunc {
 	return func(hook genericapiserver.PostStartHookContext) error {
 		var coreClient kubernetes.Interface
 		if core != nil {
@@ -153,6 +210,6 @@ func controllersHook(core *rest.Config, identify agentidentity.Identifier, signe
 			}
 			coreClient = c
 		}
-		return runControllers(hook, hook.LoopbackClientConfig, coreClient, identify, signer)
+		return runControllers(hook, hook.LoopbackClientConfig, coreClient, times, identify, signer)
 	}
 }

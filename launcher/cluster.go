@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/vessel-vm/vessel/launcher/pki"
@@ -91,6 +92,16 @@ type Options struct {
 	// --image-allowed-cidrs.
 	VesselAPIServerArgs []string
 	AgentArgs           []string
+	// APIServers is how many vessel-apiservers run (default 1); more than
+	// one needs EtcdMembers. Each serves on a port of its own, the
+	// APIService's Service has an EndpointSlice for each (ready while it
+	// runs), and one at a time runs the controllers (a Lease).
+	APIServers int
+	// EtcdMembers is how many members the vessel-apiservers' etcd cluster
+	// has, each a real etcd process with client and peer TLS from its own
+	// CA; 0 (the default) keeps the etcd embedded in the one
+	// vessel-apiserver.
+	EtcdMembers int
 	// ReadyTimeout bounds the wait for each component. Default: 2 minutes,
 	// generous for a loaded 2-core machine.
 	ReadyTimeout time.Duration
@@ -127,6 +138,29 @@ func (o *Options) validateHypervisors() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// maxReplicas bounds APIServers and EtcdMembers: a local control plane, not
+// a data center.
+const maxReplicas = 9
+
+// validateReplicas checks APIServers (completed) and EtcdMembers.
+func (o *Options) validateReplicas() error {
+	var errs []error
+	if o.APIServers < 1 || o.APIServers > maxReplicas {
+		errs = append(errs, fmt.Errorf("vessel-apiservers: between 1 and %d, got %d", maxReplicas, o.APIServers))
+	}
+	if o.EtcdMembers < 0 || o.EtcdMembers > maxReplicas {
+		errs = append(errs, fmt.Errorf("etcd members: between 0 (embedded) and %d, got %d", maxReplicas, o.EtcdMembers))
+	}
+	if o.APIServers > 1 && o.EtcdMembers == 0 {
+		errs = append(errs, fmt.Errorf("%d vessel-apiservers need an etcd cluster to share (etcd members), not each its own embedded etcd", o.APIServers))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) replicas() replicaCounts {
+	return replicaCounts{etcdMembers: o.EtcdMembers, apiServers: max(o.APIServers, 1)}
 }
 
 // DefaultUsers are the tenant users Start creates when Options.Users is
@@ -189,6 +223,12 @@ func (o *Options) complete() error {
 		}
 		o.VesselAPIServerImage = abs
 	}
+	if o.APIServers == 0 {
+		o.APIServers = 1
+	}
+	if err := o.validateReplicas(); err != nil {
+		return err
+	}
 	if len(o.Users) == 0 {
 		o.Users = DefaultUsers
 	}
@@ -217,6 +257,10 @@ type Cluster struct {
 	// networkMu makes hypervisors set up their namespaces and fabric
 	// links one at a time.
 	networkMu sync.Mutex
+	// endpointMu guards endpointTemplate, manifests/local's EndpointSlice
+	// once rendered (see publishEndpoint).
+	endpointMu       sync.Mutex
+	endpointTemplate *unstructured.Unstructured
 }
 
 // Start brings up the control plane (see the package documentation) as
@@ -244,15 +288,47 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, comp := range c.comps {
+	for i := 0; i < len(c.comps); {
+		group := c.startGroup(i)
 		begin := time.Now()
-		if _, err := c.sup.start(ctx, comp); err != nil {
+		if err := c.startTogether(ctx, group); err != nil {
 			c.Stop()
-			return nil, fmt.Errorf("start %s: %w", comp.name, err)
+			return nil, err
 		}
-		opts.Logf("%s ready in %v", comp.name, time.Since(begin).Round(time.Millisecond))
+		for _, comp := range group {
+			opts.Logf("%s ready in %v", comp.name, time.Since(begin).Round(time.Millisecond))
+		}
+		i += len(group)
 	}
 	return c, nil
+}
+
+// startGroup returns the components from the i-th on that start together:
+// the i-th and the next ones of its startGroup, if it has one.
+func (c *Cluster) startGroup(i int) []*component {
+	j := i + 1
+	if name := c.comps[i].startGroup; name != "" {
+		for j < len(c.comps) && c.comps[j].startGroup == name {
+			j++
+		}
+	}
+	return c.comps[i:j]
+}
+
+// startTogether launches every component of group, then waits until each
+// is ready.
+func (c *Cluster) startTogether(ctx context.Context, group []*component) error {
+	errs := make([]error, len(group))
+	var wg sync.WaitGroup
+	for i, comp := range group {
+		wg.Go(func() {
+			if _, err := c.sup.start(ctx, comp); err != nil {
+				errs[i] = fmt.Errorf("start %s: %w", comp.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // newCluster prepares what the components need (PKI, ports, kubeconfigs)
@@ -265,7 +341,7 @@ func newCluster(l layout, opts Options, keepPorts bool) (*Cluster, error) {
 	if !opts.NoAgent {
 		names = opts.Hypervisors
 	}
-	if c.PKI, err = pki.Ensure(l.pkiDir(), pki.Options{Users: opts.Users, Hypervisors: names, AgentHosts: opts.AgentHosts}); err != nil {
+	if c.PKI, err = pki.Ensure(l.pkiDir(), pki.Options{Users: opts.Users, Hypervisors: names, AgentHosts: opts.AgentHosts, EtcdMembers: opts.EtcdMembers}); err != nil {
 		return nil, fmt.Errorf("prepare PKI: %w", err)
 	}
 	if c.plan, err = ensurePlan(l, names); err != nil {
@@ -276,9 +352,9 @@ func newCluster(l layout, opts Options, keepPorts bool) (*Cluster, error) {
 		c.hypervisors = append(c.hypervisors, hv)
 	}
 	if keepPorts {
-		c.Ports, err = loadPorts(l.portsFile(), names)
+		c.Ports, err = loadPorts(l.portsFile(), names, opts.replicas())
 	} else {
-		c.Ports, err = ensurePorts(l.portsFile(), names)
+		c.Ports, err = ensurePorts(l.portsFile(), names, opts.replicas())
 	}
 	if err != nil {
 		return nil, err

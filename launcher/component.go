@@ -57,6 +57,14 @@ type component struct {
 	// ready waits until p serves, and fails once p exits or the
 	// component's ready timeout runs out.
 	ready func(ctx context.Context, p *process) error
+	// startGroup, when set, makes Start launch this component together
+	// with the ones next to it in the same group before it waits for any
+	// to be ready: members of an etcd cluster are ready only once a quorum
+	// runs.
+	startGroup string
+	// onExit, when set, runs when a process that was ready exits (a
+	// vessel-apiserver replica takes its endpoint out of the Service).
+	onExit func(ctx context.Context)
 
 	// proc is the current process, nil before the first start.
 	proc *process
@@ -72,11 +80,17 @@ func (c *Cluster) components() ([]*component, error) {
 	if err != nil {
 		return nil, err
 	}
-	vesselAPIServer, err := c.vesselAPIServerComponent()
+	vesselEtcd, err := c.vesselEtcdComponents()
 	if err != nil {
 		return nil, err
 	}
-	comps := []*component{c.etcdComponent(), kubeAPIServer, kcm, vesselAPIServer}
+	vesselAPIServers, err := c.vesselAPIServerComponents()
+	if err != nil {
+		return nil, err
+	}
+	comps := []*component{c.etcdComponent(), kubeAPIServer, kcm}
+	comps = append(comps, vesselEtcd...)
+	comps = append(comps, vesselAPIServers...)
 	for _, hv := range c.hypervisors {
 		agent, err := c.agentComponent(hv)
 		if err != nil {
@@ -91,7 +105,14 @@ func (c *Cluster) components() ([]*component, error) {
 // componentNames are the names of the components opts run, in start
 // order.
 func componentNames(opts Options) []string {
-	names := slices.Clone(startOrder)
+	names := slices.Clone(startOrder[:len(startOrder)-1])
+	for i := 1; i <= opts.EtcdMembers; i++ {
+		names = append(names, VesselEtcdComponent(i))
+	}
+	names = append(names, vesselAPIServerName)
+	for i := 2; i <= opts.APIServers; i++ {
+		names = append(names, VesselAPIServerComponent(i))
+	}
 	if !opts.NoAgent {
 		for _, hv := range opts.Hypervisors {
 			names = append(names, hypervisorComponentNames(hv)...)
@@ -106,6 +127,10 @@ func componentNames(opts Options) []string {
 // go with the agents.
 func stopRank(name string) int {
 	base, _, _ := strings.Cut(name, "@")
+	if base == vesselEtcdName {
+		// The vessel-apiservers' storage goes with the others' last.
+		base = etcdName
+	}
 	switch base {
 	case agentName:
 		return 0

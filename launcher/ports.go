@@ -41,13 +41,46 @@ type Ports struct {
 	// AgentMetrics are the agents' Prometheus endpoints (HTTPS, delegated
 	// authentication and authorization), by hypervisor.
 	AgentMetrics map[string]int `json:"agentMetrics,omitempty"`
+	// VesselEtcd are the members of the vessel etcd cluster (with
+	// Options.EtcdMembers; the embedded etcd needs none).
+	VesselEtcd []EtcdMemberPorts `json:"vesselEtcd,omitempty"`
+	// VesselAPIServerReplicas are the secure ports of the vessel-apiservers
+	// after the first (with Options.APIServers > 1), whose port is
+	// VesselAPIServer.
+	VesselAPIServerReplicas []int `json:"vesselAPIServerReplicas,omitempty"`
+}
+
+// EtcdMemberPorts are one etcd member's client and peer ports.
+type EtcdMemberPorts struct {
+	Client int `json:"client"`
+	Peer   int `json:"peer"`
+}
+
+// replicaCounts size the replicated parts of the control plane.
+type replicaCounts struct {
+	etcdMembers int // 0: embedded etcd
+	apiServers  int // 0 counts as 1
+}
+
+// VesselAPIServerPorts are the secure ports of every vessel-apiserver, the
+// first one's first.
+func (p *Ports) VesselAPIServerPorts() []int {
+	return append([]int{p.VesselAPIServer}, p.VesselAPIServerReplicas...)
 }
 
 // all returns the ports to keep: the control plane's, then the agents'
 // stream ports and the agents' metrics ports of hypervisors, in their
 // order (the maps have them all, made if need be).
-func (p *Ports) all(hypervisors []string) []*int {
+func (p *Ports) all(hypervisors []string, replicas replicaCounts) []*int {
 	ports := []*int{&p.EtcdClient, &p.EtcdPeer, &p.KubeAPIServer, &p.VesselAPIServer, &p.ControllerMgr}
+	p.VesselEtcd = resize(p.VesselEtcd, replicas.etcdMembers)
+	for i := range p.VesselEtcd {
+		ports = append(ports, &p.VesselEtcd[i].Client, &p.VesselEtcd[i].Peer)
+	}
+	p.VesselAPIServerReplicas = resize(p.VesselAPIServerReplicas, max(replicas.apiServers-1, 0))
+	for i := range p.VesselAPIServerReplicas {
+		ports = append(ports, &p.VesselAPIServerReplicas[i])
+	}
 	if p.Agents == nil {
 		p.Agents = map[string]int{}
 	}
@@ -64,6 +97,14 @@ func (p *Ports) all(hypervisors []string) []*int {
 	return ports
 }
 
+// resize returns s with n elements, keeping those it has.
+func resize[T any](s []T, n int) []T {
+	if len(s) >= n {
+		return s[:n]
+	}
+	return append(s, make([]T, n-len(s))...)
+}
+
 // setAgents stores back the agents' ports all returned.
 func (p *Ports) setAgents(hypervisors []string, ports []*int) {
 	n := len(hypervisors)
@@ -76,7 +117,7 @@ func (p *Ports) setAgents(hypervisors []string, ports []*int) {
 
 // ensurePorts loads the saved ports and replaces any that is unset or now
 // taken by something else; the agents of hypervisors get one each.
-func ensurePorts(path string, hypervisors []string) (Ports, error) {
+func ensurePorts(path string, hypervisors []string, replicas replicaCounts) (Ports, error) {
 	var ports Ports
 	data, err := os.ReadFile(path)
 	switch {
@@ -96,7 +137,7 @@ func ensurePorts(path string, hypervisors []string) (Ports, error) {
 			l.Close()
 		}
 	}()
-	all := ports.all(hypervisors)
+	all := ports.all(hypervisors, replicas)
 	for _, port := range all {
 		if *port != 0 {
 			if l, err := listenLoopback(*port); err == nil {
@@ -129,7 +170,7 @@ func listenLoopback(port int) (net.Listener, error) {
 
 // loadPorts reads the saved ports as they are, for a supervisor that
 // adopts components already listening on them.
-func loadPorts(path string, hypervisors []string) (Ports, error) {
+func loadPorts(path string, hypervisors []string, replicas replicaCounts) (Ports, error) {
 	var ports Ports
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -138,7 +179,10 @@ func loadPorts(path string, hypervisors []string) (Ports, error) {
 	if err := json.Unmarshal(data, &ports); err != nil {
 		return Ports{}, fmt.Errorf("read saved ports %s: %w", path, err)
 	}
-	for _, port := range ports.all(hypervisors) {
+	if len(ports.VesselEtcd) != replicas.etcdMembers || len(ports.VesselAPIServerReplicas) != max(replicas.apiServers-1, 0) {
+		return Ports{}, fmt.Errorf("saved ports %s are for another number of etcd members or vessel-apiservers: %+v", path, ports)
+	}
+	for _, port := range ports.all(hypervisors, replicas) {
 		if *port == 0 {
 			return Ports{}, fmt.Errorf("saved ports %s lack one: %+v", path, ports)
 		}

@@ -26,7 +26,7 @@ import (
 func TestPortsAreKeptUnlessTaken(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ports.json")
 	hypervisors := []string{"hv-1", "hv-2"}
-	first, err := ensurePorts(path, hypervisors)
+	first, err := ensurePorts(path, hypervisors, replicaCounts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,14 +34,14 @@ func TestPortsAreKeptUnlessTaken(t *testing.T) {
 		t.Fatalf("agent ports %v, want one per hypervisor", first.Agents)
 	}
 	seen := map[int]bool{}
-	for _, p := range first.all(hypervisors) {
+	for _, p := range first.all(hypervisors, replicaCounts{}) {
 		if *p == 0 || seen[*p] {
 			t.Fatalf("ports not distinct and set: %+v", first)
 		}
 		seen[*p] = true
 	}
 
-	again, err := ensurePorts(path, hypervisors)
+	again, err := ensurePorts(path, hypervisors, replicaCounts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestPortsAreKeptUnlessTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	moved, err := ensurePorts(path, hypervisors)
+	moved, err := ensurePorts(path, hypervisors, replicaCounts{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,14 +67,14 @@ func TestPortsAreKeptUnlessTaken(t *testing.T) {
 	}
 
 	// A third hypervisor gets a port of its own; the others keep theirs.
-	more, err := ensurePorts(path, append(hypervisors, "hv-3"))
+	more, err := ensurePorts(path, append(hypervisors, "hv-3"), replicaCounts{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if more.Agents["hv-1"] != first.Agents["hv-1"] || more.Agents["hv-2"] != first.Agents["hv-2"] || more.Agents["hv-3"] == 0 {
 		t.Errorf("agent ports %v after adding hv-3, were %v", more.Agents, first.Agents)
 	}
-	if _, err := loadPorts(path, []string{"hv-4"}); err == nil {
+	if _, err := loadPorts(path, []string{"hv-4"}, replicaCounts{}); err == nil {
 		t.Error("loadPorts took a file without the port of hv-4's agent")
 	}
 }
@@ -82,7 +82,7 @@ func TestPortsAreKeptUnlessTaken(t *testing.T) {
 func TestPortsFileUnreadable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ports.json")
 	writeFile(t, path, "{not json")
-	ports, err := ensurePorts(path, nil)
+	ports, err := ensurePorts(path, nil, replicaCounts{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,6 +192,14 @@ func (s *supervisor) markReady(comp *component, p *process) {
 			c.State, c.ReadyAt, c.Failures, c.Message = StateRunning, timePtr(time.Now()), 0, ""
 		}
 	})
+	if comp.onExit != nil {
+		go func() {
+			<-p.exited
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			comp.onExit(ctx)
+		}()
+	}
 }
 
 // run supervises every component until ctx is done, then returns, leaving

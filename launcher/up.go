@@ -221,6 +221,10 @@ func checkSameControlPlane(l layout, opts Options) error {
 		return fmt.Errorf("the control plane in %s runs with hypervisors %q (no agent: %v), not %q (no agent: %v); stop it first (vessel-up --down)",
 			l.root, running.Hypervisors, running.NoAgent, opts.Hypervisors, opts.NoAgent)
 	}
+	if running.replicas() != opts.replicas() {
+		return fmt.Errorf("the control plane in %s runs %d vessel-apiservers on %d etcd members, not %d on %d; stop it first (vessel-up --down)",
+			l.root, running.APIServers, running.EtcdMembers, opts.APIServers, opts.EtcdMembers)
+	}
 	return nil
 }
 

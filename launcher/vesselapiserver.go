@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,38 +59,80 @@ func (c *Cluster) VesselAPIServerURL() string {
 	return fmt.Sprintf("https://127.0.0.1:%d", c.Ports.VesselAPIServer)
 }
 
-// vesselAPIServerComponent is the vessel-apiserver with its embedded etcd
-// under the state directory. Before its first start the launcher applies
-// manifests/local (RBAC, roles, Service, EndpointSlice, APIService: what a
-// real cluster gets, pointed at loopback); RBAC has to come first, since the
-// server's /readyz needs its reads allowed. It is ready once kube-apiserver
-// reports the APIService Available and serves vessel.dev's OpenAPI.
-func (c *Cluster) vesselAPIServerComponent() (*component, error) {
+// VesselAPIServerComponent names the i-th (from 1) vessel-apiserver: the
+// first is vessel-apiserver, as when only one runs, the others
+// vessel-apiserver@<i>.
+func VesselAPIServerComponent(i int) string {
+	if i == 1 {
+		return vesselAPIServerName
+	}
+	return fmt.Sprintf("%s@%d", vesselAPIServerName, i)
+}
+
+// vesselAPIServerComponents are the vessel-apiservers (Options.APIServers),
+// the first with its embedded etcd under the state directory unless the
+// vessel etcd cluster runs. Before the first start of each the launcher
+// applies manifests/local (RBAC, roles, Service, APIService: what a real
+// cluster gets, pointed at loopback); RBAC has to come first, since the
+// server's /readyz needs its reads allowed. Each replica has an
+// EndpointSlice of the Service of its own (replicas listen on ports of
+// their own, and a slice's port is for all its endpoints), which says
+// ready once the replica's /readyz does and, with several replicas, not
+// ready once it exits, so that the aggregator routes around it. A replica
+// is ready once kube-apiserver reports the APIService Available and serves
+// vessel.dev's OpenAPI.
+func (c *Cluster) vesselAPIServerComponents() ([]*component, error) {
 	client, err := c.verifyingHTTPClient(c.PKI.ClusterCA.CertFile)
 	if err != nil {
 		return nil, err
 	}
-	enter, binary, args, err := c.vesselAPIServerCommand(context.Background(), c.vesselAPIServerArgs())
-	if err != nil {
-		return nil, err
+	after := []string{kubeAPIServerName}
+	for i := 1; i <= c.opts.EtcdMembers; i++ {
+		after = append(after, VesselEtcdComponent(i))
 	}
-	return &component{
-		name:    vesselAPIServerName,
-		enter:   enter,
-		binary:  binary,
-		args:    args,
-		after:   []string{kubeAPIServerName},
-		prepare: c.applyLocalManifests,
-		ready: func(ctx context.Context, p *process) error {
-			if err := waitReady(ctx, p, client, c.VesselAPIServerURL()+"/readyz", c.opts.ReadyTimeout); err != nil {
-				return err
+	var comps []*component
+	for i := 1; i <= c.opts.APIServers; i++ {
+		enter, binary, args, err := c.vesselAPIServerCommand(context.Background(), c.vesselAPIServerArgs(i))
+		if err != nil {
+			return nil, err
+		}
+		url := c.vesselAPIServerReplicaURL(i)
+		comp := &component{
+			name:    VesselAPIServerComponent(i),
+			enter:   enter,
+			binary:  binary,
+			args:    args,
+			after:   after,
+			prepare: c.applyLocalManifests,
+			ready: func(ctx context.Context, p *process) error {
+				if err := waitReady(ctx, p, client, url+"/readyz", c.opts.ReadyTimeout); err != nil {
+					return err
+				}
+				if err := c.publishEndpoint(ctx, i, true); err != nil {
+					return err
+				}
+				if err := c.WaitAPIServiceAvailable(ctx, c.opts.ReadyTimeout); err != nil {
+					return err
+				}
+				return c.waitOpenAPIPublished(ctx)
+			},
+		}
+		if c.opts.APIServers > 1 {
+			comp.onExit = func(ctx context.Context) {
+				if err := c.publishEndpoint(ctx, i, false); err != nil {
+					c.opts.Logf("%s exited, but its endpoint still says ready: %v", comp.name, err)
+				}
 			}
-			if err := c.WaitAPIServiceAvailable(ctx, c.opts.ReadyTimeout); err != nil {
-				return err
-			}
-			return c.waitOpenAPIPublished(ctx)
-		},
-	}, nil
+		}
+		comps = append(comps, comp)
+	}
+	return comps, nil
+}
+
+// vesselAPIServerReplicaURL is where the i-th vessel-apiserver serves,
+// directly.
+func (c *Cluster) vesselAPIServerReplicaURL(i int) string {
+	return fmt.Sprintf("https://127.0.0.1:%d", c.Ports.VesselAPIServerPorts()[i-1])
 }
 
 // waitOpenAPIPublished waits until kube-apiserver serves vessel.dev's
@@ -143,17 +186,17 @@ func (c *Cluster) RestartVesselAPIServer(ctx context.Context) error {
 	return nil
 }
 
-func (c *Cluster) vesselAPIServerArgs() []string {
+// vesselAPIServerArgs are the i-th vessel-apiserver's flags.
+func (c *Cluster) vesselAPIServerArgs(i int) []string {
 	kubeconfig := c.Kubeconfig(VesselAPIServerKubeconfig)
 	args := []string{
 		"--bind-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", c.Ports.VesselAPIServer),
+		fmt.Sprintf("--secure-port=%d", c.Ports.VesselAPIServerPorts()[i-1]),
 		"--tls-cert-file=" + c.PKI.VesselAPIServer.CertFile,
 		"--tls-private-key-file=" + c.PKI.VesselAPIServer.KeyFile,
 		"--kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
-		"--etcd-data-dir=" + filepath.Join(c.layout.root, "vessel-etcd"),
 		"--allowed-host-path-roots=" + ImagesDir,
 		"--profiling=false",
 		// Console and log reach the agent with mutual TLS.
@@ -164,6 +207,16 @@ func (c *Cluster) vesselAPIServerArgs() []string {
 		// certificates through the CSR API, signed here with the agent CA.
 		"--agent-serving-signer-cert-file=" + c.PKI.AgentCA.CertFile,
 		"--agent-serving-signer-key-file=" + c.PKI.AgentCA.KeyFile,
+	}
+	if c.opts.EtcdMembers == 0 {
+		args = append(args, "--etcd-data-dir="+filepath.Join(c.layout.root, "vessel-etcd"))
+	} else {
+		args = append(args,
+			"--etcd-servers="+strings.Join(c.vesselEtcdClientURLs(), ","),
+			"--etcd-cafile="+c.PKI.EtcdCA.CertFile,
+			"--etcd-certfile="+c.PKI.EtcdClient.CertFile,
+			"--etcd-keyfile="+c.PKI.EtcdClient.KeyFile,
+		)
 	}
 	return append(args, c.opts.VesselAPIServerArgs...)
 }
@@ -210,25 +263,25 @@ func (c *Cluster) applyLocalManifests(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var apply []*unstructured.Unstructured
 	for _, obj := range objects {
 		switch obj.GetKind() {
 		case "APIService":
 			obj.Object["spec"].(map[string]any)["caBundle"] = base64.StdEncoding.EncodeToString(caPEM)
 		case "EndpointSlice":
-			ports, _, _ := unstructured.NestedSlice(obj.Object, "ports")
-			for _, p := range ports {
-				p.(map[string]any)["port"] = int64(c.Ports.VesselAPIServer)
-			}
-			if err := unstructured.SetNestedSlice(obj.Object, ports, "ports"); err != nil {
-				return err
-			}
+			// Each replica publishes its own (publishEndpoint).
+			continue
 		}
+		apply = append(apply, obj)
 	}
 	cfg, err := c.AdminConfig()
 	if err != nil {
 		return err
 	}
-	return serverSideApply(ctx, cfg, objects)
+	if err := serverSideApply(ctx, cfg, apply); err != nil {
+		return err
+	}
+	return c.removeStaleEndpoints(ctx, cfg)
 }
 
 func decodeYAMLObjects(data []byte) ([]*unstructured.Unstructured, error) {

@@ -96,6 +96,15 @@ type PKI struct {
 	// so one agent's key cannot impersonate another agent.
 	AgentServers map[string]CertKey
 
+	// EtcdCA, EtcdMembers and EtcdClient exist only with
+	// Options.EtcdMembers: the vessel etcd cluster's own trust root (no
+	// other certificate opens its data), each member's certificate (serving
+	// clients and peers, and client to its peers) and the
+	// vessel-apiservers' client certificate.
+	EtcdCA      CertKey
+	EtcdMembers []CertKey
+	EtcdClient  CertKey
+
 	gen *generator
 	cas map[string]*authority
 }
@@ -109,6 +118,9 @@ type Options struct {
 	// AgentHosts are extra names or IP addresses for every agent's serving
 	// certificate, besides the hypervisor's name and 127.0.0.1.
 	AgentHosts []string
+	// EtcdMembers is how many members the vessel etcd cluster has; 0 (the
+	// embedded etcd) issues no etcd certificates.
+	EtcdMembers int
 }
 
 // Ensure makes sure dir holds valid PKI for opts, and returns it.
@@ -202,6 +214,9 @@ func (g *generator) ensure(opts Options) (*PKI, error) {
 		p.AgentServers[hv] = ck
 	}
 
+	if err := p.ensureEtcd(opts.EtcdMembers); err != nil {
+		return nil, err
+	}
 	var err error
 	p.ServiceAccountKeyFile, p.ServiceAccountPublicKeyFile, err = g.ensureServiceAccountKey()
 	if err != nil {
@@ -241,4 +256,33 @@ func (p *PKI) EnsureAgentServingCert(hypervisor string, extraHosts []string) (Ce
 		hosts:  dedupe(append([]string{hypervisor, "127.0.0.1"}, extraHosts...)),
 		usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
+}
+
+// ensureEtcd issues the vessel etcd cluster's CA, one certificate per
+// member and the apiservers' client certificate. Members are on loopback:
+// their certificates name 127.0.0.1 and localhost, and are for serving and
+// client use both, since a member dials its peers with it.
+func (p *PKI) ensureEtcd(members int) error {
+	if members == 0 {
+		return nil
+	}
+	ca, err := p.gen.ensureCA("etcd-ca", "vessel-etcd-ca")
+	if err != nil {
+		return err
+	}
+	p.cas["etcd-ca"] = ca
+	p.EtcdCA = ca.CertKey
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	for i := range members {
+		name := fmt.Sprintf("vessel-etcd-%d", i+1)
+		ck, err := p.gen.ensureLeaf(ca, leafSpec{name: name, commonName: name, usages: both, hosts: []string{"127.0.0.1", "localhost"}})
+		if err != nil {
+			return err
+		}
+		p.EtcdMembers = append(p.EtcdMembers, ck)
+	}
+	p.EtcdClient, err = p.gen.ensureLeaf(ca, leafSpec{
+		name: "vessel-etcd-client", commonName: "vessel-apiserver", usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	return err
 }

@@ -64,6 +64,9 @@ type Options struct {
 	AgentSignerCertFile string
 	AgentSignerKeyFile  string
 	AgentSignerDuration time.Duration
+	// ControllersElection times the Lease that picks the replica running
+	// the controllers.
+	ControllersElection apiserver.ElectionTimes
 }
 
 // NewOptions returns options with Vessel's defaults.
@@ -76,6 +79,7 @@ func NewOptions() *Options {
 		AgentServiceAccounts: []string{agentidentity.DefaultServiceAccount},
 		UsageResolution:      usage.DefaultResolution,
 		AgentSignerDuration:  agentcert.DefaultDuration,
+		ControllersElection:  apiserver.DefaultControllersElection,
 	}
 }
 
@@ -106,6 +110,12 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Private key of --agent-serving-signer-cert-file.")
 	fs.DurationVar(&o.AgentSignerDuration, "agent-serving-cert-duration", o.AgentSignerDuration,
 		"Longest lifetime of an agent serving certificate the server signs (a CSR may ask for less); agents rotate theirs before it ends.")
+	fs.DurationVar(&o.ControllersElection.LeaseDuration, "controllers-lease-duration", o.ControllersElection.LeaseDuration,
+		"With several replicas, one at a time runs the controllers (scheduler, heartbeat monitor ...) while it holds the Lease vessel-system/vessel-controllers in kube-apiserver: how long the others wait after its last renewal before they take it over.")
+	fs.DurationVar(&o.ControllersElection.RenewDeadline, "controllers-renew-deadline", o.ControllersElection.RenewDeadline,
+		"How long the holder of the controllers' Lease keeps trying to renew it before it stops its controllers; less than --controllers-lease-duration.")
+	fs.DurationVar(&o.ControllersElection.RetryPeriod, "controllers-retry-period", o.ControllersElection.RetryPeriod,
+		"How often the controllers' Lease is renewed by its holder and tried by the other replicas.")
 	fs.DurationVar(&o.UsageResolution, "usage-resolution", o.UsageResolution,
 		"How often the node agents are read (over the --agent-* mutual TLS) for the VMs' CPU and memory that metrics.vessel.dev serves; CPU is averaged over two reads.")
 }
@@ -146,6 +156,9 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--agent-serving-cert-duration must be at least 1h, got %v", o.AgentSignerDuration))
 	}
 	errs = append(errs, agentidentity.ValidateServiceAccounts(o.AgentServiceAccounts)...)
+	if err := o.ControllersElection.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.UsageResolution < time.Second {
 		errs = append(errs, fmt.Errorf("--usage-resolution must be at least 1s, got %v", o.UsageResolution))
 	}
@@ -188,9 +201,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			WritableHostPathRoots: o.WritableHostPathRoots,
 			AllowedBridges:        o.AllowedBridges,
 		},
-		AgentTransports: agentTransports,
-		AgentSigner:     signer,
-		AgentIdentity:   agentidentity.Identifier{ServiceAccounts: o.AgentServiceAccounts},
-		UsageResolution: o.UsageResolution,
+		AgentTransports:     agentTransports,
+		AgentSigner:         signer,
+		AgentIdentity:       agentidentity.Identifier{ServiceAccounts: o.AgentServiceAccounts},
+		UsageResolution:     o.UsageResolution,
+		ControllersElection: o.ControllersElection,
 	})
 }

@@ -60,6 +60,11 @@ type Options struct {
 	// FromImages runs the vessel-apiserver from the image `make images`
 	// built (its OCI layout under _output/images), as a cluster would.
 	FromImages bool
+	// APIServers is how many vessel-apiservers run; EtcdMembers how many
+	// members their etcd cluster has (0: the one apiserver's embedded
+	// etcd).
+	APIServers  int
+	EtcdMembers int
 	// vesselAPIServerImage is that layout, set by Complete.
 	vesselAPIServerImage string
 }
@@ -73,7 +78,7 @@ const maxHypervisors = 200
 
 // NewOptions returns the options before flags are parsed.
 func NewOptions() *Options {
-	return &Options{Timeout: 10 * time.Minute, Hypervisors: DefaultHypervisors}
+	return &Options{Timeout: 10 * time.Minute, Hypervisors: DefaultHypervisors, APIServers: 1}
 }
 
 // AddFlags binds the options to fs.
@@ -86,6 +91,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait until every component is ready")
 	fs.IntVar(&o.Hypervisors, "hypervisors", o.Hypervisors, "how many hypervisors to run, each an agent with a libvirtd of its own in its own namespaces (0: the control plane alone)")
 	fs.StringVar(&o.HypervisorPrefix, "hypervisor-prefix", o.HypervisorPrefix, "the hypervisors are named <prefix>-1 ... <prefix>-N (default: the host name)")
+	fs.IntVar(&o.APIServers, "apiservers", o.APIServers, "how many vessel-apiservers to run, each on a port of its own behind the one APIService; one at a time runs the controllers (more than one needs --etcd-members)")
+	fs.IntVar(&o.EtcdMembers, "etcd-members", o.EtcdMembers, "how many members the vessel-apiservers' etcd cluster has, each an etcd process with client and peer TLS (0: the vessel-apiserver's embedded etcd)")
 	fs.BoolVar(&o.FromImages, "from-images", o.FromImages, "run the vessel-apiserver from its image's root filesystem (make images), not from _output/bin")
 }
 
@@ -175,6 +182,8 @@ func (o *Options) Config(logger *log.Logger) launcher.Options {
 		Hypervisors:          o.hypervisorNames(),
 		NoAgent:              o.Hypervisors == 0,
 		VesselAPIServerImage: o.vesselAPIServerImage,
+		APIServers:           o.APIServers,
+		EtcdMembers:          o.EtcdMembers,
 		Logf:                 logger.Printf,
 	}
 	if o.BinDir != "" {
