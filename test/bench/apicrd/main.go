@@ -67,6 +67,9 @@ type options struct {
 	// cpuProfile, when set, is where a CPU profile of the vessel-apiserver
 	// over the measured rounds goes (it runs with --profiling then).
 	cpuProfile string
+	// vesselArgs are added to the command line of the vessel-apiserver
+	// the benchmark starts.
+	vesselArgs []string
 }
 
 func main() {
@@ -80,6 +83,10 @@ func main() {
 	flag.StringVar(&o.stateDir, "state-dir", "", "with --kubeconfig: the state directory of a local control plane (make up: .vessel), to account CPU per process")
 	flag.BoolVar(&o.verbose, "v", false, "log the control plane's start")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vessel-apiserver over the measured rounds to this file (go tool pprof); needs the control plane the benchmark starts")
+	flag.Func("vessel-apiserver-arg", "a flag for the vessel-apiserver the benchmark starts (repeat for more), for experiments such as --run-controllers=false", func(v string) error {
+		o.vesselArgs = append(o.vesselArgs, v)
+		return nil
+	})
 	flag.Parse()
 	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -96,8 +103,8 @@ func run(ctx context.Context, o options) error {
 	if o.rounds < 2 || o.rounds%2 != 0 {
 		return errors.New("-rounds must be even and at least 2, so that each path goes first as often as the other")
 	}
-	if o.cpuProfile != "" && o.kubeconfig != "" {
-		return errors.New("-cpuprofile needs the control plane the benchmark starts, not -kubeconfig")
+	if (o.cpuProfile != "" || len(o.vesselArgs) > 0) && o.kubeconfig != "" {
+		return errors.New("-cpuprofile and -vessel-apiserver-arg need the control plane the benchmark starts, not -kubeconfig")
 	}
 	cfg, stateDir, cluster, stopCluster, err := controlPlane(ctx, o)
 	if err != nil {
@@ -266,7 +273,7 @@ func controlPlane(ctx context.Context, o options) (*rest.Config, string, *launch
 		logf = log.Printf
 	}
 	begin := time.Now()
-	var extra []string
+	extra := o.vesselArgs
 	if o.cpuProfile != "" {
 		extra = append(extra, "--profiling=true")
 	}
