@@ -26,6 +26,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/vessel-vm/vessel/apiserver"
 	"github.com/vessel-vm/vessel/launcher"
@@ -76,12 +77,13 @@ func TestKillControllerReplica(t *testing.T) {
 	if newPID != survivorPID {
 		t.Errorf("the Lease went to pid %d, not to the surviving replica's %d", newPID, survivorPID)
 	}
-	// The survivor counts the lease duration from when it last saw the
-	// holder's renewal, and looks every retry period plus up to 120 %
-	// jitter: it may see the last renewal up to that long after it was
-	// made, and the expiry as late after it happened.
+	// The survivor counts the lease duration from when it saw the holder's
+	// last renewal, and looks once every retry period plus up to
+	// leaderelection.JitterFactor of it: it may see that renewal that long
+	// after it was made, and the expiry as late after it happened.
 	times := apiserver.DefaultControllersElection
-	if limit := times.LeaseDuration + 3*times.RetryPeriod + time.Second; handover > limit {
+	poll := time.Duration((1 + leaderelection.JitterFactor) * float64(times.RetryPeriod))
+	if limit := times.LeaseDuration + 2*poll + time.Second; handover > limit {
 		t.Errorf("the Lease changed hands %v after the kill, more than %v", handover.Round(time.Millisecond), limit)
 	}
 	time.Sleep(5 * time.Second)
