@@ -164,7 +164,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		}
 	}
 	if !c.ExtraConfig.DisableControllers {
-		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig, c.ExtraConfig.ControllersElection, c.ExtraConfig.AgentIdentity, c.ExtraConfig.AgentSigner)); err != nil {
+		if err := generic.AddPostStartHook("start-vessel-controllers", controllersHook(c.ExtraConfig.CoreClientConfig, c.ExtraConfig.AdmissionInformers, c.ExtraConfig.ControllersElection, c.ExtraConfig.AgentIdentity, c.ExtraConfig.AgentSigner)); err != nil {
 			return nil, err
 		}
 	}

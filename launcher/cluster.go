@@ -184,6 +184,12 @@ func (o *Options) complete() error {
 	if err := o.validateHypervisors(); err != nil {
 		return err
 	}
+	if o.APIServers == 0 {
+		o.APIServers = 1
+	}
+	if err := o.validateReplicas(); err != nil {
+		return err
+	}
 	if o.ManifestsDir == "" {
 		root, err := RepoRoot()
 		if err != nil {
@@ -222,12 +228,6 @@ func (o *Options) complete() error {
 			return fmt.Errorf("resolve %s: %w", o.VesselAPIServerImage, err)
 		}
 		o.VesselAPIServerImage = abs
-	}
-	if o.APIServers == 0 {
-		o.APIServers = 1
-	}
-	if err := o.validateReplicas(); err != nil {
-		return err
 	}
 	if len(o.Users) == 0 {
 		o.Users = DefaultUsers

@@ -25,8 +25,12 @@ limitations under the License.
 //     ClusterRole aggregation, service-account tokens);
 //   - the vessel-apiserver with its embedded etcd, routed through the
 //     v1alpha1.vessel.dev APIService after the launcher has applied
-//     manifests/local (RBAC, user roles, APIService, loopback EndpointSlice,
-//     the demo tenants);
+//     manifests/local (RBAC, user roles, APIService, the demo tenants) and
+//     published its loopback EndpointSlice; or, with Options.EtcdMembers
+//     and Options.APIServers, a vessel etcd cluster of real etcd processes
+//     (vessel-etcd@<i>, TLS between everyone) and that many
+//     vessel-apiservers on it (vessel-apiserver, vessel-apiserver@<i>),
+//     each with an EndpointSlice of its own that says ready while it runs;
 //   - unless Options.NoAgent, the hypervisors Options.Hypervisors, each a
 //     virtlogd and a libvirtd in a mount and network namespace of its own
 //     (package libvirtd) and a vessel-agent on that libvirtd, registered
@@ -55,6 +59,7 @@ limitations under the License.
 //	  pki/              CAs, serving and client certificates, service-account keys (package pki)
 //	  etcd/             kube-apiserver's etcd data; kept across restarts, Down and Start
 //	  vessel-etcd/      the vessel-apiserver's embedded etcd data
+//	  vessel-etcd-<i>/  with EtcdMembers, member i's data
 //	  hypervisors/<name>/  a hypervisor: its libvirt host's directories
 //	                    (package libvirtd) and agent/, the agent's state
 //	                    (VM disks, console logs)

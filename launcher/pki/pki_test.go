@@ -353,3 +353,65 @@ func writeFile(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+// The vessel etcd cluster trusts only its own CA: a member's certificate
+// serves clients and peers and is a client to its peers; the apiservers'
+// is a client only; no certificate the cluster CA signed opens it. Without
+// members (the embedded etcd) nothing of it is issued.
+func TestPKIEtcdCluster(t *testing.T) {
+	dir := t.TempDir()
+	none, err := Ensure(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.EtcdCA != (CertKey{}) || len(none.EtcdMembers) != 0 {
+		t.Errorf("etcd certificates issued without members: %+v %+v", none.EtcdCA, none.EtcdMembers)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etcd-ca.crt")); !os.IsNotExist(err) {
+		t.Errorf("etcd-ca.crt written without members (stat: %v)", err)
+	}
+
+	opts := testOptions
+	opts.EtcdMembers = 3
+	p, err := Ensure(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.EtcdMembers) != 3 {
+		t.Fatalf("%d member certificates, want 3", len(p.EtcdMembers))
+	}
+	ca, err := loadCert(p.EtcdCA.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	verify := func(pair CertKey, usage x509.ExtKeyUsage) error {
+		cert, _, err := loadPair(pair)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}})
+		return err
+	}
+	for i, member := range p.EtcdMembers {
+		for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+			if err := verify(member, usage); err != nil {
+				t.Errorf("member %d, usage %v: %v", i+1, usage, err)
+			}
+		}
+		cert, _, _ := loadPair(member)
+		if err := cert.VerifyHostname("127.0.0.1"); err != nil {
+			t.Errorf("member %d: %v", i+1, err)
+		}
+	}
+	if err := verify(p.EtcdClient, x509.ExtKeyUsageClientAuth); err != nil {
+		t.Errorf("apiservers' client certificate: %v", err)
+	}
+	if verify(p.EtcdClient, x509.ExtKeyUsageServerAuth) == nil {
+		t.Error("the apiservers' client certificate may serve")
+	}
+	if verify(p.Admin, x509.ExtKeyUsageClientAuth) == nil {
+		t.Error("the admin's certificate verifies against the etcd CA")
+	}
+}

@@ -67,6 +67,9 @@ type Options struct {
 	// ControllersElection times the Lease that picks the replica running
 	// the controllers.
 	ControllersElection apiserver.ElectionTimes
+	// RunControllers runs the controllers (under the Lease); false serves
+	// the API only.
+	RunControllers bool
 }
 
 // NewOptions returns options with Vessel's defaults.
@@ -80,6 +83,7 @@ func NewOptions() *Options {
 		UsageResolution:      usage.DefaultResolution,
 		AgentSignerDuration:  agentcert.DefaultDuration,
 		ControllersElection:  apiserver.DefaultControllersElection,
+		RunControllers:       true,
 	}
 }
 
@@ -110,6 +114,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Private key of --agent-serving-signer-cert-file.")
 	fs.DurationVar(&o.AgentSignerDuration, "agent-serving-cert-duration", o.AgentSignerDuration,
 		"Longest lifetime of an agent serving certificate the server signs (a CSR may ask for less); agents rotate theirs before it ends.")
+	fs.BoolVar(&o.RunControllers, "run-controllers", o.RunControllers,
+		"Run the controllers (scheduler, heartbeat monitor, snapshots, clones, pools, quota, agent certificates) when holding their Lease; false serves the API only, and another replica runs them.")
 	fs.DurationVar(&o.ControllersElection.LeaseDuration, "controllers-lease-duration", o.ControllersElection.LeaseDuration,
 		"With several replicas, one at a time runs the controllers (scheduler, heartbeat monitor ...) while it holds the Lease vessel-system/vessel-controllers in kube-apiserver: how long the others wait after its last renewal before they take it over.")
 	fs.DurationVar(&o.ControllersElection.RenewDeadline, "controllers-renew-deadline", o.ControllersElection.RenewDeadline,
@@ -206,5 +212,6 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		AgentIdentity:       agentidentity.Identifier{ServiceAccounts: o.AgentServiceAccounts},
 		UsageResolution:     o.UsageResolution,
 		ControllersElection: o.ControllersElection,
+		DisableControllers:  !o.RunControllers,
 	})
 }

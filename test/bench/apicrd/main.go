@@ -64,6 +64,12 @@ type options struct {
 	kubeconfig string
 	stateDir   string
 	verbose    bool
+	// cpuProfile, when set, is where a CPU profile of the vessel-apiserver
+	// over the measured rounds goes (it runs with --profiling then).
+	cpuProfile string
+	// vesselArgs are added to the command line of the vessel-apiserver
+	// the benchmark starts.
+	vesselArgs []string
 }
 
 func main() {
@@ -76,6 +82,11 @@ func main() {
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "a running control plane with Vessel installed (admin rights: it creates a namespace and a CRD); default: start one")
 	flag.StringVar(&o.stateDir, "state-dir", "", "with --kubeconfig: the state directory of a local control plane (make up: .vessel), to account CPU per process")
 	flag.BoolVar(&o.verbose, "v", false, "log the control plane's start")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the vessel-apiserver over the measured rounds to this file (go tool pprof); needs the control plane the benchmark starts")
+	flag.Func("vessel-apiserver-arg", "a flag for the vessel-apiserver the benchmark starts (repeat for more), for experiments such as --run-controllers=false", func(v string) error {
+		o.vesselArgs = append(o.vesselArgs, v)
+		return nil
+	})
 	flag.Parse()
 	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -92,7 +103,10 @@ func run(ctx context.Context, o options) error {
 	if o.rounds < 2 || o.rounds%2 != 0 {
 		return errors.New("-rounds must be even and at least 2, so that each path goes first as often as the other")
 	}
-	cfg, stateDir, stopCluster, err := controlPlane(ctx, o)
+	if (o.cpuProfile != "" || len(o.vesselArgs) > 0) && o.kubeconfig != "" {
+		return errors.New("-cpuprofile and -vessel-apiserver-arg need the control plane the benchmark starts, not -kubeconfig")
+	}
+	cfg, stateDir, cluster, stopCluster, err := controlPlane(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -179,6 +193,19 @@ func run(ctx context.Context, o options) error {
 	for i, op := range ops {
 		rows[i].name = op.name
 	}
+	if o.cpuProfile != "" {
+		profile, err := startCPUProfile(ctx, cluster)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := profile.stop(o.cpuProfile); err != nil {
+				log.Print(err)
+			} else {
+				log.Printf("CPU profile of the vessel-apiserver over the measured rounds: %s", o.cpuProfile)
+			}
+		}()
+	}
 	for round := range o.rounds {
 		order := []int{0, 1}
 		if round%2 == 1 {
@@ -232,23 +259,27 @@ const cpuSettle = time.Second
 // controlPlane returns the admin configuration of the control plane to
 // measure and its local state directory, if known, starting one unless
 // --kubeconfig names one.
-func controlPlane(ctx context.Context, o options) (*rest.Config, string, func(), error) {
+func controlPlane(ctx context.Context, o options) (*rest.Config, string, *launcher.Cluster, func(), error) {
 	if o.kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-		return cfg, o.stateDir, func() {}, err
+		return cfg, o.stateDir, nil, func() {}, err
 	}
 	stateDir, err := os.MkdirTemp("", "vessel-bench-api-")
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
 	}
 	logf := func(string, ...any) {}
 	if o.verbose {
 		logf = log.Printf
 	}
 	begin := time.Now()
-	c, err := launcher.Start(ctx, launcher.Options{StateDir: stateDir, NoAgent: true, Logf: logf})
+	extra := o.vesselArgs
+	if o.cpuProfile != "" {
+		extra = append(extra, "--profiling=true")
+	}
+	c, err := launcher.Start(ctx, launcher.Options{StateDir: stateDir, NoAgent: true, VesselAPIServerArgs: extra, Logf: logf})
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("start a control plane (state in %s): %w", stateDir, err)
+		return nil, "", nil, nil, fmt.Errorf("start a control plane (state in %s): %w", stateDir, err)
 	}
 	log.Printf("control plane up in %v (state in %s)", time.Since(begin).Round(time.Millisecond), stateDir)
 	stop := func() {
@@ -258,9 +289,9 @@ func controlPlane(ctx context.Context, o options) (*rest.Config, string, func(),
 	cfg, err := c.AdminConfig()
 	if err != nil {
 		stop()
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
 	}
-	return cfg, stateDir, stop, nil
+	return cfg, stateDir, c, stop, nil
 }
 
 // path is one way to store VirtualMachines: the APIService or the CRD.
