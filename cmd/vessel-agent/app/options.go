@@ -106,6 +106,10 @@ type Options struct {
 	KVM            string
 	KVMProbeKernel string
 	KVMProbeTime   time.Duration
+	// Driver is the hypervisor driver: libvirt, or sim for scale tests
+	// (see Simulation).
+	Driver     string
+	Simulation SimulationOptions
 	// Metrics is the Prometheus endpoint: address, serving certificate
 	// (Complete defaults it to the stream server's) and delegated
 	// authentication and authorization (Complete defaults their
@@ -137,6 +141,8 @@ func NewOptions() *Options {
 		KVM:                  "auto",
 		KVMProbeTime:         8 * time.Second,
 		StreamCertWait:       5 * time.Minute,
+		Driver:               DriverLibvirt,
+		Simulation:           NewSimulationOptions(),
 	}
 }
 
@@ -178,6 +184,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port of the Prometheus endpoint (HTTPS, "+metrics.MetricsPath+"), which authenticates and authorizes callers with kube-apiserver (the --authentication-* and --authorization-* flags; RBAC: get on the non-resource URL "+metrics.MetricsPath+"); empty: no endpoint")
 	fs.StringVar(&o.Metrics.CertFile, "metrics-cert-file", o.Metrics.CertFile, "serving certificate of the metrics endpoint (default: --stream-cert-file)")
 	fs.StringVar(&o.Metrics.KeyFile, "metrics-key-file", o.Metrics.KeyFile, "private key of --metrics-cert-file (default: --stream-key-file)")
+	fs.StringVar(&o.Driver, "hypervisor-driver", o.Driver, "hypervisor driver: libvirt, or sim (in-memory domains, no guests, no host files, networks or consoles: for scale tests only)")
+	o.Simulation.AddFlags(fs)
 	o.Metrics.Authentication.AddFlags(fs)
 	o.Metrics.Authorization.AddFlags(fs)
 }
@@ -274,6 +282,7 @@ func (o *Options) Validate() error {
 		}
 	}
 	errs = append(errs, o.Metrics.Validate()...)
+	errs = append(errs, o.validateSimulation()...)
 	for flag, v := range map[string]string{"--events": o.Events, "--kvm": o.KVM} {
 		if v != "auto" && v != "true" && v != "false" {
 			errs = append(errs, fmt.Errorf("%s must be auto, true or false, got %q", flag, v))
@@ -322,7 +331,11 @@ func (o *Options) images() (disks.CacheConfig, error) {
 type Config struct {
 	// Agent configures the node agent. Run settles Agent.KVM (see ProbeKVM).
 	Agent agent.Config
-	// Libvirt is Agent.Hypervisor; Run connects it.
+	// Simulated are the agents of simulated hypervisors (--hypervisor-driver=sim),
+	// run instead of Agent, all in this process.
+	Simulated []agent.Config
+	// Libvirt is Agent.Hypervisor; Run connects it. Nil with simulated
+	// hypervisors.
 	Libvirt       *hypervisor.Libvirt
 	LibvirtSocket string
 	// ProbeKVM makes Run decide Agent.KVM with a real boot of ProbeKernel
@@ -347,6 +360,9 @@ type Config struct {
 // server. It listens for the stream server already, so a bad address or
 // certificate fails before anything runs.
 func (o *Options) Config() (*Config, error) {
+	if o.Driver == DriverSim {
+		return o.simulatedConfig()
+	}
 	restConfig, err := o.restConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)

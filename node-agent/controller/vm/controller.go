@@ -70,6 +70,10 @@ type Config struct {
 	// ResyncPeriod is how often every VM is compared with libvirt again and
 	// orphaned domains are collected.
 	ResyncPeriod time.Duration
+	// SimulatedFiles makes provisioning name each disk's file without
+	// downloading, creating or checking anything on the host: for a
+	// simulated hypervisor (node-agent/hypervisor/sim), which reads none.
+	SimulatedFiles bool
 }
 
 // Identity is the Hypervisor object this agent registered.

@@ -179,8 +179,10 @@ func failureReason(err error) (reason string, permanent bool) {
 func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run *provisionRun) (*hypervisor.DomainConfig, error) {
 	uid := string(vm.UID)
 	dir := c.vmDir(uid)
-	if err := disks.PrivateDir(dir); err != nil {
-		return nil, fmt.Errorf("create VM directory: %w", err)
+	if !c.cfg.SimulatedFiles {
+		if err := disks.PrivateDir(dir); err != nil {
+			return nil, fmt.Errorf("create VM directory: %w", err)
+		}
 	}
 	memory := vm.Spec.Memory
 	if memory.IsZero() {
@@ -198,7 +200,9 @@ func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine,
 		UEFI:       vm.Spec.Firmware == v1alpha1.FirmwareUEFI,
 		ConsoleLog: filepath.Join(dir, "console.log"),
 	}
-	if k := vm.Spec.Kernel; k != nil {
+	if k := vm.Spec.Kernel; k != nil && c.cfg.SimulatedFiles {
+		cfg.Kernel, cfg.Cmdline = filepath.Join(dir, "kernel"), k.Cmdline
+	} else if k != nil {
 		path, err := c.file(ctx, vm.Namespace, k.Kernel)
 		if err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
@@ -233,6 +237,10 @@ func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine,
 
 func (c *Controller) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMachine, dir string, d v1alpha1.Disk, run *provisionRun) (hypervisor.DiskConfig, error) {
 	dc := hypervisor.DiskConfig{Name: d.Name, Bus: string(d.Bus), ReadOnly: d.ReadOnly}
+	if c.cfg.SimulatedFiles {
+		dc.Path, dc.Format, dc.CDROM = filepath.Join(dir, "disk-"+d.Name+".qcow2"), "qcow2", d.CloudInit != nil
+		return dc, nil
+	}
 	switch {
 	case d.Image != nil:
 		format := disks.Format(d.Image.Format)
