@@ -123,6 +123,9 @@ func runDensity(ctx context.Context, env *environment, o options) (*result, erro
 		}
 	}()
 	res.start = time.Now()
+	if o.profile != "" {
+		go profileServers(ctx, env, o.profile, 20*time.Second)
+	}
 	interval := time.Duration(float64(time.Second) / o.rate)
 	for i := range o.vms {
 		if d := time.Until(res.start.Add(time.Duration(i) * interval)); d > 0 {

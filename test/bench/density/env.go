@@ -63,7 +63,11 @@ func startEnvironment(ctx context.Context, o options) (*environment, error) {
 		logf = log.Printf
 	}
 	begin := time.Now()
-	c, err := launcher.Start(ctx, launcher.Options{StateDir: stateDir, NoAgent: true, Logf: logf})
+	opts := launcher.Options{StateDir: stateDir, NoAgent: true, Logf: logf}
+	if o.profile != "" {
+		opts.VesselAPIServerArgs = []string{"--profiling=true"}
+	}
+	c, err := launcher.Start(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("start a control plane (state in %s): %w", stateDir, err)
 	}

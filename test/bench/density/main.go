@@ -50,6 +50,7 @@ type options struct {
 	settle      time.Duration
 	agentBinary string
 	agentArgs   string
+	profile     string
 	keep        bool
 	verbose     bool
 }
@@ -64,6 +65,7 @@ func main() {
 	flag.DurationVar(&o.settle, "settle", 5*time.Minute, "how long after the last create every VM may take to be Running")
 	flag.StringVar(&o.agentBinary, "agent-binary", "", "the vessel-agent binary (default: _output/bin/vessel-agent, from make build)")
 	flag.StringVar(&o.agentArgs, "agent-args", "", "more vessel-agent flags, space separated (for example --sim-boot-latency=200ms)")
+	flag.StringVar(&o.profile, "profile", "", "directory for 20 s CPU profiles of kube-apiserver and the vessel-apiserver (run with --profiling), taken from the first create on")
 	flag.BoolVar(&o.keep, "keep", false, "keep the state directory (logs) afterwards")
 	flag.BoolVar(&o.verbose, "v", false, "log the control plane's start")
 	flag.Parse()
