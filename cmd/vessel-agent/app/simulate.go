@@ -186,7 +186,7 @@ func (o *Options) simulatedConfig() (*Config, error) {
 			HeartbeatInterval:  o.HeartbeatInterval,
 			ResyncPeriod:       o.ResyncPeriod,
 			Workers:            o.Workers,
-			SimulatedFiles:     true,
+			Simulated:          true,
 		})
 	}
 	if o.Metrics.BindAddress != "" {
