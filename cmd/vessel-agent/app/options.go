@@ -57,7 +57,11 @@ var Version = "v0.0.0-dev"
 
 // Options are vessel-agent's flags.
 type Options struct {
-	Kubeconfig     string
+	Kubeconfig string
+	// KubeAPIQPS and KubeAPIBurst bound the agent's requests, as the
+	// kubelet's flags of the same names do.
+	KubeAPIQPS     float32
+	KubeAPIBurst   int
 	HypervisorName string
 	NodeLabels     map[string]string
 	StateDir       string
@@ -122,6 +126,8 @@ func NewOptions() *Options {
 	host, _ := os.Hostname()
 	return &Options{
 		Metrics:              metrics.NewServerOptions(),
+		KubeAPIQPS:           DefaultKubeAPIQPS,
+		KubeAPIBurst:         DefaultKubeAPIBurst,
 		HypervisorName:       strings.ToLower(host),
 		StateDir:             "/var/lib/vessel/agent",
 		ManagedNetworkPool:   network.DefaultPool,
@@ -149,6 +155,8 @@ func NewOptions() *Options {
 // AddFlags registers the options on fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig reaching the vessel.dev API (through kube-apiserver, or vessel-apiserver directly); empty: in-cluster config")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "requests per second the agent sends the API server at most (heartbeats, VM status, events), as the kubelet's flag")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "requests the agent may send at once above --kube-api-qps")
 	fs.StringVar(&o.HypervisorName, "hypervisor-name", o.HypervisorName, "name of this node's Hypervisor object (default: the host name)")
 	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels put on the Hypervisor, matched by VM nodeSelectors (key=value,...)")
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "directory for the image cache (images/) and per-VM files (vms/<uid>/)")
@@ -256,6 +264,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ResyncPeriod <= 0 {
 		errs = append(errs, fmt.Errorf("--resync-period must be positive"))
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive, got %v and %d", o.KubeAPIQPS, o.KubeAPIBurst))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", o.Workers))
@@ -506,12 +517,35 @@ func (o *Options) servingCert(restConfig *rest.Config) (*servingcert.Manager, er
 	return m, nil
 }
 
+// Defaults of --kube-api-qps and --kube-api-burst: the kubelet's. client-go's
+// own (5 and 10) starve an agent whose VMs change at once: each VM start
+// is several status writes, and the heartbeat waits behind them until the
+// hypervisor is declared silent.
+const (
+	DefaultKubeAPIQPS   = 50
+	DefaultKubeAPIBurst = 100
+)
+
 // restConfig loads the kubeconfig, or the in-cluster config without one.
 func (o *Options) restConfig() (*rest.Config, error) {
-	if o.Kubeconfig == "" {
-		return rest.InClusterConfig()
+	return o.restConfigFrom(o.Kubeconfig)
+}
+
+// restConfigFrom loads a kubeconfig (empty: in-cluster) with the agent's
+// request limits.
+func (o *Options) restConfigFrom(kubeconfig string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
 	}
-	return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	return cfg, nil
 }
 
 // servesEvents is true when the server has the core/v1 events resource

@@ -28,7 +28,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
@@ -152,7 +151,7 @@ func (o *Options) simulatedConfig() (*Config, error) {
 	registry := metrics.NewRegistry(metrics.Options{Hypervisor: o.HypervisorName, Version: Version})
 	var servesEventsOnce *bool
 	for _, hv := range o.simulated() {
-		restConfig, err := clientcmd.BuildConfigFromFlags("", hv.kubeconfig)
+		restConfig, err := o.restConfigFrom(hv.kubeconfig)
 		if err != nil {
 			return nil, fmt.Errorf("load kubeconfig of simulated hypervisor %s: %w", hv.name, err)
 		}

@@ -46,6 +46,12 @@ func TestDriverDefaultsToLibvirt(t *testing.T) {
 	if o.Driver != DriverLibvirt {
 		t.Fatalf("default driver %q, want %q", o.Driver, DriverLibvirt)
 	}
+	if o.KubeAPIQPS != 50 || o.KubeAPIBurst != 100 {
+		t.Errorf("request limits %v/%d, want the kubelet's 50/100", o.KubeAPIQPS, o.KubeAPIBurst)
+	}
+	if _, err := parse(t, "--kube-api-qps=0"); err == nil || !strings.Contains(err.Error(), "--kube-api-qps") {
+		t.Errorf("--kube-api-qps=0: error %v", err)
+	}
 }
 
 func TestSimulatedHypervisors(t *testing.T) {
