@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -255,6 +256,12 @@ func TestSilentHypervisorIsAvoided(t *testing.T) {
 	first := []string{"a-1", "a-2", "a-3", "a-4", "a-5", "a-6"}
 	create(first...)
 	nodes := running(first...)
+	// A simulated hypervisor has no guest to show: the console says so.
+	body, err := client.VesselV1alpha1().RESTClient().Get().Namespace(ns.Name).Resource("virtualmachines").
+		Name("a-2").SubResource("console").DoRaw(ctx)
+	if err == nil || !strings.Contains(string(body), "is simulated") {
+		t.Errorf("console of a VM on a simulated hypervisor: %v: %s; want an error saying the hypervisor is simulated", err, body)
+	}
 	victim := nodes["a-1"]
 	var onVictim []string
 	for n, node := range nodes {

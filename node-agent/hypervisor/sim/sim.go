@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
@@ -43,7 +44,7 @@ type Latencies struct {
 }
 
 // Versions are what a simulated hypervisor reports.
-var Versions = hypervisor.Versions{Libvirt: "simulated", QEMU: "simulated"}
+var Versions = hypervisor.Versions{Libvirt: v1alpha1.SimulatedVersion, QEMU: v1alpha1.SimulatedVersion}
 
 // Hypervisor is an in-memory hypervisor. Its zero value is not usable: use
 // New.
