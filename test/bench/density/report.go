@@ -124,7 +124,7 @@ func (r *result) print(w io.Writer, o options) {
 	}
 	fmt.Fprintf(w, "list of all %d VMs at the end: %v\n", r.finalListed, r.finalListTime.Round(time.Millisecond))
 
-	fmt.Fprintln(w, "\nper 1,000 VMs (RSS MiB; CPU seconds since the previous row):")
+	fmt.Fprintf(w, "\nevery %d VMs (RSS MiB; CPU seconds since the previous row):\n", o.every)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := []string{"created", "bound", "Running", "list"}
 	for _, n := range r.procNames {
