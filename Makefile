@@ -105,6 +105,16 @@ bench: ## API benchmarks against the embedded etcd.
 bench-api: deps build ## Through kube-apiserver: Vessel's aggregated API vs a CRD with the same schema.
 	go run ./test/bench/apicrd $(BENCH_API_FLAGS)
 
+# VMS, HYPERVISORS and RATE size bench-density; BENCH_DENSITY_FLAGS adds
+# more (-profile DIR, -settle 15m, -agent-args "--sim-boot-latency=1s").
+VMS ?= 10000
+HYPERVISORS ?= 100
+RATE ?= 100
+
+.PHONY: bench-density
+bench-density: deps build ## VMs created at RATE/s over HYPERVISORS simulated hypervisors: create->bound/Running p50/p95/p99, scheduler throughput, list time, RSS/CPU per 1,000 VMs.
+	go run ./test/bench/density -vms $(VMS) -hypervisors $(HYPERVISORS) -rate $(RATE) $(BENCH_DENSITY_FLAGS)
+
 .PHONY: bench-boot
 bench-boot: deps build ## Create -> Running -> console banner vs plain QEMU; agent RSS/CPU with 0/10/20 guests.
 	VESSEL_E2E=1 go test -run '^$$' -bench Boot -benchtime 1x -timeout 30m ./node-agent/bench/

@@ -18,8 +18,8 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -41,8 +41,10 @@ import (
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
 )
 
-// Scheduler binds pending VMs. One worker binds one VM at a time, so two
-// VMs never both count the same free room.
+// Scheduler binds pending VMs. Placement is serialized (mu): a VM is
+// assumed on its hypervisor before its binding is written, so two VMs never
+// both count the same free room; the binding writes, the slow part, run on
+// several workers at once.
 type Scheduler struct {
 	client      versioned.Interface
 	vms         listers.VirtualMachineLister
@@ -51,9 +53,17 @@ type Scheduler struct {
 	byNode cache.Indexer
 	synced []cache.InformerSynced
 	queue  workqueue.TypedRateLimitingInterface[string]
-	// assumed holds bindings made but not yet seen by the informer.
+
+	mu sync.Mutex
+	// assumed holds bindings being written or made but not yet seen by
+	// the informer.
 	assumed map[types.UID]assumedBinding
+	// unschedulable are the VMs whose last attempt found no room.
+	unschedulable map[string]bool
 }
+
+// DefaultWorkers is how many bindings are written at once.
+const DefaultWorkers = 8
 
 // assumedBinding is a binding the informer has not delivered yet.
 type assumedBinding struct {
@@ -74,8 +84,10 @@ func New(client versioned.Interface, factory informers.SharedInformerFactory) (*
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "vessel-scheduler"}),
-		assumed: map[types.UID]assumedBinding{},
+		assumed:       map[types.UID]assumedBinding{},
+		unschedulable: map[string]bool{},
 	}
+	register()
 	if err := vmindex.AddByNode(vmInformer.Informer()); err != nil {
 		return nil, err
 	}
@@ -132,15 +144,22 @@ func (s *Scheduler) enqueuePending() {
 	}
 }
 
-// Run binds VMs until ctx is done.
-func (s *Scheduler) Run(ctx context.Context) {
+// Run binds VMs with DefaultWorkers until ctx is done.
+func (s *Scheduler) Run(ctx context.Context) { s.RunWorkers(ctx, DefaultWorkers) }
+
+// RunWorkers binds VMs, writing up to workers bindings at once, until ctx
+// is done.
+func (s *Scheduler) RunWorkers(ctx context.Context, workers int) {
 	defer utilruntime.HandleCrash()
 	defer s.queue.ShutDown()
 	if !cache.WaitForNamedCacheSyncWithContext(ctx, s.synced...) {
 		return
 	}
-	klog.FromContext(ctx).Info("Scheduler started")
-	go wait.UntilWithContext(ctx, s.worker, time.Second)
+	klog.FromContext(ctx).Info("Scheduler started", "workers", workers)
+	for range max(workers, 1) {
+		go wait.UntilWithContext(ctx, s.worker, time.Second)
+	}
+	go wait.UntilWithContext(ctx, func(context.Context) { queueDepth.Set(float64(s.queue.Len())) }, time.Second)
 	// Pending VMs are retried now and then: heartbeats going stale do not
 	// always come with an event.
 	go wait.UntilWithContext(ctx, func(context.Context) { s.enqueuePending() }, 30*time.Second)
@@ -158,8 +177,16 @@ func (s *Scheduler) next(ctx context.Context) bool {
 		return false
 	}
 	defer s.queue.Done(key)
-	if err := s.schedule(ctx, key); err != nil {
-		if !errors.As(err, new(errUnschedulable)) {
+	queueDepth.Set(float64(s.queue.Len()))
+	begin := time.Now()
+	result, err := s.schedule(ctx, key)
+	s.setUnschedulable(key, result == resultUnschedulable)
+	if result != "" {
+		attempts.WithLabelValues(result).Inc()
+		attemptDuration.WithLabelValues(result).Observe(time.Since(begin).Seconds())
+	}
+	if err != nil {
+		if result != resultUnschedulable {
 			klog.FromContext(ctx).Error(err, "Scheduling failed, will retry", "vm", key)
 		}
 		s.queue.AddRateLimited(key)
@@ -169,59 +196,105 @@ func (s *Scheduler) next(ctx context.Context) bool {
 	return true
 }
 
+// setUnschedulable records whether key's last attempt found no room.
+func (s *Scheduler) setUnschedulable(key string, unschedulable bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if unschedulable {
+		s.unschedulable[key] = true
+	} else {
+		delete(s.unschedulable, key)
+	}
+	unschedulableVMs.Set(float64(len(s.unschedulable)))
+}
+
 // errUnschedulable means the VM waits for room; it is retried with backoff.
 type errUnschedulable struct{ msg string }
 
 func (e errUnschedulable) Error() string { return e.msg }
 
-func (s *Scheduler) schedule(ctx context.Context, key string) error {
+// schedule places and binds the VM key names. Its result is what the
+// attempt came to (resultBound, resultUnschedulable, resultError), or ""
+// when there was nothing to do.
+func (s *Scheduler) schedule(ctx context.Context, key string) (string, error) {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
-		return nil
+		return "", nil
 	}
 	vm, err := s.vms.VirtualMachines(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return err
+		return resultError, err
 	}
-	if _, assumed := s.assumed[vm.UID]; vm.Spec.NodeName != "" || vm.DeletionTimestamp != nil || assumed {
-		return nil
+	if vm.Spec.NodeName != "" || vm.DeletionTimestamp != nil {
+		return "", nil
 	}
-	hypervisors, err := s.hypervisors.List(labels.Everything())
+	target, reason, err := s.place(vm, key)
 	if err != nil {
-		return err
+		return resultError, err
 	}
-	used, err := s.usage(hypervisors)
-	if err != nil {
-		return err
+	if target == "" && reason == "" {
+		return "", nil // being bound by another worker
 	}
-	target, reason := pick(vm, hypervisors, used)
 	if target == "" {
 		if err := s.markUnschedulable(ctx, vm, reason); err != nil {
-			return err
+			return resultError, err
 		}
-		return errUnschedulable{reason}
+		return resultUnschedulable, errUnschedulable{reason}
 	}
 	binding := &v1alpha1.VirtualMachineBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: vm.Name, Namespace: vm.Namespace, UID: vm.UID},
 		Target:     target,
 	}
 	if _, err := s.client.VesselV1alpha1().VirtualMachines(ns).Bind(ctx, vm.Name, binding, metav1.CreateOptions{}); err != nil {
+		s.forget(vm.UID)
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return nil // bound or deleted meanwhile: the informer will tell
+			return "", nil // bound or deleted meanwhile: the informer will tell
 		}
-		return fmt.Errorf("bind %s to %s: %w", key, target, err)
+		bindingErrors.Inc()
+		return resultError, fmt.Errorf("bind %s to %s: %w", key, target, err)
 	}
-	s.assumed[vm.UID] = assumedBinding{key: key, node: target, vm: vm}
+	pendingDuration.Observe(time.Since(vm.CreationTimestamp.Time).Seconds())
 	klog.FromContext(ctx).V(2).Info("Bound VM", "vm", key, "hypervisor", target)
-	return nil
+	return resultBound, nil
+}
+
+// place picks vm's hypervisor and assumes the VM there, or returns "" and
+// why nothing fits; ("", "") when the VM is assumed already (another
+// worker is binding it).
+func (s *Scheduler) place(vm *v1alpha1.VirtualMachine, key string) (target, reason string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, assumed := s.assumed[vm.UID]; assumed {
+		return "", "", nil
+	}
+	hypervisors, err := s.hypervisors.List(labels.Everything())
+	if err != nil {
+		return "", "", err
+	}
+	used, err := s.usage(hypervisors)
+	if err != nil {
+		return "", "", err
+	}
+	target, reason = pick(vm, hypervisors, used)
+	if target != "" {
+		s.assumed[vm.UID] = assumedBinding{key: key, node: target, vm: vm}
+	}
+	return target, reason, nil
+}
+
+// forget drops the assumption of a binding that was not written.
+func (s *Scheduler) forget(uid types.UID) {
+	s.mu.Lock()
+	delete(s.assumed, uid)
+	s.mu.Unlock()
 }
 
 // usage sums what the VMs bound to each hypervisor ask for, from the node
 // index (cost: the VMs on those hypervisors, not all VMs), counting
-// bindings the informer has not delivered yet.
+// bindings the informer has not delivered yet. s.mu is held.
 func (s *Scheduler) usage(hypervisors []*v1alpha1.Hypervisor) (map[string]*usage, error) {
 	used := map[string]*usage{}
 	for _, hv := range hypervisors {

@@ -114,6 +114,9 @@ type Config struct {
 	// Images bounds image downloads (egress, size, time) and the image
 	// cache's size; the agent sets its Dir, OverlayDir and InUse.
 	Images disks.CacheConfig
+	// Simulated: provisioning touches no file and needs no managed
+	// network (a simulated hypervisor, see node-agent/hypervisor/sim).
+	Simulated bool
 	// Metrics, when set, gets the per-VM and image cache metrics once the
 	// informers exist. Build it before New: it installs the controllers'
 	// queue metrics.
@@ -249,6 +252,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		KVM:                   cfg.KVM,
 		ACPIInterval:          cfg.ACPIInterval,
 		ResyncPeriod:          cfg.ResyncPeriod,
+		Simulated:             cfg.Simulated,
 	}, vm.Deps{
 		Client:     cfg.Client,
 		VMs:        vmInformer,

@@ -57,7 +57,11 @@ var Version = "v0.0.0-dev"
 
 // Options are vessel-agent's flags.
 type Options struct {
-	Kubeconfig     string
+	Kubeconfig string
+	// KubeAPIQPS and KubeAPIBurst bound the agent's requests, as the
+	// kubelet's flags of the same names do.
+	KubeAPIQPS     float32
+	KubeAPIBurst   int
 	HypervisorName string
 	NodeLabels     map[string]string
 	StateDir       string
@@ -108,6 +112,10 @@ type Options struct {
 	KVM            string
 	KVMProbeKernel string
 	KVMProbeTime   time.Duration
+	// Driver is the hypervisor driver: libvirt, or sim for scale tests
+	// (see Simulation).
+	Driver     string
+	Simulation SimulationOptions
 	// Metrics is the Prometheus endpoint: address, serving certificate
 	// (Complete defaults it to the stream server's) and delegated
 	// authentication and authorization (Complete defaults their
@@ -120,6 +128,8 @@ func NewOptions() *Options {
 	host, _ := os.Hostname()
 	return &Options{
 		Metrics:              metrics.NewServerOptions(),
+		KubeAPIQPS:           DefaultKubeAPIQPS,
+		KubeAPIBurst:         DefaultKubeAPIBurst,
 		HypervisorName:       strings.ToLower(host),
 		StateDir:             "/var/lib/vessel/agent",
 		ManagedNetworkPool:   network.DefaultPool,
@@ -139,12 +149,16 @@ func NewOptions() *Options {
 		KVM:                  "auto",
 		KVMProbeTime:         8 * time.Second,
 		StreamCertWait:       5 * time.Minute,
+		Driver:               DriverLibvirt,
+		Simulation:           NewSimulationOptions(),
 	}
 }
 
 // AddFlags registers the options on fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig reaching the vessel.dev API (through kube-apiserver, or vessel-apiserver directly); empty: in-cluster config")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "requests per second the agent sends the API server at most (heartbeats, VM status, events), as the kubelet's flag")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "requests the agent may send at once above --kube-api-qps")
 	fs.StringVar(&o.HypervisorName, "hypervisor-name", o.HypervisorName, "name of this node's Hypervisor object (default: the host name)")
 	fs.StringToStringVar(&o.NodeLabels, "node-labels", o.NodeLabels, "labels put on the Hypervisor, matched by VM nodeSelectors (key=value,...)")
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "directory for the image cache (images/) and per-VM files (vms/<uid>/)")
@@ -181,6 +195,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", o.Metrics.BindAddress, "host:port of the Prometheus endpoint (HTTPS, "+metrics.MetricsPath+"), which authenticates and authorizes callers with kube-apiserver (the --authentication-* and --authorization-* flags; RBAC: get on the non-resource URL "+metrics.MetricsPath+"); empty: no endpoint")
 	fs.StringVar(&o.Metrics.CertFile, "metrics-cert-file", o.Metrics.CertFile, "serving certificate of the metrics endpoint (default: --stream-cert-file)")
 	fs.StringVar(&o.Metrics.KeyFile, "metrics-key-file", o.Metrics.KeyFile, "private key of --metrics-cert-file (default: --stream-key-file)")
+	fs.StringVar(&o.Driver, "hypervisor-driver", o.Driver, "hypervisor driver: libvirt, or sim (in-memory domains, no guests, no host files, networks or consoles: for scale tests only)")
+	o.Simulation.AddFlags(fs)
 	o.Metrics.Authentication.AddFlags(fs)
 	o.Metrics.Authorization.AddFlags(fs)
 }
@@ -257,6 +273,9 @@ func (o *Options) Validate() error {
 	if o.ResyncPeriod <= 0 {
 		errs = append(errs, fmt.Errorf("--resync-period must be positive"))
 	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive, got %v and %d", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers must be at least 1, got %d", o.Workers))
 	}
@@ -282,6 +301,7 @@ func (o *Options) Validate() error {
 		}
 	}
 	errs = append(errs, o.Metrics.Validate()...)
+	errs = append(errs, o.validateSimulation()...)
 	for flag, v := range map[string]string{"--events": o.Events, "--kvm": o.KVM} {
 		if v != "auto" && v != "true" && v != "false" {
 			errs = append(errs, fmt.Errorf("%s must be auto, true or false, got %q", flag, v))
@@ -330,7 +350,11 @@ func (o *Options) images() (disks.CacheConfig, error) {
 type Config struct {
 	// Agent configures the node agent. Run settles Agent.KVM (see ProbeKVM).
 	Agent agent.Config
-	// Libvirt is Agent.Hypervisor; Run connects it.
+	// Simulated are the agents of simulated hypervisors (--hypervisor-driver=sim),
+	// run instead of Agent, all in this process.
+	Simulated []agent.Config
+	// Libvirt is Agent.Hypervisor; Run connects it. Nil with simulated
+	// hypervisors.
 	Libvirt       *hypervisor.Libvirt
 	LibvirtSocket string
 	// ProbeKVM makes Run decide Agent.KVM with a real boot of ProbeKernel
@@ -355,6 +379,9 @@ type Config struct {
 // server. It listens for the stream server already, so a bad address or
 // certificate fails before anything runs.
 func (o *Options) Config() (*Config, error) {
+	if o.Driver == DriverSim {
+		return o.simulatedConfig()
+	}
 	restConfig, err := o.restConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
@@ -500,12 +527,35 @@ func (o *Options) servingCert(restConfig *rest.Config) (*servingcert.Manager, er
 	return m, nil
 }
 
+// Defaults of --kube-api-qps and --kube-api-burst: the kubelet's. client-go's
+// own (5 and 10) starve an agent whose VMs change at once: each VM start
+// is several status writes, and the heartbeat waits behind them until the
+// hypervisor is declared silent.
+const (
+	DefaultKubeAPIQPS   = 50
+	DefaultKubeAPIBurst = 100
+)
+
 // restConfig loads the kubeconfig, or the in-cluster config without one.
 func (o *Options) restConfig() (*rest.Config, error) {
-	if o.Kubeconfig == "" {
-		return rest.InClusterConfig()
+	return o.restConfigFrom(o.Kubeconfig)
+}
+
+// restConfigFrom loads a kubeconfig (empty: in-cluster) with the agent's
+// request limits.
+func (o *Options) restConfigFrom(kubeconfig string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
 	}
-	return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	return cfg, nil
 }
 
 // servesEvents is true when the server has the core/v1 events resource

@@ -65,6 +65,9 @@ status. Guests keep running when the agent stops; a new agent adopts them.`,
 // them fails.
 func Run(ctx context.Context, c *Config) error {
 	logger := klog.FromContext(ctx)
+	if len(c.Simulated) > 0 {
+		return runSimulated(ctx, c)
+	}
 	if c.ProbeKVM {
 		var why string
 		c.Agent.KVM, why = hypervisor.ProbeKVM(ctx, "", c.ProbeKernel, c.ProbeTimeout)

@@ -70,6 +70,11 @@ type Config struct {
 	// ResyncPeriod is how often every VM is compared with libvirt again and
 	// orphaned domains are collected.
 	ResyncPeriod time.Duration
+	// Simulated makes provisioning name each disk's file without
+	// downloading, creating or checking anything on the host, and give
+	// Managed interfaces a nominal bridge without a managed network: for a
+	// simulated hypervisor (node-agent/hypervisor/sim), which uses neither.
+	Simulated bool
 }
 
 // Identity is the Hypervisor object this agent registered.

@@ -64,6 +64,27 @@ func NICConfigs(ctx context.Context, net *network.Manager, vm *v1alpha1.VirtualM
 	return out, nil
 }
 
+// simulatedBridge is the bridge Managed interfaces name on a simulated
+// hypervisor, which runs no managed network.
+const simulatedBridge = "vessel-sim"
+
+// simulatedNICs are vm's interfaces on a simulated hypervisor: as
+// NICConfigs, with Managed ones on simulatedBridge.
+func simulatedNICs(vm *v1alpha1.VirtualMachine) []hypervisor.NICConfig {
+	var out []hypervisor.NICConfig
+	for _, nic := range vm.Spec.Interfaces {
+		n := hypervisor.NICConfig{Name: nic.Name, MAC: macFor(string(vm.UID), nic.Name, nic.MACAddress)}
+		switch nic.Type {
+		case v1alpha1.InterfaceTypeBridge:
+			n.Bridge = nic.Bridge
+		case v1alpha1.InterfaceTypeManaged:
+			n.Bridge = simulatedBridge
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 // managedAddresses are the DHCP leases of vm's Managed interfaces, by
 // interface name.
 func managedAddresses(net *network.Manager, vm *v1alpha1.VirtualMachine) map[string][]string {

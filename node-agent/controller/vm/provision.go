@@ -184,8 +184,10 @@ func failureReason(err error) (reason string, permanent bool) {
 func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine, run *provisionRun) (*hypervisor.DomainConfig, error) {
 	uid := string(vm.UID)
 	dir := c.vmDir(uid)
-	if err := disks.PrivateDir(dir); err != nil {
-		return nil, fmt.Errorf("create VM directory: %w", err)
+	if !c.cfg.Simulated {
+		if err := disks.PrivateDir(dir); err != nil {
+			return nil, fmt.Errorf("create VM directory: %w", err)
+		}
 	}
 	memory := vm.Spec.Memory
 	if memory.IsZero() {
@@ -203,7 +205,9 @@ func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine,
 		UEFI:       vm.Spec.Firmware == v1alpha1.FirmwareUEFI,
 		ConsoleLog: filepath.Join(dir, "console.log"),
 	}
-	if k := vm.Spec.Kernel; k != nil {
+	if k := vm.Spec.Kernel; k != nil && c.cfg.Simulated {
+		cfg.Kernel, cfg.Cmdline = filepath.Join(dir, "kernel"), k.Cmdline
+	} else if k != nil {
 		path, err := c.file(ctx, vm.Namespace, k.Kernel)
 		if err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
@@ -224,9 +228,14 @@ func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine,
 		run.setDisk(d.Name, v1alpha1.DiskReady, "", "")
 		cfg.Disks = append(cfg.Disks, dc)
 	}
-	nics, err := NICConfigs(ctx, c.network, vm)
-	if err != nil {
-		return nil, err
+	var nics []hypervisor.NICConfig
+	if c.cfg.Simulated && c.network == nil {
+		nics = simulatedNICs(vm)
+	} else {
+		var err error
+		if nics, err = NICConfigs(ctx, c.network, vm); err != nil {
+			return nil, err
+		}
 	}
 	cfg.NICs = nics
 	// Validate now, so a spec libvirt cannot take fails as provisioning.
@@ -238,6 +247,10 @@ func (c *Controller) provision(ctx context.Context, vm *v1alpha1.VirtualMachine,
 
 func (c *Controller) provisionDisk(ctx context.Context, vm *v1alpha1.VirtualMachine, dir string, d v1alpha1.Disk, run *provisionRun) (hypervisor.DiskConfig, error) {
 	dc := hypervisor.DiskConfig{Name: d.Name, Bus: string(d.Bus), ReadOnly: d.ReadOnly}
+	if c.cfg.Simulated {
+		dc.Path, dc.Format, dc.CDROM = filepath.Join(dir, "disk-"+d.Name+".qcow2"), "qcow2", d.CloudInit != nil
+		return dc, nil
+	}
 	switch {
 	case d.Image != nil:
 		format := disks.Format(d.Image.Format)

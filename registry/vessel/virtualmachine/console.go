@@ -316,6 +316,9 @@ func (a Agents) locate(ctx context.Context, store *genericregistry.Store, name, 
 		return nil, "", unavailable(msg + "; try again when it is back")
 	}
 	endpoint := hv.Status.DaemonEndpoint
+	if endpoint == "" && hv.Status.LibvirtVersion == v1alpha1.SimulatedVersion {
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("hypervisor %s of VM %s is simulated (vessel-agent --hypervisor-driver=sim, for scale tests): it runs no guest, so there is no console", vm.Spec.NodeName, ref))
+	}
 	if endpoint == "" {
 		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("hypervisor %s of VM %s publishes no stream endpoint (status.daemonEndpoint): its agent serves no consoles", vm.Spec.NodeName, ref))
 	}
