@@ -46,6 +46,7 @@ import (
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	"github.com/vessel-vm/vessel/registry/vessel/clone"
 	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
+	"github.com/vessel-vm/vessel/registry/vessel/migration"
 	"github.com/vessel-vm/vessel/registry/vessel/pool"
 	"github.com/vessel-vm/vessel/registry/vessel/restore"
 	"github.com/vessel-vm/vessel/registry/vessel/snapshot"
@@ -216,6 +217,11 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, err
 	}
+	migrations, err := migration.NewStorage(Scheme, optsGetter, vms.VirtualMachine)
+	if err != nil {
+		return nil, err
+	}
+	vms.Binding.Migrations = migrations.Main
 	pools, err := pool.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation)
 	if err != nil {
 		return nil, err
@@ -236,6 +242,8 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 		"hypervisors/status":             hypervisors.Status,
 		"virtualmachineclones":           clones.Clone,
 		"virtualmachineclones/status":    clones.Status,
+		"virtualmachinemigrations":        migrations.Main,
+		"virtualmachinemigrations/status": migrations.Status,
 		"virtualmachinepools":            pools.Pool,
 		"virtualmachinepools/status":     pools.Status,
 		"virtualmachinepools/scale":      pools.Scale,

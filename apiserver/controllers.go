@@ -34,6 +34,7 @@ import (
 	"github.com/vessel-vm/vessel/controller/agentcert"
 	clonecontroller "github.com/vessel-vm/vessel/controller/clone"
 	"github.com/vessel-vm/vessel/controller/heartbeat"
+	migrationcontroller "github.com/vessel-vm/vessel/controller/migration"
 	poolcontroller "github.com/vessel-vm/vessel/controller/pool"
 	quotacontroller "github.com/vessel-vm/vessel/controller/quota"
 	"github.com/vessel-vm/vessel/controller/scheduler"
@@ -106,8 +107,14 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 			klog.FromContext(ctx).Error(err, "Cannot start the pool controller")
 			return
 		}
+		migrations, err := migrationcontroller.New(client, factory)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot start the migration controller")
+			return
+		}
 		factory.Start(ctx.Done())
 		go monitor.Run(ctx)
+		go migrations.Run(ctx)
 		go snapshots.Run(ctx)
 		go clones.Run(ctx)
 		go pools.Run(ctx)
