@@ -13,6 +13,7 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 */
+
 // Package migration is the vessel-apiserver's migration controller. For a
 // new VirtualMachineMigration it checks the VM can move (bound, guest
 // running, no other migration of it under way), has the scheduler pick the

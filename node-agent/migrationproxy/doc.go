@@ -13,6 +13,7 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 */
+
 // Package migrationproxy carries live migrations between two hypervisors'
 // agents, after KubeVirt's migration proxy. libvirt and QEMU talk plain
 // TCP and unix sockets; they never leave their hypervisor's namespaces
