@@ -91,7 +91,14 @@ type PrepareFile struct {
 	// Path is the file on the source.
 	Path string `json:"path"`
 	Data []byte `json:"data"`
+	// Log is a console log: the domain writes a new one on the target,
+	// which keeps this one next to it (LogBeforeMigration).
+	Log bool `json:"log,omitempty"`
 }
+
+// LogBeforeMigration names the target's copy of a console log the source
+// wrote before the guest moved.
+func LogBeforeMigration(name string) string { return name + ".before-migration" }
 
 // PrepareNIC is a Managed interface.
 type PrepareNIC struct {
