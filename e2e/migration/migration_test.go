@@ -99,6 +99,7 @@ func netnsInode(t *testing.T, path string) uint64 {
 // reports its downtime, and the VM is bound to the target and Running.
 func TestLiveMigrationKeepsTheGuestRunning(t *testing.T) {
 	e := framework.Require(t)
+	dumpAgentLogs(t, e)
 	ns := namespace(t, e, "migration-live")
 	ctx := context.Background()
 	vms := e.Admin.VesselV1alpha1().VirtualMachines(ns)
@@ -208,4 +209,36 @@ func TestLiveMigrationKeepsTheGuestRunning(t *testing.T) {
 	if !strings.HasPrefix(string(b), diskMarker) {
 		t.Fatalf("the target's disk starts with %q, not the marker written before the move", b[:min(len(b), 64)])
 	}
+}
+
+// dumpAgentLogs logs the end of the agents' and libvirtds' logs when the
+// test failed.
+func dumpAgentLogs(t *testing.T, e *framework.Env) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(e.StateDir, "logs", "*"))
+		if dir := os.Getenv("VESSEL_E2E_KEEP_LOGS"); dir != "" {
+			exec.Command("cp", append(logs, dir)...).Run()
+		}
+		for _, f := range logs {
+			base := filepath.Base(f)
+			if !strings.HasPrefix(base, "vessel-agent") && !strings.HasPrefix(base, "libvirtd") && !strings.HasPrefix(base, "vessel-apiserver") {
+				continue
+			}
+			b, _ := os.ReadFile(f)
+			lines := strings.Split(string(b), "\n")
+			var keep []string
+			for _, l := range lines {
+				if strings.Contains(l, "igrat") || strings.Contains(l, "error") || strings.Contains(l, "rror") {
+					keep = append(keep, l)
+				}
+			}
+			if len(keep) > 60 {
+				keep = keep[len(keep)-60:]
+			}
+			t.Logf("%s:\n%s", base, strings.Join(keep, "\n"))
+		}
+	})
 }

@@ -25,7 +25,8 @@ import (
 
 // Streams a connection may carry.
 const (
-	// StreamPrepare carries one PrepareRequest and its PrepareResponse.
+	// StreamPrepare carries one PrepareRequest (after the header's reply)
+	// and a second reply with its PrepareResponse.
 	StreamPrepare = "prepare"
 	// StreamLibvirt goes to the target's libvirtd socket (the source
 	// libvirtd's peer-to-peer connection).

@@ -116,6 +116,9 @@ func (s *Server) handle(ctx context.Context, conn *tls.Conn) {
 	conn.SetDeadline(time.Time{})
 	switch h.Stream {
 	case StreamPrepare:
+		if err := writeLine(conn, reply{}); err != nil {
+			return
+		}
 		var req PrepareRequest
 		if err := readLine(r, maxPrepare, &req); err != nil {
 			refuse(fmt.Errorf("read prepare request: %w", err))

@@ -192,6 +192,8 @@ func (c *Controller) migrate(ctx context.Context, m *v1alpha1.VirtualMachineMigr
 		Creds: c.creds, Hypervisor: target.Name, Endpoint: target.Status.MigrationEndpoint,
 		Migration: m.Namespace + "/" + m.Name, Netns: c.cfg.Netns,
 	}
+	logger := klog.FromContext(ctx)
+	logger.Info("Preparing the target", "target", target.Name, "endpoint", target.Status.MigrationEndpoint, "disks", len(req.Disks), "files", len(req.Files))
 	resp, err := peer.Prepare(ctx, req)
 	if err != nil {
 		return err
@@ -223,6 +225,7 @@ func (c *Controller) migrate(ctx context.Context, m *v1alpha1.VirtualMachineMigr
 	pctx, stopProgress := context.WithCancel(ctx)
 	defer stopProgress()
 	go c.reportProgress(pctx, m, uid)
+	logger.Info("Migrating", "target", target.Name, "socket", socket, "migratePort", tunnel.MigratePort, "disksPort", tunnel.DisksPort)
 	return c.mig.Migrate(ctx, uid, hypervisor.Migration{
 		DconnURI:      "qemu+unix:///system?socket=" + socket,
 		MigrateURI:    fmt.Sprintf("tcp://127.0.0.1:%d", tunnel.MigratePort),
