@@ -67,7 +67,7 @@ type Config struct {
 	// MigrationEndpoint is where the agent accepts incoming migrations
 	// (empty: nowhere).
 	MigrationEndpoint string
-	AgentVersion   string
+	AgentVersion      string
 	// KVM says guests use hardware acceleration.
 	KVM bool
 	// HeartbeatInterval is how often the status is refreshed.
