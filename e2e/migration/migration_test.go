@@ -39,6 +39,18 @@ import (
 
 func TestMain(m *testing.M) { framework.Main(m) }
 
+// bandwidth caps every migration's streams (MiB/s), so that a 128 MiB
+// guest with its disks takes several seconds to move: long enough to
+// cancel it or to kill an agent in the middle.
+const bandwidth = "12"
+
+// env is the package's control plane: two hypervisors whose agents cap
+// their migrations' bandwidth.
+func env(t *testing.T) *framework.Env {
+	t.Helper()
+	return framework.RequireWith(t, framework.Config{AgentArgs: []string{"--migration-bandwidth=" + bandwidth}})
+}
+
 // diskMarker is what the guest writes at the start of its data disk
 // before it moves.
 const diskMarker = "VESSEL-MIGRATION-DISK-MARKER"
@@ -98,7 +110,7 @@ func netnsInode(t *testing.T, path string) uint64 {
 // before the move is in the disk file on the target, the migration
 // reports its downtime, and the VM is bound to the target and Running.
 func TestLiveMigrationKeepsTheGuestRunning(t *testing.T) {
-	e := framework.Require(t)
+	e := env(t)
 	dumpAgentLogs(t, e)
 	ns := namespace(t, e, "migration-live")
 	ctx := context.Background()
