@@ -152,7 +152,7 @@ func (c *Controller) send(ctx context.Context, m *v1alpha1.VirtualMachineMigrati
 	os.Remove(filepath.Join(c.vmDir(uid), markerName(m)))
 	logger.Info("Migration failed; the guest runs on here", "err", err)
 	c.recorder.Eventf(vm, corev1.EventTypeWarning, "MigrationFailed", "Guest stays on %s: %v", m.Status.Source, err)
-	c.report(ctx, m, c.fail(ctx, m, err.Error()))
+	c.report(ctx, m, c.fail(ctx, m, fmt.Sprintf("the guest stays on %s: moving it to %s failed: %v", m.Status.Source, m.Status.Target, err)))
 }
 
 func (c *Controller) report(ctx context.Context, m *v1alpha1.VirtualMachineMigration, err error) {
