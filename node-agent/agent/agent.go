@@ -285,6 +285,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		MigrationHolds: func(v *v1alpha1.VirtualMachine) bool {
 			return migration.Holds(migrationInformer.Lister(), cfg.HypervisorName, v)
 		},
+		Incoming: func(uid string) bool {
+			return migration.Incoming(migrationInformer.Lister(), cfg.HypervisorName, uid)
+		},
 		Hypervisor: cfg.Hypervisor,
 		Images:     images,
 		Locks:      locks,

@@ -237,6 +237,23 @@ func Holds(migrations listers.VirtualMachineMigrationLister, node string, vm *v1
 	return false
 }
 
+// Incoming says a migration is bringing the guest with domain UUID uid to
+// node: it runs, or it succeeded and the VM is not handed over yet (the
+// migration goes with its VM).
+func Incoming(migrations listers.VirtualMachineMigrationLister, node, uid string) bool {
+	list, err := migrations.List(labelsEverything)
+	if err != nil {
+		return true // unsure: leave the domain alone
+	}
+	for _, m := range list {
+		if m.Status.VirtualMachineUID == uid && m.Status.Target == node &&
+			(m.Status.Phase == v1alpha1.MigrationRunning || m.Status.Phase == v1alpha1.MigrationSucceeded) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Controller) vmDir(uid string) string { return filepath.Join(c.cfg.StateDir, "vms", uid) }
 
 // updateStatus writes m's status, applying change to the latest copy on a

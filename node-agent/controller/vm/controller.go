@@ -90,7 +90,12 @@ type Deps struct {
 	// MigrationHolds says a migration from this node has vm's guest (nil:
 	// none ever does).
 	MigrationHolds func(vm *v1alpha1.VirtualMachine) bool
-	Hypervisor     hypervisor.Hypervisor
+	// Incoming says the domain uid is a guest a migration is bringing
+	// here: orphan collection spares it although its VM (bound to the
+	// source until the handover) is not this agent's to read (nil: none
+	// ever is).
+	Incoming   func(uid string) bool
+	Hypervisor hypervisor.Hypervisor
 	// Images is the node's image cache.
 	Images *disks.Cache
 	// Locks is shared with the controllers that drive domains too.
@@ -112,6 +117,7 @@ type Controller struct {
 	synced         cache.InformerSynced
 	restores       listers.VirtualMachineRestoreLister
 	migrationHolds func(vm *v1alpha1.VirtualMachine) bool
+	incoming       func(uid string) bool
 	hv             hypervisor.Hypervisor
 	images         *disks.Cache
 	locks          *boundvm.Locks
@@ -161,6 +167,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		vms:            deps.VMs.Lister(),
 		restores:       deps.Restores,
 		migrationHolds: deps.MigrationHolds,
+		incoming:       deps.Incoming,
 		hv:             deps.Hypervisor,
 		images:         deps.Images,
 		locks:          deps.Locks,
