@@ -332,7 +332,15 @@ func (c *Controller) reportProgress(ctx context.Context, m *v1alpha1.VirtualMach
 			if st.Phase != v1alpha1.MigrationRunning {
 				return
 			}
+			// libvirt's first figures cover only part of the job (all of
+			// it "processed"); a running migration is never at 100% and
+			// its progress does not go back.
+			prev := st.Progress
 			setBytes(st, s)
+			st.Progress = max(prev, min(st.Progress, 99))
+			if s.DataProcessed >= s.DataTotal {
+				st.Progress = prev
+			}
 		})
 		if err != nil && ctx.Err() == nil {
 			klog.FromContext(ctx).V(2).Info("Progress not reported", "err", err)
