@@ -46,6 +46,7 @@ import (
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	"github.com/vessel-vm/vessel/registry/vessel/clone"
 	"github.com/vessel-vm/vessel/registry/vessel/hypervisor"
+	"github.com/vessel-vm/vessel/registry/vessel/migration"
 	"github.com/vessel-vm/vessel/registry/vessel/pool"
 	"github.com/vessel-vm/vessel/registry/vessel/restore"
 	"github.com/vessel-vm/vessel/registry/vessel/snapshot"
@@ -219,29 +220,36 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, err
 	}
+	migrations, err := migration.NewStorage(Scheme, optsGetter, vms.VirtualMachine)
+	if err != nil {
+		return nil, err
+	}
+	vms.Binding.Migrations = migrations.Main
 	pools, err := pool.NewStorage(Scheme, optsGetter, c.ExtraConfig.Validation)
 	if err != nil {
 		return nil, err
 	}
 	m := map[string]rest.Storage{
-		"virtualmachines":                vms.VirtualMachine,
-		"virtualmachines/status":         vms.Status,
-		"virtualmachines/binding":        vms.Binding,
-		"virtualmachines/console":        vms.Console,
-		"virtualmachines/portforward":    vms.PortForward,
-		"virtualmachines/log":            vms.Log,
-		"virtualmachines/userdata":       vms.UserData,
-		"virtualmachinesnapshots":        snapshots.Main,
-		"virtualmachinesnapshots/status": snapshots.Status,
-		"virtualmachinerestores":         restores.Main,
-		"virtualmachinerestores/status":  restores.Status,
-		"hypervisors":                    hypervisors.Main,
-		"hypervisors/status":             hypervisors.Status,
-		"virtualmachineclones":           clones.Clone,
-		"virtualmachineclones/status":    clones.Status,
-		"virtualmachinepools":            pools.Pool,
-		"virtualmachinepools/status":     pools.Status,
-		"virtualmachinepools/scale":      pools.Scale,
+		"virtualmachines":                 vms.VirtualMachine,
+		"virtualmachines/status":          vms.Status,
+		"virtualmachines/binding":         vms.Binding,
+		"virtualmachines/console":         vms.Console,
+		"virtualmachines/portforward":     vms.PortForward,
+		"virtualmachines/log":             vms.Log,
+		"virtualmachines/userdata":        vms.UserData,
+		"virtualmachinesnapshots":         snapshots.Main,
+		"virtualmachinesnapshots/status":  snapshots.Status,
+		"virtualmachinerestores":          restores.Main,
+		"virtualmachinerestores/status":   restores.Status,
+		"hypervisors":                     hypervisors.Main,
+		"hypervisors/status":              hypervisors.Status,
+		"virtualmachineclones":            clones.Clone,
+		"virtualmachineclones/status":     clones.Status,
+		"virtualmachinemigrations":        migrations.Main,
+		"virtualmachinemigrations/status": migrations.Status,
+		"virtualmachinepools":             pools.Pool,
+		"virtualmachinepools/status":      pools.Status,
+		"virtualmachinepools/scale":       pools.Scale,
 	}
 	for action, endpoint := range vms.Actions {
 		m["virtualmachines/"+string(action)] = endpoint

@@ -35,6 +35,7 @@ import (
 	"github.com/vessel-vm/vessel/controller/agentcert"
 	clonecontroller "github.com/vessel-vm/vessel/controller/clone"
 	"github.com/vessel-vm/vessel/controller/heartbeat"
+	migrationcontroller "github.com/vessel-vm/vessel/controller/migration"
 	poolcontroller "github.com/vessel-vm/vessel/controller/pool"
 	quotacontroller "github.com/vessel-vm/vessel/controller/quota"
 	"github.com/vessel-vm/vessel/controller/scheduler"
@@ -120,8 +121,14 @@ func runControllers(ctx context.Context, loopback *rest.Config, core kubernetes.
 			klog.FromContext(ctx).Error(err, "Cannot start the pool controller")
 			return
 		}
+		migrations, err := migrationcontroller.New(client, factory)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot start the migration controller")
+			return
+		}
 		factory.Start(stop)
 		go monitor.Run(ctx)
+		go migrations.Run(ctx)
 		go snapshots.Run(ctx)
 		go clones.Run(ctx)
 		go pools.Run(ctx)

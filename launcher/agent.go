@@ -19,6 +19,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -79,6 +80,11 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 		// on /metrics (manifests: vessel.dev:metrics-scraper).
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", c.Ports.AgentMetrics[name]),
 	}
+	if hv.Address.IsValid() {
+		// Incoming live migrations arrive on the fabric only, over
+		// mutual TLS between agents.
+		args = append(args, "--migration-bind-address="+netip.AddrPortFrom(hv.Address.Addr(), MigrationPort).String())
+	}
 	if c.opts.AgentServingCertsFromCSR {
 		// The agent's key stays in its state directory; the
 		// vessel-apiserver signs its CSR.
@@ -99,6 +105,10 @@ func (c *Cluster) agentComponent(hv Hypervisor) (*component, error) {
 		},
 	}, nil
 }
+
+// MigrationPort is the port each agent accepts live migrations on, at its
+// hypervisor's fabric address.
+const MigrationPort = 7470
 
 // ServingCertDir is where the agent of hv keeps the serving certificate
 // and key it got through the CSR API (Options.AgentServingCertsFromCSR).

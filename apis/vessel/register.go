@@ -60,6 +60,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&HypervisorList{},
 		&VirtualMachineClone{},
 		&VirtualMachineCloneList{},
+		&VirtualMachineMigration{},
+		&VirtualMachineMigrationList{},
 		&VirtualMachinePool{},
 		&VirtualMachinePoolList{},
 	)

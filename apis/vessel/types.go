@@ -373,6 +373,9 @@ const (
 	VirtualMachineStarting VirtualMachinePhase = "Starting"
 	// VirtualMachineRunning: the guest runs.
 	VirtualMachineRunning VirtualMachinePhase = "Running"
+	// VirtualMachineMigrating: the guest runs and is moving to another
+	// hypervisor (a VirtualMachineMigration).
+	VirtualMachineMigrating VirtualMachinePhase = "Migrating"
 	// VirtualMachinePaused: the guest's CPUs are suspended.
 	VirtualMachinePaused VirtualMachinePhase = "Paused"
 	// VirtualMachineStopping: the guest is being shut down.
@@ -873,6 +876,12 @@ type HypervisorStatus struct {
 	// used by the apiserver for consoles.
 	// +optional
 	DaemonEndpoint string `json:"daemonEndpoint,omitempty"`
+	// MigrationEndpoint is the host:port on the hypervisors' fabric where
+	// the agent accepts incoming live migrations (mutual TLS, from other
+	// hypervisors' agents only). Empty: this hypervisor cannot be a
+	// migration target.
+	// +optional
+	MigrationEndpoint string `json:"migrationEndpoint,omitempty"`
 	// LibvirtVersion is the libvirt daemon's version.
 	// +optional
 	LibvirtVersion string `json:"libvirtVersion,omitempty"`

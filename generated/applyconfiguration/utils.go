@@ -80,6 +80,12 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vesselv1alpha1.VirtualMachineCloneSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineCloneStatus"):
 		return &vesselv1alpha1.VirtualMachineCloneStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineMigration"):
+		return &vesselv1alpha1.VirtualMachineMigrationApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineMigrationSpec"):
+		return &vesselv1alpha1.VirtualMachineMigrationSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachineMigrationStatus"):
+		return &vesselv1alpha1.VirtualMachineMigrationStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachinePool"):
 		return &vesselv1alpha1.VirtualMachinePoolApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VirtualMachinePoolSpec"):

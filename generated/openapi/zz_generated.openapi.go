@@ -67,6 +67,10 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		vesselv1alpha1.VirtualMachineCloneStatus{}.OpenAPIModelName():        schema_vessel_apis_vessel_v1alpha1_VirtualMachineCloneStatus(ref),
 		vesselv1alpha1.VirtualMachineConsoleOptions{}.OpenAPIModelName():     schema_vessel_apis_vessel_v1alpha1_VirtualMachineConsoleOptions(ref),
 		vesselv1alpha1.VirtualMachineList{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref),
+		vesselv1alpha1.VirtualMachineMigration{}.OpenAPIModelName():          schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigration(ref),
+		vesselv1alpha1.VirtualMachineMigrationList{}.OpenAPIModelName():      schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationList(ref),
+		vesselv1alpha1.VirtualMachineMigrationSpec{}.OpenAPIModelName():      schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationSpec(ref),
+		vesselv1alpha1.VirtualMachineMigrationStatus{}.OpenAPIModelName():    schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationStatus(ref),
 		vesselv1alpha1.VirtualMachinePool{}.OpenAPIModelName():               schema_vessel_apis_vessel_v1alpha1_VirtualMachinePool(ref),
 		vesselv1alpha1.VirtualMachinePoolList{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolList(ref),
 		vesselv1alpha1.VirtualMachinePoolSpec{}.OpenAPIModelName():           schema_vessel_apis_vessel_v1alpha1_VirtualMachinePoolSpec(ref),
@@ -846,6 +850,13 @@ func schema_vessel_apis_vessel_v1alpha1_HypervisorStatus(ref common.ReferenceCal
 					"daemonEndpoint": {
 						SchemaProps: spec.SchemaProps{
 							Description: "DaemonEndpoint is the host:port of the agent's HTTPS stream server, used by the apiserver for consoles.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"migrationEndpoint": {
+						SchemaProps: spec.SchemaProps{
+							Description: "MigrationEndpoint is the host:port on the hypervisors' fabric where the agent accepts incoming live migrations (mutual TLS, from other hypervisors' agents only). Empty: this hypervisor cannot be a migration target.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -1686,6 +1697,238 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineList(ref common.ReferenceC
 	}
 }
 
+func schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigration(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VirtualMachineMigration moves a running VM to another hypervisor without stopping its guest: a live migration that copies its node-local disks too. It is the only way a bound VM changes hypervisor.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard object metadata.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(metav1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Spec names the VM and, optionally, where it goes.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(vesselv1alpha1.VirtualMachineMigrationSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Status is the migration's progress. Read-only.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(vesselv1alpha1.VirtualMachineMigrationStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			vesselv1alpha1.VirtualMachineMigrationSpec{}.OpenAPIModelName(), vesselv1alpha1.VirtualMachineMigrationStatus{}.OpenAPIModelName(), metav1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VirtualMachineMigrationList is a list of migrations.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standard list metadata.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(metav1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Items is the list of migrations.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(vesselv1alpha1.VirtualMachineMigration{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			vesselv1alpha1.VirtualMachineMigration{}.OpenAPIModelName(), metav1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VirtualMachineMigrationSpec is the desired migration.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"virtualMachineName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "VirtualMachineName is the VM to move, in the migration's namespace. Its guest must be running.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"targetHypervisor": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TargetHypervisor is where the VM goes. Empty: the scheduler picks a Ready, schedulable hypervisor with room that matches the VM's nodeSelector, other than the one the VM runs on.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"virtualMachineName"},
+			},
+		},
+	}
+}
+
+func schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VirtualMachineMigrationStatus is the observed state of a migration.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Phase is Pending, Scheduling, Running, Succeeded or Failed.\n\nPossible enum values:\n - `\"Failed\"` : the guest still runs on the source; see reason.\n - `\"Pending\"` : not looked at yet.\n - `\"Running\"` : the source hypervisor is copying the guest.\n - `\"Scheduling\"` : a target hypervisor is being picked.\n - `\"Succeeded\"` : the guest runs on the target and the VM is bound to it.",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Failed", "Pending", "Running", "Scheduling", "Succeeded"},
+						},
+					},
+					"virtualMachineUID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "VirtualMachineUID is the UID of the VM being moved.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"source": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Source is the hypervisor the guest runs on when the migration starts.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"target": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Target is the hypervisor the guest moves to.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"startTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "StartTime is when the guest started moving.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"endTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "EndTime is when the migration succeeded or failed.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"transferredBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TransferredBytes is how much memory and disk data has been sent.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"totalBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TotalBytes is libvirt's estimate of all there is to send (memory and disks); it grows while a busy guest dirties memory.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"progress": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Progress is the percentage of TotalBytes sent (0-100).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"memoryPagesTransferred": {
+						SchemaProps: spec.SchemaProps{
+							Description: "MemoryPagesTransferred counts the guest memory pages sent, repeated sends of pages the guest dirtied included.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"downtime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Downtime is how long the guest was paused for the switch-over.",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"duration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Duration is how long the guest took to move, from StartTime.",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Reason says why the migration failed.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			metav1.Duration{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
+	}
+}
+
 func schema_vessel_apis_vessel_v1alpha1_VirtualMachinePool(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -2521,10 +2764,10 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineStatus(ref common.Referenc
 				Properties: map[string]spec.Schema{
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase is a short summary of the VM's state.\n\nPossible enum values:\n - `\"Failed\"` : the VM cannot run; see its conditions.\n - `\"Paused\"` : the guest's CPUs are suspended.\n - `\"Pending\"` : accepted, not yet bound to a hypervisor.\n - `\"Provisioning\"` : the agent is preparing disks.\n - `\"Running\"` : the guest runs.\n - `\"Scheduled\"` : bound to a hypervisor whose agent has not acted yet.\n - `\"Starting\"` : the domain is being started.\n - `\"Stopped\"` : the domain exists and is shut off.\n - `\"Stopping\"` : the guest is being shut down.",
+							Description: "Phase is a short summary of the VM's state.\n\nPossible enum values:\n - `\"Failed\"` : the VM cannot run; see its conditions.\n - `\"Migrating\"` : the guest runs and is moving to another hypervisor (a VirtualMachineMigration).\n - `\"Paused\"` : the guest's CPUs are suspended.\n - `\"Pending\"` : accepted, not yet bound to a hypervisor.\n - `\"Provisioning\"` : the agent is preparing disks.\n - `\"Running\"` : the guest runs.\n - `\"Scheduled\"` : bound to a hypervisor whose agent has not acted yet.\n - `\"Starting\"` : the domain is being started.\n - `\"Stopped\"` : the domain exists and is shut off.\n - `\"Stopping\"` : the guest is being shut down.",
 							Type:        []string{"string"},
 							Format:      "",
-							Enum:        []interface{}{"Failed", "Paused", "Pending", "Provisioning", "Running", "Scheduled", "Starting", "Stopped", "Stopping"},
+							Enum:        []interface{}{"Failed", "Migrating", "Paused", "Pending", "Provisioning", "Running", "Scheduled", "Starting", "Stopped", "Stopping"},
 						},
 					},
 					"conditions": {

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ import (
 	vesselinformers "github.com/vessel-vm/vessel/generated/informers/externalversions/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/node-agent/controller/boundvm"
 	"github.com/vessel-vm/vessel/node-agent/controller/clone"
+	"github.com/vessel-vm/vessel/node-agent/controller/migration"
 	"github.com/vessel-vm/vessel/node-agent/controller/nodestatus"
 	"github.com/vessel-vm/vessel/node-agent/controller/restore"
 	"github.com/vessel-vm/vessel/node-agent/controller/snapshot"
@@ -58,6 +60,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 	"github.com/vessel-vm/vessel/node-agent/metrics"
+	"github.com/vessel-vm/vessel/node-agent/migrationproxy"
 	"github.com/vessel-vm/vessel/node-agent/network"
 )
 
@@ -117,11 +120,35 @@ type Config struct {
 	// Simulated: provisioning touches no file and needs no managed
 	// network (a simulated hypervisor, see node-agent/hypervisor/sim).
 	Simulated bool
+	// Migration, when set, makes this hypervisor an end of live
+	// migrations.
+	Migration *MigrationConfig
 	// Metrics, when set, gets the per-VM and image cache metrics once the
 	// informers exist. Build it before New: it installs the controllers'
 	// queue metrics.
 	Metrics *metrics.Registry
 }
+
+// MigrationConfig is how the agent takes part in live migrations.
+type MigrationConfig struct {
+	// Listener accepts incoming migrations (in the hypervisor's network
+	// namespace, on its fabric address); Endpoint is its address, as
+	// published.
+	Listener net.Listener
+	Endpoint string
+	// Creds are the agent's serving certificate and the agents' CA.
+	Creds migrationproxy.Credentials
+	// Netns is the hypervisor's network namespace path.
+	Netns string
+	// LibvirtSocket is the local libvirtd's socket, for incoming streams.
+	LibvirtSocket string
+	// BandwidthMiBs caps outgoing migrations (0: unlimited).
+	BandwidthMiBs uint64
+}
+
+// migrationWorkers is how many migrations' events are handled at once;
+// migrations themselves run in their own goroutines.
+const migrationWorkers = 2
 
 // Defaults for Config's zero values.
 const (
@@ -224,6 +251,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	snapshotInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineSnapshots()
 	restoreInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineRestores()
 	cloneInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineClones()
+	migrationInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineMigrations()
 	locks := &boundvm.Locks{}
 	images := disks.NewCache(ctx, imageCacheConfig(cfg, vmInformer))
 	if err := addMetrics(cfg, vmInformer, images); err != nil {
@@ -239,6 +267,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		CPUAllocationRatio: cfg.CPUAllocationRatio,
 		MaxVMs:             cfg.MaxVMs,
 		DaemonEndpoint:     cfg.DaemonEndpoint,
+		MigrationEndpoint:  migrationEndpoint(cfg),
 		AgentVersion:       cfg.AgentVersion,
 		KVM:                cfg.KVM,
 		HeartbeatInterval:  cfg.HeartbeatInterval,
@@ -254,9 +283,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		ResyncPeriod:          cfg.ResyncPeriod,
 		Simulated:             cfg.Simulated,
 	}, vm.Deps{
-		Client:     cfg.Client,
-		VMs:        vmInformer,
-		Restores:   restoreInformer.Lister(),
+		Client:   cfg.Client,
+		VMs:      vmInformer,
+		Restores: restoreInformer.Lister(),
+		MigrationHolds: func(v *v1alpha1.VirtualMachine) bool {
+			return migration.Holds(migrationInformer.Lister(), cfg.HypervisorName, v)
+		},
+		Incoming: func(uid string) bool {
+			return migration.Incoming(migrationInformer.Lister(), cfg.HypervisorName, uid)
+		},
 		Hypervisor: cfg.Hypervisor,
 		Images:     images,
 		Locks:      locks,
@@ -312,6 +347,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
+	// Only libvirt migrates; other hypervisors (tests' fakes) do not.
+	var migrations *migration.Controller
+	if _, ok := cfg.Hypervisor.(hypervisor.Migrator); ok {
+		if migrations, err = newMigrations(cfg, migrationInformer, vmInformer, locks, status, recorder, clk, vms); err != nil {
+			return err
+		}
+	}
+
 	// Registered first: the VM controller stamps domains with the
 	// Hypervisor's UID.
 	if err := status.Register(ctx); err != nil {
@@ -322,7 +365,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	clusterInformers.Start(ctx.Done())
 	defer clusterInformers.Shutdown()
 	if !cache.WaitForNamedCacheSyncWithContext(ctx, vmInformer.Informer().HasSynced,
-		snapshotInformer.Informer().HasSynced, restoreInformer.Informer().HasSynced, cloneInformer.Informer().HasSynced) {
+		snapshotInformer.Informer().HasSynced, restoreInformer.Informer().HasSynced, cloneInformer.Informer().HasSynced, migrationInformer.Informer().HasSynced) {
 		return fmt.Errorf("informers did not sync")
 	}
 	logger.Info("Node agent started", "kvm", cfg.KVM, "stateDir", cfg.StateDir, "hypervisorUID", status.HypervisorUID())
@@ -333,9 +376,71 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { snapshots.Run(ctx, snapshotWorkers) })
 	wg.Go(func() { restores.Run(ctx, snapshotWorkers) })
 	wg.Go(func() { clones.Run(ctx, cloneWorkers) })
+	if migrations != nil {
+		wg.Go(func() { migrations.Run(ctx, migrationWorkers) })
+	}
+	if m := cfg.Migration; m != nil && migrations != nil {
+		server := migrations.Server(m.LibvirtSocket)
+		wg.Go(func() {
+			if err := server.Serve(ctx, m.Listener); err != nil {
+				logger.Error(err, "Migration endpoint stopped")
+			}
+		})
+	}
 	wg.Go(func() { dispatchDomainEvents(ctx, cfg.Hypervisor, vms, status) })
 	wg.Wait()
 	return nil
+}
+
+// newMigrations builds the migration controller of a libvirt hypervisor.
+func newMigrations(cfg Config, informer vesselinformers.VirtualMachineMigrationInformer, vmInformer vesselinformers.VirtualMachineInformer,
+	locks *boundvm.Locks, status *nodestatus.Controller, recorder record.EventRecorder, clk clock.PassiveClock, vms *vm.Controller) (*migration.Controller, error) {
+	return migration.New(migration.Config{
+		Node:          cfg.HypervisorName,
+		StateDir:      cfg.StateDir,
+		Netns:         migrationNetns(cfg),
+		BandwidthMiBs: migrationBandwidth(cfg),
+	}, migration.Deps{
+		Client:     cfg.Client,
+		Migrations: informer,
+		VMs:        vmInformer.Lister(),
+		Hypervisor: cfg.Hypervisor,
+		Locks:      locks,
+		Identity:   status,
+		Network:    cfg.Network,
+		Creds:      migrationCreds(cfg),
+		Recorder:   recorder,
+		Clock:      clk,
+		VMChanged:  vms.Enqueue,
+	})
+}
+
+func migrationEndpoint(cfg Config) string {
+	if cfg.Migration == nil {
+		return ""
+	}
+	return cfg.Migration.Endpoint
+}
+
+func migrationNetns(cfg Config) string {
+	if cfg.Migration == nil {
+		return ""
+	}
+	return cfg.Migration.Netns
+}
+
+func migrationBandwidth(cfg Config) uint64 {
+	if cfg.Migration == nil {
+		return 0
+	}
+	return cfg.Migration.BandwidthMiBs
+}
+
+func migrationCreds(cfg Config) migrationproxy.Credentials {
+	if cfg.Migration == nil {
+		return migrationproxy.Credentials{}
+	}
+	return cfg.Migration.Creds
 }
 
 // addMetrics gives the metrics registry what it reads: this node's VMs

@@ -18,8 +18,10 @@ package disks
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // The qcow2 header, as docs/interop/qcow2.txt in QEMU describes it. It is
@@ -158,4 +160,26 @@ func (h *qcow2Header) readExtensions(r io.ReaderAt, off, end uint64) error {
 	}
 	// QEMU stops at the end of the cluster as well.
 	return nil
+}
+
+// VirtualSize is the size the guest sees of the disk file at path: a
+// qcow2 image's virtual size, or the length of a raw file.
+func VirtualSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("open disk: %w", err)
+	}
+	defer f.Close()
+	h, err := readQCOW2Header(f)
+	if errors.Is(err, ErrFormatMismatch) {
+		st, err := f.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("stat disk: %w", err)
+		}
+		return st.Size(), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return int64(h.virtualSize), nil
 }

@@ -60,46 +60,53 @@ func (m *Manager) DialGuest(ctx context.Context, uid string, port int32) (net.Co
 	})
 }
 
-// inNetns runs dial on a thread that entered the managed network's
-// namespace: the socket it makes stays there whichever thread uses it
-// later. The thread goes back before other goroutines may run on it; if it
-// cannot, it is never handed back (the runtime ends it).
+// inNetns runs dial in the managed network's namespace (see InNetns).
 func (m *Manager) inNetns(dial func() (net.Conn, error)) (net.Conn, error) {
-	if m.cfg.Netns == "" {
-		return dial()
+	var c net.Conn
+	err := InNetns(m.cfg.Netns, func() error {
+		var err error
+		c, err = dial()
+		return err
+	})
+	return c, err
+}
+
+// InNetns runs fn on a thread that entered the network namespace at path
+// (the caller's own when empty): sockets fn makes stay there whichever
+// thread uses them later. The thread goes back before other goroutines
+// may run on it; if it cannot, it is never handed back (the runtime ends
+// it).
+func InNetns(path string, fn func() error) error {
+	if path == "" {
+		return fn()
 	}
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		back, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{nil, fmt.Errorf("remember this thread's network namespace: %w", err)}
+			ch <- fmt.Errorf("remember this thread's network namespace: %w", err)
 			return
 		}
 		defer back.Close()
-		target, err := os.Open(m.cfg.Netns)
+		target, err := os.Open(path)
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{nil, fmt.Errorf("network namespace: %w", err)}
+			ch <- fmt.Errorf("network namespace: %w", err)
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{nil, fmt.Errorf("enter network namespace %s: %w", m.cfg.Netns, err)}
+			ch <- fmt.Errorf("enter network namespace %s: %w", path, err)
 			return
 		}
-		c, err := dial()
+		err = fn()
 		if unix.Setns(int(back.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{c, err}
+		ch <- err
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }

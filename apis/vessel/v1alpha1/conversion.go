@@ -29,11 +29,12 @@ func init() {
 // Field selectors served for each kind, beyond metadata.name and
 // metadata.namespace. The registry's GetAttrs must publish the same fields.
 var selectableFields = map[string][]string{
-	"VirtualMachine":         {"spec.nodeName", "status.phase"},
-	"VirtualMachineSnapshot": {"spec.virtualMachineName", "status.phase"},
-	"VirtualMachineRestore":  {"spec.virtualMachineName", "spec.snapshotName"},
-	"Hypervisor":             {"spec.unschedulable"},
-	"VirtualMachineClone":    {"spec.source.virtualMachineName", "spec.source.snapshotName", "spec.target.name", "status.phase"},
+	"VirtualMachine":          {"spec.nodeName", "status.phase"},
+	"VirtualMachineSnapshot":  {"spec.virtualMachineName", "status.phase"},
+	"VirtualMachineRestore":   {"spec.virtualMachineName", "spec.snapshotName"},
+	"Hypervisor":              {"spec.unschedulable"},
+	"VirtualMachineClone":     {"spec.source.virtualMachineName", "spec.source.snapshotName", "spec.target.name", "status.phase"},
+	"VirtualMachineMigration": {"spec.virtualMachineName", "status.phase", "status.source", "status.target"},
 }
 
 func addFieldLabelConversionFuncs(scheme *runtime.Scheme) error {

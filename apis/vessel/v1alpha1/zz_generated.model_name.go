@@ -172,6 +172,26 @@ func (in VirtualMachineList) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineMigration) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineMigration"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineMigrationList) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineMigrationList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineMigrationSpec) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineMigrationSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VirtualMachineMigrationStatus) OpenAPIModelName() string {
+	return "dev.vessel.v1alpha1.VirtualMachineMigrationStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in VirtualMachinePool) OpenAPIModelName() string {
 	return "dev.vessel.v1alpha1.VirtualMachinePool"
 }

@@ -59,6 +59,9 @@ func ValidateHypervisorStatusUpdate(newH, oldH *vessel.Hypervisor) field.ErrorLi
 	// were bound before the host shrank, so it is only checked for sign.
 	allErrs = append(allErrs, validateHypervisorResources(&status.Allocated, statusPath.Child("allocated"))...)
 
+	if status.MigrationEndpoint != "" {
+		allErrs = append(allErrs, validateHostPort(status.MigrationEndpoint, statusPath.Child("migrationEndpoint"))...)
+	}
 	if status.DaemonEndpoint != "" {
 		allErrs = append(allErrs, validateHostPort(status.DaemonEndpoint, statusPath.Child("daemonEndpoint"))...)
 	}

@@ -41,6 +41,7 @@ var (
 		vessel.VirtualMachineProvisioning,
 		vessel.VirtualMachineStarting,
 		vessel.VirtualMachineRunning,
+		vessel.VirtualMachineMigrating,
 		vessel.VirtualMachinePaused,
 		vessel.VirtualMachineStopping,
 		vessel.VirtualMachineStopped,

@@ -140,7 +140,7 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 		return onlyFinalizersChanged(a, forbid)
 	case resource == "virtualmachinesnapshots" && sub == "" && a.GetOperation() == admission.Update:
 		return p.checkSnapshotFinalizers(a, agent, forbid)
-	case (resource == "virtualmachinesnapshots" || resource == "virtualmachinerestores" || resource == "virtualmachineclones") && sub == "status" && a.GetOperation() == admission.Update:
+	case (resource == "virtualmachinesnapshots" || resource == "virtualmachinerestores" || resource == "virtualmachineclones" || resource == "virtualmachinemigrations") && sub == "status" && a.GetOperation() == admission.Update:
 		vmName, err := referencedVM(a.GetObject())
 		if err != nil {
 			return forbid("%v", err)
@@ -188,6 +188,10 @@ func referencedVM(obj any) (string, error) {
 	case *vessel.VirtualMachineSnapshot:
 		return o.Spec.VirtualMachineName, nil
 	case *vessel.VirtualMachineRestore:
+		return o.Spec.VirtualMachineName, nil
+	case *vessel.VirtualMachineMigration:
+		// Only the source agent writes a migration's status, while the VM
+		// is still bound to it.
 		return o.Spec.VirtualMachineName, nil
 	case *vessel.VirtualMachineClone:
 		// A clone's agent is the one its new VM is bound to.

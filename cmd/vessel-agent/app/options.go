@@ -48,6 +48,7 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/disks"
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 	"github.com/vessel-vm/vessel/node-agent/metrics"
+	"github.com/vessel-vm/vessel/node-agent/migrationproxy"
 	"github.com/vessel-vm/vessel/node-agent/network"
 	"github.com/vessel-vm/vessel/node-agent/servingcert"
 )
@@ -116,6 +117,12 @@ type Options struct {
 	// (see Simulation).
 	Driver     string
 	Simulation SimulationOptions
+	// MigrationBindAddress is where incoming live migrations are accepted,
+	// inside NetworkNamespace (the hypervisor's fabric address), with the
+	// stream server's certificate; empty: this hypervisor is no migration
+	// target. MigrationBandwidth caps outgoing migrations, MiB/s.
+	MigrationBindAddress string
+	MigrationBandwidth   uint64
 	// Metrics is the Prometheus endpoint: address, serving certificate
 	// (Complete defaults it to the stream server's) and delegated
 	// authentication and authorization (Complete defaults their
@@ -187,6 +194,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.StreamKeyFile, "stream-key-file", o.StreamKeyFile, "private key of --stream-cert-file")
 	fs.StringVar(&o.StreamCertDir, "stream-cert-dir", o.StreamCertDir, "directory where the stream server's certificate and key are kept when they come from the Kubernetes CSR API instead of --stream-cert-file: the agent requests one for its hypervisor's name and --daemon-endpoint's IP (signer "+servingcert.SignerName+", which the vessel-apiserver approves and signs) and rotates it before it expires")
 	fs.DurationVar(&o.StreamCertWait, "stream-cert-wait", o.StreamCertWait, "how long to wait at start for the first certificate from the CSR API (--stream-cert-dir)")
+	fs.StringVar(&o.MigrationBindAddress, "migration-bind-address", o.MigrationBindAddress, "IP:port inside --network-namespace (the hypervisor's fabric address) where other hypervisors' agents send live migrations, over mutual TLS with the stream server's certificate; their certificates must come from --stream-client-ca-file's CA. Empty: no incoming migrations")
+	fs.Uint64Var(&o.MigrationBandwidth, "migration-bandwidth", o.MigrationBandwidth, "cap of each outgoing live migration's memory stream, MiB/s (0: none)")
 	fs.StringVar(&o.StreamClientCAFile, "stream-client-ca-file", o.StreamClientCAFile, "CA that issues the vessel-apiserver's client certificate; clients without one are refused")
 	fs.StringVar(&o.Events, "events", o.Events, "record Kubernetes Events: auto (when the server serves core/v1 events), true or false")
 	fs.StringVar(&o.KVM, "kvm", o.KVM, "hardware acceleration: auto (probe with a real boot), true, or false (TCG)")
@@ -298,6 +307,14 @@ func (o *Options) Validate() error {
 		}
 		if o.StreamAddress == "" {
 			errs = append(errs, errors.New("the console stream server needs --stream-address or --daemon-endpoint"))
+		}
+	}
+	if o.MigrationBindAddress != "" {
+		if o.StreamCertFile == "" && o.StreamCertDir == "" {
+			errs = append(errs, errors.New("--migration-bind-address needs the stream server's certificate (--stream-cert-file or --stream-cert-dir)"))
+		}
+		if host, _, err := net.SplitHostPort(o.MigrationBindAddress); err != nil || net.ParseIP(host) == nil || net.ParseIP(host).IsUnspecified() {
+			errs = append(errs, fmt.Errorf("--migration-bind-address must be IP:port of one address, got %q", o.MigrationBindAddress))
 		}
 	}
 	errs = append(errs, o.Metrics.Validate()...)
@@ -486,6 +503,14 @@ func (o *Options) Config() (*Config, error) {
 			return nil, fmt.Errorf("console stream server: %w", err)
 		}
 	}
+	if o.MigrationBindAddress != "" && c.ConsoleTLS != nil {
+		if c.Agent.Migration, err = o.migration(c.ConsoleTLS); err != nil {
+			if c.ConsoleListener != nil {
+				c.ConsoleListener.Close()
+			}
+			return nil, err
+		}
+	}
 	if o.Metrics.BindAddress != "" {
 		if c.Metrics, err = metrics.NewServer(o.Metrics, registry); err != nil {
 			if c.ConsoleListener != nil {
@@ -495,6 +520,31 @@ func (o *Options) Config() (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// migration listens for incoming migrations and sets up the agent's TLS
+// identity toward other agents: the stream server's certificate.
+func (o *Options) migration(streamTLS *tls.Config) (*agent.MigrationConfig, error) {
+	cas, err := migrationproxy.LoadCAs(o.StreamClientCAFile)
+	if err != nil {
+		return nil, err
+	}
+	netns := network.NetnsPath(o.NetworkNamespace)
+	l, err := migrationproxy.Listen(netns, o.MigrationBindAddress)
+	if err != nil {
+		return nil, err
+	}
+	return &agent.MigrationConfig{
+		Listener: l,
+		Endpoint: o.MigrationBindAddress,
+		Creds: migrationproxy.Credentials{
+			Certificate: func() (*tls.Certificate, error) { return streamTLS.GetCertificate(nil) },
+			CAs:         cas,
+		},
+		Netns:         netns,
+		LibvirtSocket: o.LibvirtSocket,
+		BandwidthMiBs: o.MigrationBandwidth,
+	}, nil
 }
 
 // servingCert starts the CSR-based serving certificate manager and waits

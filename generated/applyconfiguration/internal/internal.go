@@ -69,6 +69,16 @@ var schemaYAML = typed.YAMLObject(`types:
     elementType:
       namedType: __untyped_deduced_
     elementRelationship: separable
+- name: com.github.vessel-vm.vessel.apis.vessel.v1alpha1.VirtualMachineMigration
+  scalar: untyped
+  list:
+    elementType:
+      namedType: __untyped_atomic_
+    elementRelationship: atomic
+  map:
+    elementType:
+      namedType: __untyped_deduced_
+    elementRelationship: separable
 - name: com.github.vessel-vm.vessel.apis.vessel.v1alpha1.VirtualMachinePool
   scalar: untyped
   list:

@@ -59,6 +59,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Vessel().V1alpha1().VirtualMachines().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("virtualmachineclones"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Vessel().V1alpha1().VirtualMachineClones().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("virtualmachinemigrations"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Vessel().V1alpha1().VirtualMachineMigrations().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("virtualmachinepools"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Vessel().V1alpha1().VirtualMachinePools().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("virtualmachinerestores"):

@@ -64,7 +64,10 @@ type Config struct {
 	MaxVMs int32
 	// DaemonEndpoint is the agent's console stream endpoint.
 	DaemonEndpoint string
-	AgentVersion   string
+	// MigrationEndpoint is where the agent accepts incoming migrations
+	// (empty: nowhere).
+	MigrationEndpoint string
+	AgentVersion      string
 	// KVM says guests use hardware acceleration.
 	KVM bool
 	// HeartbeatInterval is how often the status is refreshed.
@@ -183,6 +186,7 @@ func (c *Controller) sync(ctx context.Context, _ string) (time.Duration, error) 
 		st.Allocatable = allocatable
 		st.Allocated = allocated
 		st.DaemonEndpoint = c.cfg.DaemonEndpoint
+		st.MigrationEndpoint = c.cfg.MigrationEndpoint
 		if versions.Libvirt != "" {
 			st.LibvirtVersion = versions.Libvirt
 			st.QEMUVersion = versions.QEMU

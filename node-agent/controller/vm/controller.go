@@ -91,7 +91,15 @@ type Deps struct {
 	// spec.nodeName by the server).
 	VMs vesselinformers.VirtualMachineInformer
 	// Restores lists restores, to stay away from a VM being reverted.
-	Restores   listers.VirtualMachineRestoreLister
+	Restores listers.VirtualMachineRestoreLister
+	// MigrationHolds says a migration from this node has vm's guest (nil:
+	// none ever does).
+	MigrationHolds func(vm *v1alpha1.VirtualMachine) bool
+	// Incoming says the domain uid is a guest a migration is bringing
+	// here: orphan collection spares it although its VM (bound to the
+	// source until the handover) is not this agent's to read (nil: none
+	// ever is).
+	Incoming   func(uid string) bool
 	Hypervisor hypervisor.Hypervisor
 	// Images is the node's image cache.
 	Images *disks.Cache
@@ -107,21 +115,23 @@ type Deps struct {
 
 // Controller reconciles the VMs bound to one hypervisor.
 type Controller struct {
-	cfg      Config
-	client   versioned.Interface
-	vms      listers.VirtualMachineLister
-	indexer  cache.Indexer
-	synced   cache.InformerSynced
-	restores listers.VirtualMachineRestoreLister
-	hv       hypervisor.Hypervisor
-	images   *disks.Cache
-	locks    *boundvm.Locks
-	identity Identity
-	recorder record.EventRecorder
-	clock    clock.PassiveClock
-	network  *network.Manager
-	queue    *worker.Queue
-	expected *statusExpectations
+	cfg            Config
+	client         versioned.Interface
+	vms            listers.VirtualMachineLister
+	indexer        cache.Indexer
+	synced         cache.InformerSynced
+	restores       listers.VirtualMachineRestoreLister
+	migrationHolds func(vm *v1alpha1.VirtualMachine) bool
+	incoming       func(uid string) bool
+	hv             hypervisor.Hypervisor
+	images         *disks.Cache
+	locks          *boundvm.Locks
+	identity       Identity
+	recorder       record.EventRecorder
+	clock          clock.PassiveClock
+	network        *network.Manager
+	queue          *worker.Queue
+	expected       *statusExpectations
 	// agents watches the guest agents of running guests; nil when the
 	// hypervisor cannot reach them.
 	agents *agentWatcher
@@ -157,21 +167,23 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		cfg.ResyncPeriod = DefaultResyncPeriod
 	}
 	c := &Controller{
-		cfg:       cfg,
-		client:    deps.Client,
-		vms:       deps.VMs.Lister(),
-		restores:  deps.Restores,
-		hv:        deps.Hypervisor,
-		images:    deps.Images,
-		locks:     deps.Locks,
-		identity:  deps.Identity,
-		recorder:  deps.Recorder,
-		clock:     deps.Clock,
-		network:   deps.Network,
-		queue:     worker.NewQueue("vessel-agent-vms"),
-		expected:  newStatusExpectations(deps.Clock),
-		states:    map[string]*vmState{},
-		unclaimed: map[string]bool{},
+		cfg:            cfg,
+		client:         deps.Client,
+		vms:            deps.VMs.Lister(),
+		restores:       deps.Restores,
+		migrationHolds: deps.MigrationHolds,
+		incoming:       deps.Incoming,
+		hv:             deps.Hypervisor,
+		images:         deps.Images,
+		locks:          deps.Locks,
+		identity:       deps.Identity,
+		recorder:       deps.Recorder,
+		clock:          deps.Clock,
+		network:        deps.Network,
+		queue:          worker.NewQueue("vessel-agent-vms"),
+		expected:       newStatusExpectations(deps.Clock),
+		states:         map[string]*vmState{},
+		unclaimed:      map[string]bool{},
 	}
 	if ga, ok := deps.Hypervisor.(hypervisor.GuestAgent); ok {
 		c.agents = newAgentWatcher(ga, deps.Clock, c.queue.Add)

@@ -110,6 +110,10 @@ func MACFor(uid, nic, specMAC string) string { return macFor(uid, nic, specMAC) 
 // macFor is the MAC address of a VM's interface: the one in spec, else one
 // derived from the VM UID and the interface name, so it stays the same
 // across redefinitions and agent restarts. 52:54:00 is QEMU's prefix.
+// InterfaceMAC is the MAC address of the VM uid's interface nic, specMAC
+// from its spec or the one Vessel derives.
+func InterfaceMAC(uid, nic, specMAC string) string { return macFor(uid, nic, specMAC) }
+
 func macFor(uid, nic, specMAC string) string {
 	if specMAC != "" {
 		return specMAC

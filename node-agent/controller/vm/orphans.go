@@ -57,6 +57,9 @@ func (c *Controller) collectOrphans(ctx context.Context) error {
 		if objs, _ := c.indexer.ByIndex(uidIndex, dom.UUID); len(objs) > 0 {
 			continue
 		}
+		if c.incoming != nil && c.incoming(dom.UUID) {
+			continue
+		}
 		// The informer may lag: ask the API before deleting anything.
 		vm, err := c.client.VesselV1alpha1().VirtualMachines(dom.Owner.Namespace).Get(ctx, dom.Owner.Name, metav1.GetOptions{})
 		switch {

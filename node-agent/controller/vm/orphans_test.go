@@ -75,6 +75,7 @@ func TestCollectOrphansTakesOnlyItsOwnControlPlanesDomains(t *testing.T) {
 	hv := &listingHypervisor{domains: []hypervisor.Domain{
 		owner("live", node, self),              // its VM exists
 		owner("orphan", node, self),            // its VM is gone: collected
+		owner("incoming", node, self),          // a migration brings it; its VM is the source's
 		owner("other-plane", node, "hv-uid-2"), // same name, another control plane
 		owner("unstamped", node, ""),           // an older agent's
 		owner("elsewhere", "hv2", "hv-uid-3"),  // another hypervisor's
@@ -93,6 +94,7 @@ func TestCollectOrphansTakesOnlyItsOwnControlPlanesDomains(t *testing.T) {
 		Identity:   fixedIdentity(self),
 		Recorder:   record.NewFakeRecorder(10),
 		Clock:      clocktesting.NewFakePassiveClock(testNow),
+		Incoming:   func(uid string) bool { return uid == "incoming" },
 	})
 	if err != nil {
 		t.Fatal(err)

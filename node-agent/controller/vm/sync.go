@@ -77,9 +77,15 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 // lockForSync takes the VM's lock for a pass. While a restore of the VM is
 // InProgress the controller stays away even between the restore's attempts
 // (after an agent restart, say), so it never starts or stops a guest being
-// reverted; a VM being deleted is not held back.
+// reverted; a VM being deleted is not held back. Nor does it touch a VM
+// whose guest a migration from this node holds.
 func (c *Controller) lockForSync(key string, vm *v1alpha1.VirtualMachine) (func(), bool) {
 	if vm.DeletionTimestamp == nil && c.restoreInProgress(vm) {
+		return nil, false
+	}
+	// A guest being moved, or moved and not handed over yet, is the
+	// migration's: starting it again here would make two.
+	if c.migrationHolds != nil && c.migrationHolds(vm) {
 		return nil, false
 	}
 	return c.locks.TryLock(key)

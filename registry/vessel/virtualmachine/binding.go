@@ -31,11 +31,18 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/apis/vessel/validation"
+	"github.com/vessel-vm/vessel/registry"
 )
 
-// BindingREST binds a VM to a Hypervisor, once, like pods/binding.
+// BindingREST binds a VM to a Hypervisor, once, like pods/binding. A bound
+// VM moves to another Hypervisor only with a binding that names (in the
+// annotation vessel.dev/migration) a VirtualMachineMigration of it that
+// succeeded from its current Hypervisor to the binding's target: the
+// handover at the end of a live migration.
 type BindingREST struct {
 	store *genericregistry.Store
+	// Migrations reads VirtualMachineMigrations; nil: bound VMs never move.
+	Migrations registry.Getter
 }
 
 var (
@@ -84,7 +91,11 @@ func (r *BindingREST) Create(ctx context.Context, name string, obj runtime.Objec
 		if vm.DeletionTimestamp != nil {
 			return notNow("VM is being deleted")
 		}
-		if vm.Spec.NodeName != "" {
+		if vm.Spec.NodeName != "" && vm.Spec.NodeName != binding.Target {
+			if err := r.migrated(ctx, vm, binding); err != nil {
+				return err
+			}
+		} else if vm.Spec.NodeName != "" {
 			return notNow("VM is already bound to %q", vm.Spec.NodeName)
 		}
 		vm.Spec.NodeName = binding.Target
@@ -103,6 +114,29 @@ func (r *BindingREST) Create(ctx context.Context, name string, obj runtime.Objec
 		})
 		return nil
 	})
+}
+
+// migrated allows moving the bound vm to binding.Target when the migration
+// the binding names has moved its guest there.
+func (r *BindingREST) migrated(ctx context.Context, vm *vessel.VirtualMachine, binding *vessel.VirtualMachineBinding) error {
+	name := binding.Annotations[vessel.AnnotationMigration]
+	if name == "" || r.Migrations == nil {
+		return notNow("VM is already bound to %q; only a VirtualMachineMigration moves it", vm.Spec.NodeName)
+	}
+	obj, err := r.Migrations.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return notNow("VM is already bound to %q and migration %q cannot be read: %v", vm.Spec.NodeName, name, err)
+	}
+	m := obj.(*vessel.VirtualMachineMigration)
+	switch {
+	case m.Status.VirtualMachineUID != string(vm.UID):
+		return notNow("migration %q is not of this VM", name)
+	case m.Status.Phase != vessel.MigrationSucceeded:
+		return notNow("migration %q has not succeeded (phase %s)", name, m.Status.Phase)
+	case m.Status.Source != vm.Spec.NodeName || m.Status.Target != binding.Target:
+		return notNow("migration %q moved the VM from %q to %q, not from %q to %q", name, m.Status.Source, m.Status.Target, vm.Spec.NodeName, binding.Target)
+	}
+	return nil
 }
 
 func hasFinalizer(vm *vessel.VirtualMachine, f string) bool {

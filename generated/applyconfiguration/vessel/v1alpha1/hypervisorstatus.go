@@ -40,6 +40,11 @@ type HypervisorStatusApplyConfiguration struct {
 	// DaemonEndpoint is the host:port of the agent's HTTPS stream server,
 	// used by the apiserver for consoles.
 	DaemonEndpoint *string `json:"daemonEndpoint,omitempty"`
+	// MigrationEndpoint is the host:port on the hypervisors' fabric where
+	// the agent accepts incoming live migrations (mutual TLS, from other
+	// hypervisors' agents only). Empty: this hypervisor cannot be a
+	// migration target.
+	MigrationEndpoint *string `json:"migrationEndpoint,omitempty"`
 	// LibvirtVersion is the libvirt daemon's version.
 	LibvirtVersion *string `json:"libvirtVersion,omitempty"`
 	// QEMUVersion is the hypervisor (QEMU) version.
@@ -90,6 +95,14 @@ func (b *HypervisorStatusApplyConfiguration) WithAllocated(value *HypervisorReso
 // If called multiple times, the DaemonEndpoint field is set to the value of the last call.
 func (b *HypervisorStatusApplyConfiguration) WithDaemonEndpoint(value string) *HypervisorStatusApplyConfiguration {
 	b.DaemonEndpoint = &value
+	return b
+}
+
+// WithMigrationEndpoint sets the MigrationEndpoint field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the MigrationEndpoint field is set to the value of the last call.
+func (b *HypervisorStatusApplyConfiguration) WithMigrationEndpoint(value string) *HypervisorStatusApplyConfiguration {
+	b.MigrationEndpoint = &value
 	return b
 }
 

@@ -38,6 +38,14 @@ type VirtualMachineCloneListerExpansion interface{}
 // VirtualMachineCloneNamespaceLister.
 type VirtualMachineCloneNamespaceListerExpansion interface{}
 
+// VirtualMachineMigrationListerExpansion allows custom methods to be added to
+// VirtualMachineMigrationLister.
+type VirtualMachineMigrationListerExpansion interface{}
+
+// VirtualMachineMigrationNamespaceListerExpansion allows custom methods to be added to
+// VirtualMachineMigrationNamespaceLister.
+type VirtualMachineMigrationNamespaceListerExpansion interface{}
+
 // VirtualMachinePoolListerExpansion allows custom methods to be added to
 // VirtualMachinePoolLister.
 type VirtualMachinePoolListerExpansion interface{}

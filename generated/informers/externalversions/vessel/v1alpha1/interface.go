@@ -30,6 +30,8 @@ type Interface interface {
 	VirtualMachines() TypedVirtualMachineInformer
 	// VirtualMachineClones returns a VirtualMachineCloneInformer.
 	VirtualMachineClones() TypedVirtualMachineCloneInformer
+	// VirtualMachineMigrations returns a VirtualMachineMigrationInformer.
+	VirtualMachineMigrations() TypedVirtualMachineMigrationInformer
 	// VirtualMachinePools returns a VirtualMachinePoolInformer.
 	VirtualMachinePools() TypedVirtualMachinePoolInformer
 	// VirtualMachineRestores returns a VirtualMachineRestoreInformer.
@@ -62,6 +64,11 @@ func (v *version) VirtualMachines() TypedVirtualMachineInformer {
 // VirtualMachineClones returns a TypedVirtualMachineCloneInformer.
 func (v *version) VirtualMachineClones() TypedVirtualMachineCloneInformer {
 	return &virtualMachineCloneInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// VirtualMachineMigrations returns a TypedVirtualMachineMigrationInformer.
+func (v *version) VirtualMachineMigrations() TypedVirtualMachineMigrationInformer {
+	return &virtualMachineMigrationInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }
 
 // VirtualMachinePools returns a TypedVirtualMachinePoolInformer.

@@ -24,6 +24,8 @@ type VirtualMachineExpansion interface{}
 
 type VirtualMachineCloneExpansion interface{}
 
+type VirtualMachineMigrationExpansion interface{}
+
 type VirtualMachinePoolExpansion interface{}
 
 type VirtualMachineRestoreExpansion interface{}

@@ -31,6 +31,7 @@ type VesselV1alpha1Interface interface {
 	HypervisorsGetter
 	VirtualMachinesGetter
 	VirtualMachineClonesGetter
+	VirtualMachineMigrationsGetter
 	VirtualMachinePoolsGetter
 	VirtualMachineRestoresGetter
 	VirtualMachineSnapshotsGetter
@@ -51,6 +52,10 @@ func (c *VesselV1alpha1Client) VirtualMachines(namespace string) VirtualMachineI
 
 func (c *VesselV1alpha1Client) VirtualMachineClones(namespace string) VirtualMachineCloneInterface {
 	return newVirtualMachineClones(c, namespace)
+}
+
+func (c *VesselV1alpha1Client) VirtualMachineMigrations(namespace string) VirtualMachineMigrationInterface {
+	return newVirtualMachineMigrations(c, namespace)
 }
 
 func (c *VesselV1alpha1Client) VirtualMachinePools(namespace string) VirtualMachinePoolInterface {

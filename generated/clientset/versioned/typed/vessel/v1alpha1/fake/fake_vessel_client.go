@@ -40,6 +40,10 @@ func (c *FakeVesselV1alpha1) VirtualMachineClones(namespace string) v1alpha1.Vir
 	return newFakeVirtualMachineClones(c, namespace)
 }
 
+func (c *FakeVesselV1alpha1) VirtualMachineMigrations(namespace string) v1alpha1.VirtualMachineMigrationInterface {
+	return newFakeVirtualMachineMigrations(c, namespace)
+}
+
 func (c *FakeVesselV1alpha1) VirtualMachinePools(namespace string) v1alpha1.VirtualMachinePoolInterface {
 	return newFakeVirtualMachinePools(c, namespace)
 }
