@@ -142,6 +142,10 @@ test-e2e-network: deps build ## Only e2e/network: DHCP addresses, isolation, ant
 bench-network: deps build ## kubectl vm port-forward vs a direct TCP connection to the guest in its netns: RTT and throughput, ratios.
 	VESSEL_E2E=1 go test -run '^$$' -bench Network -benchtime 1x -timeout 30m ./e2e/network/
 
+.PHONY: bench-migration
+bench-migration: deps build ## Live migration through Vessel vs libvirt directly between the same two libvirtds: time and downtime p50/p95, ratios; pages sent idle vs busy.
+	VESSEL_E2E=1 go test -run '^$$' -bench Migration -benchtime 1x -timeout 30m ./e2e/migration/
+
 .PHONY: bench-console
 bench-console: deps build ## Console echo latency and throughput: libvirt stream vs agent vs kubectl path.
 	VESSEL_E2E=1 go test -run '^$$' -bench Console -benchtime 1x -timeout 30m ./e2e/console/
