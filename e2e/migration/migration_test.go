@@ -108,7 +108,8 @@ func netnsInode(t *testing.T, path string) uint64 {
 // QEMU runs under the target's libvirtd (in the target's network
 // namespace) and the source has no domain left, what it wrote to its disk
 // before the move is in the disk file on the target, the migration
-// reports its downtime, and the VM is bound to the target and Running.
+// reports its downtime, the VM is bound to the target and Running, and a
+// console session open during the move follows the guest there.
 func TestLiveMigrationKeepsTheGuestRunning(t *testing.T) {
 	e := env(t)
 	dumpAgentLogs(t, e)
@@ -131,6 +132,8 @@ func TestLiveMigrationKeepsTheGuestRunning(t *testing.T) {
 		}
 	}
 	oldPID := framework.QEMUPID(t, string(vm.UID))
+	// A console session left open during the move.
+	session := startConsole(t, e, ns, "counter")
 	before := lastCount(e.ConsoleLog(vm))
 
 	start := time.Now()
@@ -201,6 +204,16 @@ func TestLiveMigrationKeepsTheGuestRunning(t *testing.T) {
 	if first <= before-1 || first > before+30 {
 		t.Fatalf("the first count on the target is %d, the last before the move %d: not the same guest counting on", first, before)
 	}
+	// The open console session followed the guest: it says so, and shows
+	// the counting from the target.
+	session.wait(t, "the reattach message", time.Minute, func(_, errOut string) bool {
+		return strings.Contains(errOut, "moved from hypervisor "+source.Name+" to "+target.Name+"; reattaching its console")
+	})
+	mark := session.outLen()
+	session.wait(t, "counting after the move", time.Minute, func(out, _ string) bool {
+		return lastCount(out[mark:]) > lastCount(out[:mark])
+	})
+	session.detach(t)
 	if _, err := os.Stat(filepath.Join(framework.VMDir(target, vm), "console.log.before-migration")); err != nil {
 		t.Errorf("the console log from before the move was not carried over: %v", err)
 	}

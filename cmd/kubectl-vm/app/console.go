@@ -82,16 +82,18 @@ output first. Sessions stay open while idle.`,
 
 // consolePhases are the phases whose VMs have a console.
 var consolePhases = map[v1alpha1.VirtualMachinePhase]bool{
-	v1alpha1.VirtualMachineStarting: true,
-	v1alpha1.VirtualMachineRunning:  true,
-	v1alpha1.VirtualMachinePaused:   true,
-	v1alpha1.VirtualMachineStopping: true,
+	v1alpha1.VirtualMachineStarting:  true,
+	v1alpha1.VirtualMachineRunning:   true,
+	v1alpha1.VirtualMachinePaused:    true,
+	v1alpha1.VirtualMachineStopping:  true,
+	v1alpha1.VirtualMachineMigrating: true,
 }
 
 func (o *Options) console(ctx context.Context, t *target, co consoleOptions) error {
 	const action = "open the console of"
 	deadline := time.Now().Add(co.timeout)
-	if err := o.waitForConsole(ctx, t, co.timeout); err != nil {
+	node, err := o.waitForConsole(ctx, t, co.timeout)
+	if err != nil {
 		return err
 	}
 	exec, err := o.executor(t, co)
@@ -140,6 +142,7 @@ func (o *Options) console(ctx context.Context, t *target, co consoleOptions) err
 	if err := term.makeRaw(); err != nil {
 		return err
 	}
+	var reattached time.Time
 	for {
 		err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: o.Out, Tty: true})
 		// With --timeout, a VM that is still coming up (the agent has no
@@ -149,6 +152,28 @@ func (o *Options) console(ctx context.Context, t *target, co consoleOptions) err
 			case <-time.After(time.Second):
 				continue
 			case <-ctx.Done():
+			}
+		}
+		// Just moved: the new hypervisor's agent may need a moment for
+		// the guest it received.
+		if status, ok := statusOf(err); ok && time.Since(reattached) < reattachWait &&
+			(status.Status().Code == http.StatusConflict || status.Status().Code == http.StatusServiceUnavailable) {
+			select {
+			case <-time.After(time.Second):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		// A live migration ends the session on the source when the guest
+		// leaves it: follow the guest to its new hypervisor.
+		select {
+		case <-detached:
+		default:
+			if ctx.Err() == nil {
+				if to := o.followMigration(ctx, t, node, term.newline()); to != "" {
+					node, reattached = to, time.Now()
+					continue
+				}
 			}
 		}
 		break
@@ -170,9 +195,49 @@ func (o *Options) console(ctx context.Context, t *target, co consoleOptions) err
 	return nil
 }
 
+// followMigration is called when a console session on hypervisor node
+// ended: if the VM is moving, or has moved, to another hypervisor, it
+// waits (up to migrationWait) until it runs there and returns that
+// hypervisor; otherwise "".
+func (o *Options) followMigration(ctx context.Context, t *target, node, nl string) string {
+	vms := t.Client.VesselV1alpha1().VirtualMachines(t.Namespace)
+	deadline := time.Now().Add(migrationWait)
+	announced := false
+	for time.Now().Before(deadline) {
+		vm, err := vms.Get(ctx, t.Name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		switch {
+		case vm.Spec.NodeName != node && vm.Spec.NodeName != "" && consolePhases[vm.Status.Phase] && vm.Status.Phase != v1alpha1.VirtualMachineMigrating:
+			fmt.Fprintf(o.ErrOut, "%sVM %s moved from hypervisor %s to %s; reattaching its console.%s", nl, t.Ref(), node, vm.Spec.NodeName, nl)
+			return vm.Spec.NodeName
+		case vm.Status.Phase != v1alpha1.VirtualMachineMigrating && vm.Spec.NodeName == node:
+			return "" // not a migration: the console closed
+		}
+		if !announced {
+			fmt.Fprintf(o.ErrOut, "%sVM %s is moving to another hypervisor; waiting to reattach its console...%s", nl, t.Ref(), nl)
+			announced = true
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return ""
+}
+
+// migrationWait bounds how long a console waits for its VM to run on the
+// hypervisor it is moving to, reattachWait how long it retries there.
+const (
+	migrationWait = 2 * time.Minute
+	reattachWait  = 30 * time.Second
+)
+
 // waitForConsole checks the VM exists and runs, waiting up to timeout for
-// it to come up.
-func (o *Options) waitForConsole(ctx context.Context, t *target, timeout time.Duration) error {
+// it to come up, and returns the hypervisor it runs on.
+func (o *Options) waitForConsole(ctx context.Context, t *target, timeout time.Duration) (string, error) {
 	vms := t.Client.VesselV1alpha1().VirtualMachines(t.Namespace)
 	deadline := time.Now().Add(timeout)
 	announced := false
@@ -180,22 +245,22 @@ func (o *Options) waitForConsole(ctx context.Context, t *target, timeout time.Du
 		vm, err := vms.Get(ctx, t.Name, metav1.GetOptions{})
 		if err != nil {
 			if apierrors.IsNotFound(err) {
-				return fmt.Errorf("VM %s not found", t.Ref())
+				return "", fmt.Errorf("VM %s not found", t.Ref())
 			}
-			return explain(err, "read", t)
+			return "", explain(err, "read", t)
 		}
 		phase := vm.Status.Phase
 		if consolePhases[phase] {
-			return nil
+			return vm.Spec.NodeName, nil
 		}
 		if phase == "" {
 			phase = v1alpha1.VirtualMachinePending
 		}
 		if time.Now().After(deadline) {
 			if timeout > 0 {
-				return fmt.Errorf("VM %s is not running (phase %s) after waiting %s", t.Ref(), phase, timeout)
+				return "", fmt.Errorf("VM %s is not running (phase %s) after waiting %s", t.Ref(), phase, timeout)
 			}
-			return fmt.Errorf("VM %s is not running (phase %s); start it with `kubectl vm start %s`, or wait for it with --timeout", t.Ref(), phase, t.Name)
+			return "", fmt.Errorf("VM %s is not running (phase %s); start it with `kubectl vm start %s`, or wait for it with --timeout", t.Ref(), phase, t.Name)
 		}
 		if !announced {
 			fmt.Fprintf(o.ErrOut, "Waiting up to %s for VM %s to run (phase %s)...\n", timeout, t.Ref(), phase)
@@ -203,7 +268,7 @@ func (o *Options) waitForConsole(ctx context.Context, t *target, timeout time.Du
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return "", ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}

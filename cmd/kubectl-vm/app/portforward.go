@@ -67,7 +67,7 @@ guest's address on the managed network.`,
 // portForward forwards until interrupted, printing what kubectl
 // port-forward prints.
 func (o *Options) portForward(ctx context.Context, t *target, po portForwardOptions, ports []string) error {
-	if err := o.waitForConsole(ctx, t, 0); err != nil {
+	if _, err := o.waitForConsole(ctx, t, 0); err != nil {
 		return err
 	}
 	dialer, err := o.portForwardDialer(t)

@@ -59,7 +59,7 @@ The exit code is ssh's (the remote command's).`,
 			if err != nil {
 				return err
 			}
-			if err := o.waitForConsole(cmd.Context(), t, 0); err != nil {
+			if _, err := o.waitForConsole(cmd.Context(), t, 0); err != nil {
 				return err
 			}
 			self, err := os.Executable()

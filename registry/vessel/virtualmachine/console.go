@@ -271,12 +271,15 @@ func agentError(resp *http.Response, ref string) error {
 }
 
 // consolePhases are the phases in which a VM has a console to attach to.
-// Starting is included so a user can watch the boot.
+// Starting is included so a user can watch the boot, Migrating because
+// the guest runs on (and its console is served by) the source until it
+// has moved.
 var consolePhases = map[vessel.VirtualMachinePhase]bool{
-	vessel.VirtualMachineStarting: true,
-	vessel.VirtualMachineRunning:  true,
-	vessel.VirtualMachinePaused:   true,
-	vessel.VirtualMachineStopping: true,
+	vessel.VirtualMachineStarting:  true,
+	vessel.VirtualMachineRunning:   true,
+	vessel.VirtualMachinePaused:    true,
+	vessel.VirtualMachineStopping:  true,
+	vessel.VirtualMachineMigrating: true,
 }
 
 // locate reads the VM and the endpoint of the agent running it. With
