@@ -156,6 +156,47 @@ func TestSourceAgentKilledMidMigration(t *testing.T) {
 	staysOnSource(t, e, vm, source, pid)
 }
 
+// The vessel-apiserver killed mid-migration (its embedded etcd with it):
+// the guest moves on between the agents, and once the server is back the
+// migration ends, the VM is bound where its one guest runs, and the
+// migration says so.
+func TestAPIServerKilledMidMigration(t *testing.T) {
+	e := env(t)
+	dumpAgentLogs(t, e)
+	vm, source, target, m, pid := moving(t, e, "migration-kill-apiserver")
+	if err := e.Cluster.Kill(launcher.VesselAPIServerComponent(1)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := e.Cluster.RestartVesselAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ended := waitMigration(t, e, m)
+	t.Logf("migration status after the vessel-apiserver's restart: %+v", ended.Status)
+	if ended.Status.Phase == v1alpha1.MigrationFailed {
+		if ended.Status.Reason == "" {
+			t.Fatalf("failed migration without a reason: %+v", ended.Status)
+		}
+		staysOnSource(t, e, vm, source, pid)
+		return
+	}
+	vm = e.WaitVM(t, vm.Namespace, vm.Name, 2*time.Minute, "bound to "+target.Name+" and Running", func(v *v1alpha1.VirtualMachine) bool {
+		return v.Spec.NodeName == target.Name && v.Status.Phase == v1alpha1.VirtualMachineRunning
+	})
+	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		doms := e.DomainsOf(t, vm)
+		return len(doms) == 1 && doms[0] == target.Name, nil
+	})
+	if err != nil {
+		t.Fatalf("domains of the VM are on %v, want only on %s", e.DomainsOf(t, vm), target.Name)
+	}
+	if st := e.DomState(t, vm); st != "running" {
+		t.Fatalf("the target's domain is %q", st)
+	}
+}
+
 func waitMigration(t *testing.T, e *framework.Env, m *v1alpha1.VirtualMachineMigration) *v1alpha1.VirtualMachineMigration {
 	t.Helper()
 	var last *v1alpha1.VirtualMachineMigration
