@@ -94,6 +94,11 @@ type VirtualMachineMigrationStatus struct {
 	// EndTime is when the migration succeeded or failed.
 	// +optional
 	EndTime *metav1.Time `json:"endTime,omitempty"`
+	// HandedOver is set once the VM of a Succeeded migration was bound to
+	// its target: a migration hands its VM over once, never again (the VM
+	// may have moved on since).
+	// +optional
+	HandedOver bool `json:"handedOver,omitempty"`
 	// TransferredBytes is how much memory and disk data has been sent.
 	// +optional
 	TransferredBytes int64 `json:"transferredBytes,omitempty"`

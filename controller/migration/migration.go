@@ -198,6 +198,9 @@ func (c *Controller) cannotMove(m *v1alpha1.VirtualMachineMigration, vm *v1alpha
 			if o.Name != m.Name && o.Spec.VirtualMachineName == vm.Name && o.Status.Phase == v1alpha1.MigrationRunning {
 				return fmt.Sprintf("migration %s is moving this VM already", o.Name)
 			}
+			if o.Name != m.Name && o.Status.VirtualMachineUID == string(vm.UID) && o.Status.Phase == v1alpha1.MigrationSucceeded && !o.Status.HandedOver {
+				return fmt.Sprintf("migration %s has moved this VM and is still handing it over; try again in a moment", o.Name)
+			}
 		}
 	}
 	// libvirt refuses to migrate a domain with snapshots (their metadata
@@ -236,7 +239,15 @@ func (c *Controller) handOver(ctx context.Context, m *v1alpha1.VirtualMachineMig
 	if err != nil {
 		return err
 	}
-	if string(vm.UID) != m.Status.VirtualMachineUID || vm.Spec.NodeName != m.Status.Source {
+	if m.Status.HandedOver || string(vm.UID) != m.Status.VirtualMachineUID {
+		return nil
+	}
+	switch vm.Spec.NodeName {
+	case m.Status.Target:
+		// Bound before a lost status write: record it.
+		return c.markHandedOver(ctx, m)
+	case m.Status.Source:
+	default:
 		return nil
 	}
 	binding := &v1alpha1.VirtualMachineBinding{
@@ -251,5 +262,17 @@ func (c *Controller) handOver(ctx context.Context, m *v1alpha1.VirtualMachineMig
 		return fmt.Errorf("bind VM %s/%s to %s after migration %s: %w", vm.Namespace, vm.Name, m.Status.Target, m.Name, err)
 	}
 	klog.FromContext(ctx).Info("VM handed over after its migration", "vm", vm.Namespace+"/"+vm.Name, "from", m.Status.Source, "to", m.Status.Target, "migration", m.Name)
+	return c.markHandedOver(ctx, m)
+}
+
+// markHandedOver records that m's VM was bound to its target, so that m
+// never binds it again: the VM may move on, back to m's source even, and
+// a later sync of m must not pull it to m's target.
+func (c *Controller) markHandedOver(ctx context.Context, m *v1alpha1.VirtualMachineMigration) error {
+	m = m.DeepCopy()
+	m.Status.HandedOver = true
+	if _, err := c.client.VesselV1alpha1().VirtualMachineMigrations(m.Namespace).UpdateStatus(ctx, m, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("record the handover of migration %s/%s: %w", m.Namespace, m.Name, err)
+	}
 	return nil
 }

@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
@@ -166,6 +167,7 @@ func migrateThroughVessel(b *testing.B, e *framework.Env, vm *v1alpha1.VirtualMa
 // libvirtds with the call Vessel's source agent makes, over the fabric.
 type directDomain struct {
 	name  string
+	uuid  string
 	hvs   [2]launcher.Hypervisor
 	disks [2]string
 	at    int // index in hvs of where it runs
@@ -173,7 +175,7 @@ type directDomain struct {
 
 func newDirectDomain(b *testing.B, a, c launcher.Hypervisor) *directDomain {
 	b.Helper()
-	d := &directDomain{name: "bench-direct-" + utilrand.String(5), hvs: [2]launcher.Hypervisor{a, c}}
+	d := &directDomain{name: "bench-direct-" + utilrand.String(5), uuid: string(uuid.NewUUID()), hvs: [2]launcher.Hypervisor{a, c}}
 	for i, hv := range d.hvs {
 		dir := filepath.Join(hv.Dir, "bench-direct")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -208,6 +210,7 @@ func newDirectDomain(b *testing.B, a, c launcher.Hypervisor) *directDomain {
 func (d *directDomain) xml(i int) string {
 	return fmt.Sprintf(`<domain type='qemu'>
   <name>%s</name>
+  <uuid>%s</uuid>
   <memory unit='MiB'>128</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type>
@@ -216,7 +219,7 @@ func (d *directDomain) xml(i int) string {
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
     <serial type='pty'/>
   </devices>
-</domain>`, d.name, filepath.Join(framework.GuestDir, "vmlinuz"), filepath.Join(framework.GuestDir, "initrd.img"), d.disks[i])
+</domain>`, d.name, d.uuid, filepath.Join(framework.GuestDir, "vmlinuz"), filepath.Join(framework.GuestDir, "initrd.img"), d.disks[i])
 }
 
 // migrate moves the domain to the other hypervisor and returns the call's

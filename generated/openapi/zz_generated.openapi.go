@@ -1874,6 +1874,13 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationStatus(ref common
 							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"handedOver": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HandedOver is set once the VM of a Succeeded migration was bound to its target: a migration hands its VM over once, never again (the VM may have moved on since).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
 					"transferredBytes": {
 						SchemaProps: spec.SchemaProps{
 							Description: "TransferredBytes is how much memory and disk data has been sent.",

@@ -218,7 +218,8 @@ func (c *Controller) deleted(ctx context.Context, key string) error {
 }
 
 // Holds says a migration from this node keeps the VM controller away from
-// vm: it runs, or it succeeded and the VM is not bound to the target yet.
+// vm: it runs, or it succeeded and has not handed the VM over yet (a
+// handed-over one no longer counts, even when the VM has come back here).
 func Holds(migrations listers.VirtualMachineMigrationLister, node string, vm *v1alpha1.VirtualMachine) bool {
 	list, err := migrations.VirtualMachineMigrations(vm.Namespace).List(labelsEverything)
 	if err != nil {
@@ -230,7 +231,7 @@ func Holds(migrations listers.VirtualMachineMigrationLister, node string, vm *v1
 		}
 		// A VM deleted before its handover is not held: it cannot be
 		// bound any more, and its guest on the target goes as an orphan.
-		if m.Status.Phase == v1alpha1.MigrationRunning || (m.Status.Phase == v1alpha1.MigrationSucceeded && vm.Spec.NodeName == node && vm.DeletionTimestamp == nil) {
+		if m.Status.Phase == v1alpha1.MigrationRunning || (m.Status.Phase == v1alpha1.MigrationSucceeded && !m.Status.HandedOver && vm.Spec.NodeName == node && vm.DeletionTimestamp == nil) {
 			return true
 		}
 	}
@@ -247,7 +248,7 @@ func Incoming(migrations listers.VirtualMachineMigrationLister, node, uid string
 	}
 	for _, m := range list {
 		if m.Status.VirtualMachineUID == uid && m.Status.Target == node &&
-			(m.Status.Phase == v1alpha1.MigrationRunning || m.Status.Phase == v1alpha1.MigrationSucceeded) {
+			(m.Status.Phase == v1alpha1.MigrationRunning || (m.Status.Phase == v1alpha1.MigrationSucceeded && !m.Status.HandedOver)) {
 			return true
 		}
 	}

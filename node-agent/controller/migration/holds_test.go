@@ -44,6 +44,11 @@ func mig(name string, phase v1alpha1.MigrationPhase) *v1alpha1.VirtualMachineMig
 	}
 }
 
+func handedOver(m *v1alpha1.VirtualMachineMigration) *v1alpha1.VirtualMachineMigration {
+	m.Status.HandedOver = true
+	return m
+}
+
 // The source's VM controller stays away from a guest while it moves and
 // until the VM is handed over; the target's orphan collection spares the
 // incoming guest for as long.
@@ -65,7 +70,8 @@ func TestHoldsAndIncoming(t *testing.T) {
 		{"running", mig("a", v1alpha1.MigrationRunning), vm("hv1", false), true, true},
 		{"succeeded, not handed over", mig("a", v1alpha1.MigrationSucceeded), vm("hv1", false), true, true},
 		{"succeeded, deleted before the handover", mig("a", v1alpha1.MigrationSucceeded), vm("hv1", true), false, true},
-		{"handed over", mig("a", v1alpha1.MigrationSucceeded), vm("hv2", false), false, true},
+		{"handed over, not recorded yet", mig("a", v1alpha1.MigrationSucceeded), vm("hv2", false), false, true},
+		{"handed over, then moved back by another migration", handedOver(mig("a", v1alpha1.MigrationSucceeded)), vm("hv1", false), false, false},
 		{"failed", mig("a", v1alpha1.MigrationFailed), vm("hv1", false), false, false},
 		{"pending", mig("a", v1alpha1.MigrationPending), vm("hv1", false), false, false},
 	}

@@ -133,6 +133,8 @@ func (r *BindingREST) migrated(ctx context.Context, vm *vessel.VirtualMachine, b
 		return notNow("migration %q is not of this VM", name)
 	case m.Status.Phase != vessel.MigrationSucceeded:
 		return notNow("migration %q has not succeeded (phase %s)", name, m.Status.Phase)
+	case m.Status.HandedOver:
+		return notNow("migration %q has handed the VM over already", name)
 	case m.Status.Source != vm.Spec.NodeName || m.Status.Target != binding.Target:
 		return notNow("migration %q moved the VM from %q to %q, not from %q to %q", name, m.Status.Source, m.Status.Target, vm.Spec.NodeName, binding.Target)
 	}

@@ -40,6 +40,10 @@ type VirtualMachineMigrationStatusApplyConfiguration struct {
 	StartTime *v1.Time `json:"startTime,omitempty"`
 	// EndTime is when the migration succeeded or failed.
 	EndTime *v1.Time `json:"endTime,omitempty"`
+	// HandedOver is set once the VM of a Succeeded migration was bound to
+	// its target: a migration hands its VM over once, never again (the VM
+	// may have moved on since).
+	HandedOver *bool `json:"handedOver,omitempty"`
 	// TransferredBytes is how much memory and disk data has been sent.
 	TransferredBytes *int64 `json:"transferredBytes,omitempty"`
 	// TotalBytes is libvirt's estimate of all there is to send (memory and
@@ -109,6 +113,14 @@ func (b *VirtualMachineMigrationStatusApplyConfiguration) WithStartTime(value v1
 // If called multiple times, the EndTime field is set to the value of the last call.
 func (b *VirtualMachineMigrationStatusApplyConfiguration) WithEndTime(value v1.Time) *VirtualMachineMigrationStatusApplyConfiguration {
 	b.EndTime = &value
+	return b
+}
+
+// WithHandedOver sets the HandedOver field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the HandedOver field is set to the value of the last call.
+func (b *VirtualMachineMigrationStatusApplyConfiguration) WithHandedOver(value bool) *VirtualMachineMigrationStatusApplyConfiguration {
+	b.HandedOver = &value
 	return b
 }
 
