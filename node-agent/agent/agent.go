@@ -252,6 +252,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	restoreInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineRestores()
 	cloneInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineClones()
 	migrationInformer := clusterInformers.Vessel().V1alpha1().VirtualMachineMigrations()
+	// Registered with the factory now, before it starts: hypervisors that
+	// do not migrate (simulated ones) read it only through its lister,
+	// and an informer first asked for after Start would never run.
+	migrationInformer.Informer()
 	locks := &boundvm.Locks{}
 	images := disks.NewCache(ctx, imageCacheConfig(cfg, vmInformer))
 	if err := addMetrics(cfg, vmInformer, images); err != nil {
