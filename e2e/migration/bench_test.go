@@ -86,7 +86,7 @@ func BenchmarkMigration(b *testing.B) {
 
 	// A guest that keeps dirtying its memory makes the copy send pages
 	// again.
-	busy := benchVM(b, e, ns, "busy", "(while :; do dd if=/dev/zero of=/tmp/busy bs=1M count=32 2>/dev/null; done) &\n")
+	busy := benchVM(b, e, ns, "busy", "(while :; do yes vessel-busy-guest | head -c 33554432 >/tmp/busy; done) &\n")
 	var busyPages []int64
 	var busyTime []time.Duration
 	for range min(n, 3) {
