@@ -19,6 +19,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"time"
@@ -124,6 +125,22 @@ func (c *Cluster) RestartAgent(ctx context.Context, hypervisor string) error {
 	return c.Restart(ctx, AgentComponent(hypervisor))
 }
 
+// agentListening says whether the agent of hypervisor name accepts
+// connections on its stream and metrics ports.
+func (c *Cluster) agentListening(name string) error {
+	for what, port := range map[string]int{"stream": c.Ports.Agents[name], "metrics": c.Ports.AgentMetrics[name]} {
+		if port == 0 {
+			continue
+		}
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err != nil {
+			return fmt.Errorf("Ready, but its %s port does not answer yet: %w", what, err)
+		}
+		conn.Close()
+	}
+	return nil
+}
+
 // waitHypervisorReady waits until the Hypervisor is Ready with a heartbeat
 // from p: after a restart, the condition the previous agent left is still
 // True for a while.
@@ -159,6 +176,14 @@ func (c *Cluster) waitHypervisorReady(ctx context.Context, p *process, name stri
 		case hv.Status.LastHeartbeatTime == nil || hv.Status.LastHeartbeatTime.Before(&since):
 			last = "Ready, but no heartbeat from this agent process yet"
 		default:
+			// Heartbeats have whole seconds: one the killed agent sent in
+			// the second this one started passes the test above. Its
+			// listeners died with it, so this process is serving once
+			// they answer again.
+			if err := c.agentListening(name); err != nil {
+				last = err.Error()
+				break
+			}
 			return nil
 		}
 		select {

@@ -263,8 +263,10 @@ func TestMetrics(t *testing.T) {
 		}
 		var after float64
 		err := wait.PollUntilContextTimeout(context.Background(), time.Second, time.Minute, true, func(context.Context) (bool, error) {
-			code, _ := asPrometheus.get(t, agentURL)
-			if code != http.StatusOK {
+			// The launcher waits for the new agent's ports, but a scrape
+			// may still race its start: wait through refusals.
+			code, _, err := asPrometheus.try(agentURL)
+			if err != nil || code != http.StatusOK {
 				return false, nil
 			}
 			v, ok := value(fst(asPrometheus.families(t, agentURL)), "vessel_vm_cpu_seconds_total", l)

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -63,25 +64,32 @@ func newScraper(t *testing.T, caFile string, cert *pki.CertKey) *scraper {
 // get returns the status and body of url.
 func (s *scraper) get(t *testing.T, url string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	code, body, err := s.try(url)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return code, body
+}
+
+// try is get for a caller that waits through errors (an agent restarting).
+func (s *scraper) try(url string) (int, []byte, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
 	}
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
 	resp, err := s.client.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return 0, nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, fmt.Errorf("GET %s: %w", url, err)
 	}
-	return resp.StatusCode, body
+	return resp.StatusCode, body, nil
 }
 
-// families scrapes url and parses the text format; a refusal fails the
-// test.
 func (s *scraper) families(t *testing.T, url string) (map[string]*dto.MetricFamily, []byte) {
 	t.Helper()
 	code, body := s.get(t, url)
