@@ -220,7 +220,7 @@ func (c CompletedConfig) storage() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	migrations, err := migration.NewStorage(Scheme, optsGetter, vms.VirtualMachine)
+	migrations, err := migration.NewStorage(Scheme, optsGetter, vms.VirtualMachine, snapshots.Main)
 	if err != nil {
 		return nil, err
 	}

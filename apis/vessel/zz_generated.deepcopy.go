@@ -819,6 +819,10 @@ func (in *VirtualMachineMigrationStatus) DeepCopyInto(out *VirtualMachineMigrati
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()
 	}
+	if in.AcceptedTime != nil {
+		in, out := &in.AcceptedTime, &out.AcceptedTime
+		*out = (*in).DeepCopy()
+	}
 	if in.EndTime != nil {
 		in, out := &in.EndTime, &out.EndTime
 		*out = (*in).DeepCopy()

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -46,6 +47,17 @@ import (
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
 )
 
+const (
+	// scheduleTimeout is how long a migration waits for a target that
+	// fits and a Ready source before it fails.
+	scheduleTimeout = 5 * time.Minute
+	// scheduleRetry is how often a waiting migration looks again.
+	scheduleRetry = 5 * time.Second
+	// acceptTimeout is how long the source's agent has to take a started
+	// migration on (it does within a second when it runs).
+	acceptTimeout = 30 * time.Second
+)
+
 // Controller starts migrations and hands their VMs over when they succeed.
 type Controller struct {
 	client      versioned.Interface
@@ -55,6 +67,13 @@ type Controller struct {
 	hypervisors listers.HypervisorLister
 	synced      []cache.InformerSynced
 	queue       workqueue.TypedRateLimitingInterface[string]
+	now         func() time.Time
+
+	// started maps the UID of each VM this controller sent moving to its
+	// migration, until the cache shows that migration over: two
+	// migrations of one VM created together must not both start because
+	// the cache had not seen the first one Running yet.
+	started map[string]string
 }
 
 // New wires a controller to the shared informers; call Run after starting them.
@@ -68,6 +87,8 @@ func New(client versioned.Interface, factory informers.SharedInformerFactory) (*
 		hypervisors: v.Hypervisors().Lister(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "vessel-migrations"}),
+		now:     time.Now,
+		started: map[string]string{},
 	}
 	c.synced = []cache.InformerSynced{
 		v.VirtualMachineMigrations().Informer().HasSynced, v.VirtualMachines().Informer().HasSynced,
@@ -134,10 +155,54 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			return nil
 		}
 		return c.start(ctx, m)
+	case v1alpha1.MigrationRunning:
+		return c.checkAccepted(ctx, m)
 	case v1alpha1.MigrationSucceeded:
 		return c.handOver(ctx, m)
 	}
 	return nil
+}
+
+// checkAccepted fails a running migration the source's agent has not
+// taken on in acceptTimeout (it is down, or cut off): the write carries
+// the resourceVersion the agent's acceptance would change, so exactly
+// one of them wins, and an agent never takes a failed migration on.
+func (c *Controller) checkAccepted(ctx context.Context, m *v1alpha1.VirtualMachineMigration) error {
+	if m.Status.AcceptedTime != nil || m.Status.StartTime == nil || m.DeletionTimestamp != nil {
+		return nil
+	}
+	if left := acceptTimeout - c.now().Sub(m.Status.StartTime.Time); left > 0 {
+		c.queue.AddAfter(m.Namespace+"/"+m.Name, left)
+		return nil
+	}
+	reason := fmt.Sprintf("the agent of hypervisor %s did not take the migration on within %v (%s); the guest stays there", m.Status.Source, acceptTimeout, c.hypervisorState(m.Status.Source))
+	err := c.fail(ctx, m, reason)
+	if apierrors.IsConflict(err) {
+		// The agent took it on, or something else changed it: the
+		// informer brings the new version.
+		return nil
+	}
+	return err
+}
+
+// hypervisorState says how the named hypervisor looks, for reasons.
+func (c *Controller) hypervisorState(name string) string {
+	hv, err := c.hypervisors.Get(name)
+	if err != nil {
+		return "hypervisor " + name + " not found"
+	}
+	ready := meta.FindStatusCondition(hv.Status.Conditions, v1alpha1.HypervisorConditionReady)
+	state := "Ready unknown"
+	if ready != nil {
+		state = "Ready " + string(ready.Status)
+		if ready.Status != metav1.ConditionTrue && ready.Message != "" {
+			state += ": " + ready.Message
+		}
+	}
+	if hb := hv.Status.LastHeartbeatTime; hb != nil {
+		state += fmt.Sprintf(", last heartbeat %v ago", c.now().Sub(hb.Time).Round(time.Second))
+	}
+	return state
 }
 
 // start checks the VM can move, picks the target and hands the migration
@@ -163,9 +228,15 @@ func (c *Controller) start(ctx context.Context, m *v1alpha1.VirtualMachineMigrat
 	}
 	target, why := scheduler.PickMigrationTarget(vm, hvs, all, m.Spec.TargetHypervisor)
 	if target == "" {
-		return c.fail(ctx, m, "no target hypervisor: "+why)
+		if m.Spec.TargetHypervisor != "" && !c.exists(m.Spec.TargetHypervisor, hvs) {
+			return c.fail(ctx, m, "no target hypervisor: "+why)
+		}
+		return c.wait(ctx, m, vm, "no target hypervisor yet: "+why)
 	}
-	now := metav1.Now()
+	if !c.ready(vm.Spec.NodeName) {
+		return c.wait(ctx, m, vm, "the source hypervisor is not Ready ("+c.hypervisorState(vm.Spec.NodeName)+")")
+	}
+	now := metav1.NewTime(c.now())
 	m.Status = v1alpha1.VirtualMachineMigrationStatus{
 		Phase:             v1alpha1.MigrationRunning,
 		VirtualMachineUID: string(vm.UID),
@@ -173,8 +244,43 @@ func (c *Controller) start(ctx context.Context, m *v1alpha1.VirtualMachineMigrat
 		Target:            target,
 		StartTime:         &now,
 	}
-	_, err = c.client.VesselV1alpha1().VirtualMachineMigrations(m.Namespace).UpdateStatus(ctx, m, metav1.UpdateOptions{})
+	if _, err := c.client.VesselV1alpha1().VirtualMachineMigrations(m.Namespace).UpdateStatus(ctx, m, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	c.started[string(vm.UID)] = m.Name
+	c.queue.AddAfter(m.Namespace+"/"+m.Name, acceptTimeout)
+	return nil
+}
+
+// wait keeps m Scheduling, saying why, until scheduleTimeout after its
+// creation, then fails it.
+func (c *Controller) wait(ctx context.Context, m *v1alpha1.VirtualMachineMigration, vm *v1alpha1.VirtualMachine, why string) error {
+	if c.now().Sub(m.CreationTimestamp.Time) >= scheduleTimeout {
+		return c.fail(ctx, m, fmt.Sprintf("%s, for %v", why, scheduleTimeout))
+	}
+	c.queue.AddAfter(m.Namespace+"/"+m.Name, scheduleRetry)
+	if m.Status.Phase == v1alpha1.MigrationScheduling && m.Status.Reason == why {
+		return nil
+	}
+	m.Status.Phase, m.Status.Reason = v1alpha1.MigrationScheduling, why
+	m.Status.VirtualMachineUID, m.Status.Source = string(vm.UID), vm.Spec.NodeName
+	_, err := c.client.VesselV1alpha1().VirtualMachineMigrations(m.Namespace).UpdateStatus(ctx, m, metav1.UpdateOptions{})
 	return err
+}
+
+func (c *Controller) exists(name string, hvs []*v1alpha1.Hypervisor) bool {
+	for _, hv := range hvs {
+		if hv.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ready says whether the named hypervisor's agent heartbeats.
+func (c *Controller) ready(name string) bool {
+	hv, err := c.hypervisors.Get(name)
+	return err == nil && meta.IsStatusConditionTrue(hv.Status.Conditions, v1alpha1.HypervisorConditionReady)
 }
 
 // cannotMove says why vm cannot be moved by m now, or "".
@@ -190,6 +296,15 @@ func (c *Controller) cannotMove(m *v1alpha1.VirtualMachineMigration, vm *v1alpha
 	for _, d := range vm.Spec.Disks {
 		if d.HostPath != nil && !d.ReadOnly {
 			return fmt.Sprintf("disk %s is a writable hostPath file, which stays on its hypervisor", d.Name)
+		}
+	}
+	if other, ok := c.started[string(vm.UID)]; ok && other != m.Name {
+		o, err := c.migrations.VirtualMachineMigrations(m.Namespace).Get(other)
+		switch {
+		case apierrors.IsNotFound(err), err == nil && over(o):
+			delete(c.started, string(vm.UID))
+		default:
+			return fmt.Sprintf("migration %s is moving this VM already", other)
 		}
 	}
 	others, err := c.migrations.VirtualMachineMigrations(m.Namespace).List(labels.Everything())
@@ -221,8 +336,13 @@ func (c *Controller) cannotMove(m *v1alpha1.VirtualMachineMigration, vm *v1alpha
 	return ""
 }
 
+// over says m has nothing left to do with its VM.
+func over(m *v1alpha1.VirtualMachineMigration) bool {
+	return m.Status.Phase == v1alpha1.MigrationFailed || (m.Status.Phase == v1alpha1.MigrationSucceeded && m.Status.HandedOver)
+}
+
 func (c *Controller) fail(ctx context.Context, m *v1alpha1.VirtualMachineMigration, reason string) error {
-	now := metav1.Now()
+	now := metav1.NewTime(c.now())
 	m.Status.Phase, m.Status.Reason, m.Status.EndTime = v1alpha1.MigrationFailed, reason, &now
 	_, err := c.client.VesselV1alpha1().VirtualMachineMigrations(m.Namespace).UpdateStatus(ctx, m, metav1.UpdateOptions{})
 	return err

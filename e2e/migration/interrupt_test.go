@@ -213,3 +213,45 @@ func waitMigration(t *testing.T, e *framework.Env, m *v1alpha1.VirtualMachineMig
 	}
 	return last
 }
+
+// A migration started while the source's agent is down (killed a moment
+// before, so its hypervisor still looks Ready) fails once the agent has
+// not taken it on in time, saying so; the agent, back, does not start it
+// late: the guest never left its QEMU on the source.
+func TestSourceAgentDownWhenTheMigrationStarts(t *testing.T) {
+	e := env(t)
+	dumpAgentLogs(t, e)
+	ns := namespace(t, e, "migration-source-down")
+	ctx := context.Background()
+	if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(ctx, countingVM(ns, "counter"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vm := e.WaitPhase(t, ns, "counter", v1alpha1.VirtualMachineRunning)
+	e.WaitLog(t, vm, "VESSEL-COUNT 2")
+	source := e.HypervisorOf(t, vm)
+	pid := framework.QEMUPID(t, string(vm.UID))
+	if err := e.Cluster.KillAgent(source.Name); err != nil {
+		t.Fatal(err)
+	}
+	out := e.MustKubectl(t, "admin", "vm", "migrate", "counter", "-n", ns)
+	name := strings.TrimPrefix(strings.Fields(out)[0], "virtualmachinemigration.vessel.dev/")
+	m, err := e.Admin.VesselV1alpha1().VirtualMachineMigrations(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := waitMigration(t, e, m)
+	t.Logf("migration status: %+v", ended.Status)
+	want := "the agent of hypervisor " + source.Name + " did not take the migration on within"
+	if ended.Status.Phase != v1alpha1.MigrationFailed || !strings.Contains(ended.Status.Reason, want) {
+		t.Fatalf("migration %s: %s (%s), want Failed: %s", name, ended.Status.Phase, ended.Status.Reason, want)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := e.Cluster.RestartAgent(rctx, source.Name); err != nil {
+		t.Fatal(err)
+	}
+	staysOnSource(t, e, vm, source, pid)
+	if cur, err := e.Admin.VesselV1alpha1().VirtualMachineMigrations(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || cur.Status.Phase != v1alpha1.MigrationFailed || cur.Status.AcceptedTime != nil {
+		t.Fatalf("after the agent's return the migration is %+v (err %v), want Failed and never taken on", cur.Status, err)
+	}
+}

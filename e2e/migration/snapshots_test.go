@@ -30,9 +30,9 @@ import (
 
 // A VM with a snapshot does not move (libvirt refuses domains with
 // snapshot metadata, and the disk copy would not carry the qcow2's
-// internal snapshots): the migration fails at once with the reason and
-// what to do, the guest stays where it was; once the snapshot is deleted
-// it moves.
+// internal snapshots): the migration is refused with 409 Conflict, the
+// reason and what to do, the guest stays where it was; once the snapshot
+// is deleted it moves.
 func TestVMWithSnapshotsDoesNotMove(t *testing.T) {
 	e := env(t)
 	dumpAgentLogs(t, e)
@@ -51,10 +51,13 @@ func TestVMWithSnapshotsDoesNotMove(t *testing.T) {
 	if err == nil {
 		t.Fatal("kubectl vm migrate --wait succeeded for a VM with a snapshot")
 	}
-	for _, want := range []string{"Failed", "before-move", "delete them first"} {
+	for _, want := range []string{"cannot migrate VM " + ns + "/snapped", "has snapshots (before-move)", "Delete them first (kubectl delete vmsnap -n " + ns + " before-move)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kubectl vm migrate lacks %q", want)
 		}
+	}
+	if list, err := e.Admin.VesselV1alpha1().VirtualMachineMigrations(ns).List(ctx, metav1.ListOptions{}); err != nil || len(list.Items) != 0 {
+		t.Errorf("a refused migration was stored (err %v): %+v", err, list)
 	}
 	if got := e.DomainsOf(t, vm); len(got) != 1 || got[0] != vm.Spec.NodeName {
 		t.Fatalf("domains of the VM are on %v, want only on %s", got, vm.Spec.NodeName)

@@ -1868,6 +1868,12 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationStatus(ref common
 							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"acceptedTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "AcceptedTime is when the source hypervisor's agent took the migration on, before it touched the guest. A migration its agent has not taken on a while after it started fails, and the agent never takes a failed one on: one of the two wins.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
 					"endTime": {
 						SchemaProps: spec.SchemaProps{
 							Description: "EndTime is when the migration succeeded or failed.",

@@ -92,6 +92,12 @@ type VirtualMachineMigrationStatus struct {
 	// StartTime is when the guest started moving.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// AcceptedTime is when the source hypervisor's agent took the
+	// migration on, before it touched the guest. A migration its agent
+	// has not taken on a while after it started fails, and the agent
+	// never takes a failed one on: one of the two wins.
+	// +optional
+	AcceptedTime *metav1.Time `json:"acceptedTime,omitempty"`
 	// EndTime is when the migration succeeded or failed.
 	// +optional
 	EndTime *metav1.Time `json:"endTime,omitempty"`

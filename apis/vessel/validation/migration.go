@@ -64,6 +64,12 @@ func ValidateVirtualMachineMigrationStatusUpdate(newM, oldM *vessel.VirtualMachi
 	if o.Target != "" && s.Target != o.Target {
 		allErrs = append(allErrs, field.Forbidden(statusPath.Child("target"), "may not change once set"))
 	}
+	if o.AcceptedTime != nil && (s.AcceptedTime == nil || !s.AcceptedTime.Equal(o.AcceptedTime)) {
+		allErrs = append(allErrs, field.Forbidden(statusPath.Child("acceptedTime"), "may not change once set"))
+	}
+	if s.AcceptedTime != nil && o.AcceptedTime == nil && o.Phase != vessel.MigrationRunning {
+		allErrs = append(allErrs, field.Forbidden(statusPath.Child("acceptedTime"), "only a running migration is taken on, not a "+string(o.Phase)+" one"))
+	}
 	if s.Phase == vessel.MigrationRunning && (s.Source == "" || s.Target == "") {
 		allErrs = append(allErrs, field.Required(statusPath.Child("target"), "a running migration has a source and a target"))
 	}

@@ -18,6 +18,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -156,6 +157,9 @@ func createMigration(ctx context.Context, client versioned.Interface, vm v1alpha
 func migrateAndWait(ctx context.Context, client versioned.Interface, vm v1alpha1.VirtualMachine, timeout time.Duration) error {
 	m, err := createMigration(ctx, client, vm)
 	if err != nil {
+		if status, ok := statusOf(err); ok {
+			return errors.New(serverMessage(status))
+		}
 		return err
 	}
 	var last *v1alpha1.VirtualMachineMigration

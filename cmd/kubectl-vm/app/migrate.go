@@ -103,6 +103,10 @@ func migrationPhase(m *v1alpha1.VirtualMachineMigration) string {
 	switch m.Status.Phase {
 	case "":
 		return string(v1alpha1.MigrationPending)
+	case v1alpha1.MigrationScheduling:
+		if m.Status.Reason != "" {
+			return fmt.Sprintf("Scheduling (%s)", m.Status.Reason)
+		}
 	case v1alpha1.MigrationRunning:
 		if m.Status.TotalBytes > 0 {
 			return fmt.Sprintf("Running %s -> %s %d%%", m.Status.Source, m.Status.Target, m.Status.Progress)

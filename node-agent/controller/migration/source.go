@@ -73,6 +73,13 @@ func (c *Controller) syncSource(ctx context.Context, m *v1alpha1.VirtualMachineM
 	if err != nil || string(vm.UID) != uid {
 		return 0, c.fail(ctx, m, "the VM is no longer bound to the source hypervisor")
 	}
+	if m.Status.AcceptedTime == nil {
+		accepted, err := c.accept(ctx, m)
+		if err != nil {
+			return 0, err
+		}
+		m = accepted
+	}
 	if _, err := os.Stat(filepath.Join(c.vmDir(uid), markerName(m))); err == nil {
 		return c.recoverSource(ctx, m, vm)
 	}
@@ -96,6 +103,21 @@ func (c *Controller) syncSource(ctx context.Context, m *v1alpha1.VirtualMachineM
 		c.send(rctx, m, vm)
 	}()
 	return 0, nil
+}
+
+// accept takes m on before this agent touches the guest: one write with
+// the resourceVersion m was read at, so that it and the migration
+// controller failing m for want of an answer never both succeed. A
+// conflict leaves m to the next sync, from the version that won.
+func (c *Controller) accept(ctx context.Context, m *v1alpha1.VirtualMachineMigration) (*v1alpha1.VirtualMachineMigration, error) {
+	cur := m.DeepCopy()
+	now := metav1.NewTime(c.clock.Now())
+	cur.Status.AcceptedTime = &now
+	accepted, err := c.client.VesselV1alpha1().VirtualMachineMigrations(m.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("take migration %s/%s on: %w", m.Namespace, m.Name, err)
+	}
+	return accepted, nil
 }
 
 // recoverSource decides a migration this agent handed to libvirt before it

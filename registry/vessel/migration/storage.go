@@ -20,14 +20,17 @@ package migration
 import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/registry/generic"
+	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/vessel-vm/vessel/apis/vessel"
 	"github.com/vessel-vm/vessel/registry"
 )
 
 // NewStorage returns the migration resource and its status subresource.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, vms registry.Getter) (*registry.Stores, error) {
-	return registry.Resource[*vessel.VirtualMachineMigration]{
+// vms looks up the VM a new migration names, snapshots lists its
+// snapshots.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, vms registry.Getter, snapshots rest.Lister) (*Storage, error) {
+	stores, err := registry.Resource[*vessel.VirtualMachineMigration]{
 		Kind:       kind(vms),
 		New:        func() runtime.Object { return &vessel.VirtualMachineMigration{} },
 		NewList:    func() runtime.Object { return &vessel.VirtualMachineMigrationList{} },
@@ -36,4 +39,15 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, vm
 		ShortNames: []string{"vmim", "vmims"},
 		Table:      tableConvertor,
 	}.Build(scheme, optsGetter)
+	if err != nil {
+		return nil, err
+	}
+	return &Storage{Main: &REST{REST: stores.Main, vms: vms, snapshots: snapshots}, Status: stores.Status}, nil
+}
+
+// Storage is the VirtualMachineMigration resource and its status
+// subresource.
+type Storage struct {
+	Main   *REST
+	Status *registry.StatusREST
 }

@@ -38,6 +38,11 @@ type VirtualMachineMigrationStatusApplyConfiguration struct {
 	Target *string `json:"target,omitempty"`
 	// StartTime is when the guest started moving.
 	StartTime *v1.Time `json:"startTime,omitempty"`
+	// AcceptedTime is when the source hypervisor's agent took the
+	// migration on, before it touched the guest. A migration its agent
+	// has not taken on a while after it started fails, and the agent
+	// never takes a failed one on: one of the two wins.
+	AcceptedTime *v1.Time `json:"acceptedTime,omitempty"`
 	// EndTime is when the migration succeeded or failed.
 	EndTime *v1.Time `json:"endTime,omitempty"`
 	// HandedOver is set once the VM of a Succeeded migration was bound to
@@ -105,6 +110,14 @@ func (b *VirtualMachineMigrationStatusApplyConfiguration) WithTarget(value strin
 // If called multiple times, the StartTime field is set to the value of the last call.
 func (b *VirtualMachineMigrationStatusApplyConfiguration) WithStartTime(value v1.Time) *VirtualMachineMigrationStatusApplyConfiguration {
 	b.StartTime = &value
+	return b
+}
+
+// WithAcceptedTime sets the AcceptedTime field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the AcceptedTime field is set to the value of the last call.
+func (b *VirtualMachineMigrationStatusApplyConfiguration) WithAcceptedTime(value v1.Time) *VirtualMachineMigrationStatusApplyConfiguration {
+	b.AcceptedTime = &value
 	return b
 }
 
