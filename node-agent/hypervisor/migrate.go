@@ -47,6 +47,9 @@ type Migrator interface {
 	AbortMigration(ctx context.Context, uid string) error
 	// MigratedAway says the domain is shut off because it migrated.
 	MigratedAway(ctx context.Context, uid string) (bool, error)
+	// ResetInterface takes the interface with mac of the running domain
+	// down and up, so the guest asks DHCP again.
+	ResetInterface(ctx context.Context, uid, mac string) error
 }
 
 // Migration are the endpoints of one migration, as this libvirtd sees

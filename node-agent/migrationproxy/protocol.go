@@ -105,6 +105,9 @@ func LogBeforeMigration(name string) string { return name + ".before-migration" 
 type PrepareNIC struct {
 	Name string `json:"name"`
 	MAC  string `json:"mac"`
+	// IP is the address the guest leased on the source (for good), if
+	// it did: the target keeps it if it can.
+	IP string `json:"ip,omitempty"`
 }
 
 // PrepareResponse says where the files are on the target.

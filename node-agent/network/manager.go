@@ -95,17 +95,34 @@ func (m *Manager) Start(ctx context.Context) error {
 // setting the network up if it is the first, and returns where the
 // domain's interface goes.
 func (m *Manager) Attach(ctx context.Context, namespace, key, mac string) (Attachment, error) {
+	return m.attach(ctx, namespace, key, mac, netip.Addr{})
+}
+
+// AttachCarried is Attach for a guest arriving by live migration with
+// address ip (leased by its source's DHCP server, for good): the port
+// keeps ip when namespace's network here has, or can still get, the /24
+// it is in and ip is free there. Attachment.IP says whether it did; if
+// not, the guest must ask DHCP again to be reachable.
+func (m *Manager) AttachCarried(ctx context.Context, namespace, key, mac string, ip netip.Addr) (Attachment, error) {
+	return m.attach(ctx, namespace, key, mac, ip)
+}
+
+func (m *Manager) attach(ctx context.Context, namespace, key, mac string, prefer netip.Addr) (Attachment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n, err := m.state.allocateNetwork(namespace, m.cfg.Pool)
+	n, err := m.state.allocateNetwork(namespace, m.cfg.Pool, indexOf(m.cfg.Pool, prefer))
 	if err != nil {
 		return Attachment{}, fmt.Errorf("managed network of namespace %s: %w", namespace, err)
 	}
 	sub, _ := subnet(m.cfg.Pool, n.Index)
 	before, had := n.Ports[key]
-	p, err := n.allocatePort(key, mac, sub)
+	p, err := n.allocatePort(key, mac, sub, prefer)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("managed network of namespace %s: %w", namespace, err)
+	}
+	if !had && prefer.IsValid() && p.IP == prefer {
+		p.Carried = true
+		n.Ports[key] = p
 	}
 	if err := m.state.save(m.statePath()); err != nil {
 		return Attachment{}, err
@@ -263,6 +280,16 @@ func (m *Manager) Addresses(namespace, mac string) []netip.Addr {
 	for _, l := range parseLeases(string(data)) {
 		if l.MAC == strings.ToLower(mac) {
 			out = append(out, l.IP)
+		}
+	}
+	if len(out) == 0 {
+		// A guest that came by live migration holds its source's lease.
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, p := range n.Ports {
+			if p.Carried && strings.EqualFold(p.MAC, mac) {
+				out = append(out, p.IP)
+			}
 		}
 	}
 	return out

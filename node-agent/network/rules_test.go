@@ -36,12 +36,12 @@ func TestRulesetEmptyOnlyRemovesTables(t *testing.T) {
 
 func TestRuleset(t *testing.T) {
 	s := &state{}
-	a, _ := s.allocateNetwork("team-a", pool)
-	b, _ := s.allocateNetwork("team-b", pool)
+	a, _ := s.allocateNetwork("team-a", pool, -1)
+	b, _ := s.allocateNetwork("team-b", pool, -1)
 	subA, _ := subnet(pool, a.Index)
 	subB, _ := subnet(pool, b.Index)
-	pa, _ := a.allocatePort("ua/default", "52:54:00:AA:00:01", subA)
-	pb, _ := b.allocatePort("ub/default", "52:54:00:bb:00:01", subB)
+	pa, _ := a.allocatePort("ua/default", "52:54:00:AA:00:01", subA, netip.Addr{})
+	pb, _ := b.allocatePort("ub/default", "52:54:00:bb:00:01", subB, netip.Addr{})
 	got := ruleset(s, pool)
 	for _, want := range []string{
 		// Re-applying replaces, never appends.

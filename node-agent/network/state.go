@@ -70,6 +70,10 @@ type Port struct {
 	// IP is the address reserved for the MAC in dnsmasq, the only one the
 	// guest may use.
 	IP netip.Addr `json:"ip"`
+	// Carried says the guest came by live migration with IP, leased by
+	// the source hypervisor's DHCP server for good: it does not ask this
+	// one, so no lease here says which address it has.
+	Carried bool `json:"carried,omitempty"`
 }
 
 // Attachment is what the domain needs to join the managed network.
@@ -97,6 +101,16 @@ func portName(prefix, key string) string {
 
 func bridgeName(index int) string { return fmt.Sprintf("vb%d", index) }
 
+// indexOf is the index of the /24 of pool that holds a, or -1.
+func indexOf(pool netip.Prefix, a netip.Addr) int {
+	if !a.Is4() || !pool.Masked().Contains(a) || pool.Bits() > 24 {
+		return -1
+	}
+	base, x := pool.Masked().Addr().As4(), a.As4()
+	v := func(b [4]byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+	return int((v(x) - v(base)) >> 8)
+}
+
 // subnet is the /24 of network index in pool (a /16 or larger).
 func subnet(pool netip.Prefix, index int) (netip.Prefix, error) {
 	if pool.Bits() > 24 || !pool.Addr().Is4() {
@@ -114,9 +128,10 @@ func subnet(pool netip.Prefix, index int) (netip.Prefix, error) {
 // gateway is the bridge's own address: .1 of its subnet.
 func gateway(p netip.Prefix) netip.Addr { return p.Addr().Next() }
 
-// allocateNetwork returns the namespace's network, creating it with the
-// lowest free index.
-func (s *state) allocateNetwork(namespace string, pool netip.Prefix) (*tenantNetwork, error) {
+// allocateNetwork returns the namespace's network, creating it with
+// index prefer when that is free (prefer < 0: none), else with the lowest
+// free index.
+func (s *state) allocateNetwork(namespace string, pool netip.Prefix, prefer int) (*tenantNetwork, error) {
 	if n := s.Networks[namespace]; n != nil {
 		return n, nil
 	}
@@ -127,6 +142,9 @@ func (s *state) allocateNetwork(namespace string, pool netip.Prefix) (*tenantNet
 	i := 0
 	for used[i] {
 		i++
+	}
+	if prefer >= 0 && !used[prefer] {
+		i = prefer
 	}
 	if _, err := subnet(pool, i); err != nil {
 		return nil, err
@@ -142,9 +160,11 @@ func (s *state) allocateNetwork(namespace string, pool netip.Prefix) (*tenantNet
 	return n, nil
 }
 
-// allocatePort returns the port of key, creating it with the lowest free
-// address from .2 up. A port whose MAC changed keeps its address.
-func (n *tenantNetwork) allocatePort(key, mac string, sub netip.Prefix) (Port, error) {
+// allocatePort returns the port of key, creating it with address prefer
+// when that is free in sub (an invalid prefer: none), else with the
+// lowest free address from .2 up. A port whose MAC changed keeps its
+// address.
+func (n *tenantNetwork) allocatePort(key, mac string, sub netip.Prefix, prefer netip.Addr) (Port, error) {
 	if p, ok := n.Ports[key]; ok {
 		p.MAC = mac
 		n.Ports[key] = p
@@ -153,6 +173,11 @@ func (n *tenantNetwork) allocatePort(key, mac string, sub netip.Prefix) (Port, e
 	used := map[netip.Addr]bool{}
 	for _, p := range n.Ports {
 		used[p.IP] = true
+	}
+	if prefer.IsValid() && sub.Contains(prefer) && prefer != sub.Addr() && prefer != gateway(sub) && sub.Contains(prefer.Next()) && !used[prefer] {
+		p := Port{Tap: tapName(key), MAC: mac, IP: prefer}
+		n.Ports[key] = p
+		return p, nil
 	}
 	for a := gateway(sub).Next(); sub.Contains(a); a = a.Next() {
 		if used[a] || !sub.Contains(a.Next()) { // never the broadcast address

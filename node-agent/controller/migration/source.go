@@ -328,9 +328,13 @@ func (c *Controller) prepareRequest(vm *v1alpha1.VirtualMachine, srcXML string) 
 	}
 	for _, nic := range vm.Spec.Interfaces {
 		if nic.Type == v1alpha1.InterfaceTypeManaged || nic.Type == "" {
-			req.NICs = append(req.NICs, migrationproxy.PrepareNIC{
-				Name: nic.Name, MAC: vmcontroller.InterfaceMAC(string(vm.UID), nic.Name, nic.MACAddress),
-			})
+			pn := migrationproxy.PrepareNIC{Name: nic.Name, MAC: vmcontroller.InterfaceMAC(string(vm.UID), nic.Name, nic.MACAddress)}
+			if c.network != nil {
+				if ips := c.network.Addresses(vm.Namespace, pn.MAC); len(ips) > 0 {
+					pn.IP = ips[0].String()
+				}
+			}
+			req.NICs = append(req.NICs, pn)
 		}
 	}
 	return req, nil

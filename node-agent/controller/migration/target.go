@@ -20,6 +20,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	corev1 "k8s.io/api/core/v1"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,26 +138,79 @@ func (c *Controller) prepare(ctx context.Context, key string, req *migrationprox
 		}
 		resp.Paths[d.Path] = to
 	}
+	var renumbered []string
 	for _, nic := range req.NICs {
 		if c.network == nil {
 			return nil, fmt.Errorf("interface %s is Managed, but this hypervisor runs no managed network", nic.Name)
 		}
-		att, err := c.network.Attach(ctx, req.Namespace, network.PortKey(req.VMUID, nic.Name), nic.MAC)
+		carried, _ := netip.ParseAddr(nic.IP)
+		att, err := c.network.AttachCarried(ctx, req.Namespace, network.PortKey(req.VMUID, nic.Name), nic.MAC, carried)
 		if err != nil {
 			return nil, fmt.Errorf("interface %s: %w", nic.Name, err)
 		}
+		if carried.IsValid() && att.IP != carried {
+			klog.FromContext(ctx).Info("The incoming guest's address is taken here or outside its namespace's network; it gets another", "migration", key, "interface", nic.Name, "was", carried, "now", att.IP)
+			renumbered = append(renumbered, strings.ToLower(nic.MAC))
+		}
 		resp.NICs[strings.ToLower(nic.MAC)] = migrationproxy.NICTarget{Bridge: att.Bridge, Tap: att.Tap}
+	}
+	// Once the guest runs here, its interfaces whose address changed
+	// are reset, so that it asks DHCP again (see relink).
+	if err := os.WriteFile(filepath.Join(dir, relinkFile), []byte(strings.Join(renumbered, "\n")), 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", relinkFile, err)
+	}
+	if len(renumbered) == 0 {
+		os.Remove(filepath.Join(dir, relinkFile))
 	}
 	klog.FromContext(ctx).Info("Prepared for an incoming guest", "migration", key, "from", m.Status.Source, "disks", len(req.Disks), "files", len(req.Files))
 	return resp, nil
 }
 
-// syncTarget removes the incoming guest of a migration that failed.
+// relinkFile, in the VM directory of an incoming guest, lists the MACs of
+// its interfaces whose address the target could not keep.
+const relinkFile = "relink-interfaces"
+
+// syncTarget removes the incoming guest of a migration that failed, and
+// resets the interfaces of one that arrived whose address changed.
 func (c *Controller) syncTarget(ctx context.Context, m *v1alpha1.VirtualMachineMigration) error {
-	if m.Status.Phase != v1alpha1.MigrationFailed {
+	switch m.Status.Phase {
+	case v1alpha1.MigrationFailed:
+		return c.removeIncoming(ctx, m)
+	case v1alpha1.MigrationSucceeded:
+		return c.relink(ctx, m)
+	}
+	return nil
+}
+
+// relink resets the interfaces listed in the guest's relinkFile: it holds
+// its source's lease for good, which is not valid here, and asks DHCP
+// again when its link comes back (a guest that does not stays
+// unreachable until it does; the event says so).
+func (c *Controller) relink(ctx context.Context, m *v1alpha1.VirtualMachineMigration) error {
+	uid := m.Status.VirtualMachineUID
+	path := filepath.Join(c.vmDir(uid), relinkFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	return c.removeIncoming(ctx, m)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if dom, err := c.hv.Lookup(ctx, uid); err != nil || dom.State != hypervisor.StateRunning {
+		return nil // nothing runs here to reset (any more)
+	}
+	macs := strings.Fields(string(data))
+	for _, mac := range macs {
+		if err := c.mig.ResetInterface(ctx, uid, mac); err != nil {
+			return err
+		}
+	}
+	if vm, err := c.vms.VirtualMachines(m.Namespace).Get(m.Spec.VirtualMachineName); err == nil && string(vm.UID) == uid {
+		c.recorder.Eventf(vm, corev1.EventTypeNormal, "InterfacesReset",
+			"Its address on %s was taken or outside the namespace's network there: interfaces %s were reset so that the guest asks DHCP for its new one", c.cfg.Node, strings.Join(macs, ", "))
+	}
+	klog.FromContext(ctx).Info("Reset the interfaces of an arrived guest whose address changed", "macs", macs)
+	return os.Remove(path)
 }
 
 // removeIncoming removes the domain and files a migration to here left,
