@@ -126,15 +126,15 @@ func TestManagedAddressAfterMigration(t *testing.T) {
 
 	t.Run("kept where the subnet is free", func(t *testing.T) {
 		ns := namespace(t, e, "migration-address-kept")
-		if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(ctx, webVM(ns, "web"), metav1.CreateOptions{}); err != nil {
+		if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(ctx, webVM(ns, "kept"), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		vm := e.WaitPhase(t, ns, "web", v1alpha1.VirtualMachineRunning)
+		vm := e.WaitPhase(t, ns, "kept", v1alpha1.VirtualMachineRunning)
 		source := e.HypervisorOf(t, vm)
 		before := serving(t, e, vm, source, 3*time.Minute)
 		target := otherHypervisor(t, e, source.Name)
 		free := !subnetTaken(t, target, before)
-		e.MustKubectl(t, "admin", "vm", "migrate", "web", "-n", ns, "--to", target.Name, "--wait")
+		e.MustKubectl(t, "admin", "vm", "migrate", "kept", "-n", ns, "--to", target.Name, "--wait")
 		after := serving(t, e, vm, target, time.Minute)
 		t.Logf("%s on %s, %s on %s (its /24 free there: %v)", before, source.Name, after, target.Name, free)
 		if free && after != before {
@@ -144,10 +144,10 @@ func TestManagedAddressAfterMigration(t *testing.T) {
 
 	t.Run("renewed where it is taken", func(t *testing.T) {
 		ns := namespace(t, e, "migration-address-renewed")
-		if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(ctx, webVM(ns, "web"), metav1.CreateOptions{}); err != nil {
+		if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(ctx, webVM(ns, "renewed"), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		vm := e.WaitPhase(t, ns, "web", v1alpha1.VirtualMachineRunning)
+		vm := e.WaitPhase(t, ns, "renewed", v1alpha1.VirtualMachineRunning)
 		source := e.HypervisorOf(t, vm)
 		target := otherHypervisor(t, e, source.Name)
 		peer := webVM(ns, "peer")
@@ -157,15 +157,15 @@ func TestManagedAddressAfterMigration(t *testing.T) {
 		}
 		before := serving(t, e, vm, source, 3*time.Minute)
 		peerAddr := serving(t, e, e.WaitPhase(t, ns, "peer", v1alpha1.VirtualMachineRunning), target, 3*time.Minute)
-		e.MustKubectl(t, "admin", "vm", "migrate", "web", "-n", ns, "--to", target.Name, "--wait")
+		e.MustKubectl(t, "admin", "vm", "migrate", "renewed", "-n", ns, "--to", target.Name, "--wait")
 		after := serving(t, e, vm, target, time.Minute)
 		t.Logf("%s on %s, %s on %s (peer %s)", before, source.Name, after, target.Name, peerAddr)
 		if after == peerAddr || after == before {
-			t.Fatalf("web has %s on %s (it had %s, peer has %s): want a new address of its own", after, target.Name, before, peerAddr)
+			t.Fatalf("the VM has %s on %s (it had %s, peer has %s): want a new address of its own", after, target.Name, before, peerAddr)
 		}
 		e.WaitLog(t, vm, "VESSEL-IP "+after.String()+" (link back)")
-		if out := e.MustKubectl(t, "admin", "get", "events", "-n", ns, "--field-selector", "involvedObject.name=web"); !strings.Contains(out, "InterfacesReset") {
-			t.Errorf("no InterfacesReset event for web:\n%s", out)
+		if out := e.MustKubectl(t, "admin", "get", "events", "-n", ns, "--field-selector", "involvedObject.name=renewed"); !strings.Contains(out, "InterfacesReset") {
+			t.Errorf("no InterfacesReset event for the VM:\n%s", out)
 		}
 	})
 }
