@@ -146,3 +146,60 @@ func TestServerAdmitsOnlyTheSourceAgent(t *testing.T) {
 		}
 	}
 }
+
+// The source of a migration, admitted, reaches the target's libvirtd with
+// the calls a migration makes only: a call to destroy a guest there ends
+// its stream, and libvirtd never sees it.
+func TestTheSourceMakesOnlyMigrationCallsOnTheTargetLibvirtd(t *testing.T) {
+	ca := newCA(t)
+	socket := filepath.Join(t.TempDir(), "libvirt.sock")
+	libvirtd, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer libvirtd.Close()
+	received := make(chan []byte, 1)
+	go func() {
+		c, err := libvirtd.Accept()
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(c)
+		received <- b
+	}()
+	s := &Server{
+		Creds:         ca.leaf(t, agentPrefix+"hv2", "hv2", x509.ExtKeyUsageServerAuth),
+		Authorize:     func(peer, migration string) error { return nil },
+		LibvirtSocket: socket,
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx, l)
+	source := Peer{Creds: ca.leaf(t, agentPrefix+"hv1", "hv1", x509.ExtKeyUsageServerAuth), Hypervisor: "hv2", Endpoint: l.Addr().String(), Migration: "ns/m1"}
+	conn, r, err := source.dial(ctx, Header{Migration: "ns/m1", Stream: StreamLibvirt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	authList := packet(rpcRemoteProgram, 66, rpcCall, nil)
+	destroy := packet(rpcRemoteProgram, 12, rpcCall, []byte("\x00\x00\x00\x01"))
+	if _, err := conn.Write(append(append([]byte{}, authList...), destroy...)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := r.ReadByte(); err == nil {
+		t.Error("the stream stayed open after a call to destroy a guest")
+	}
+	select {
+	case got := <-received:
+		if string(got) != string(authList) {
+			t.Errorf("libvirtd received %d bytes, want only the %d of AUTH_LIST", len(got), len(authList))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the target's libvirtd connection was not closed")
+	}
+}

@@ -138,7 +138,14 @@ func (s *Server) handle(ctx context.Context, conn *tls.Conn) {
 			refuse(fmt.Errorf("connect to libvirtd: %w", err))
 			return
 		}
-		s.pipe(conn, r, local)
+		// Only the migration's calls reach libvirtd (see rpcfilter.go).
+		s.pipe(conn, r, local, func(dst io.Writer, src io.Reader) error {
+			err := copyMigrationCalls(dst, src)
+			if errors.Is(err, errCallRefused) {
+				logger.Info("Migration stream ended", "peer", peer, "migration", h.Migration, "err", err)
+			}
+			return err
+		})
 	case StreamTCP:
 		if h.Port < PortMin || h.Port > PortMax {
 			refuse(fmt.Errorf("port %d is outside the migration ports %d-%d", h.Port, PortMin, PortMax))
@@ -154,27 +161,33 @@ func (s *Server) handle(ctx context.Context, conn *tls.Conn) {
 			refuse(fmt.Errorf("connect to QEMU: %w", err))
 			return
 		}
-		s.pipe(conn, r, local)
+		s.pipe(conn, r, local, copyAll)
 	default:
 		refuse(fmt.Errorf("unknown stream %q", h.Stream))
 	}
 }
 
-func (s *Server) pipe(conn *tls.Conn, r *bufio.Reader, local net.Conn) {
+func (s *Server) pipe(conn *tls.Conn, r *bufio.Reader, local net.Conn, inbound func(io.Writer, io.Reader) error) {
 	if err := writeLine(conn, reply{}); err != nil {
 		local.Close()
 		return
 	}
-	splice(conn, r, local)
+	splice(conn, r, local, inbound)
 }
 
-// splice copies both ways until either direction ends, then closes both:
-// neither libvirt's RPC nor QEMU's streams half-close, and a peer that
-// died must end its streams on this side at once.
-func splice(remote net.Conn, fromRemote io.Reader, local net.Conn) {
+func copyAll(dst io.Writer, src io.Reader) error {
+	_, err := io.Copy(dst, src)
+	return err
+}
+
+// splice copies both ways (what comes from remote through inbound) until
+// either direction ends, then closes both: neither libvirt's RPC nor
+// QEMU's streams half-close, and a peer that died must end its streams
+// on this side at once.
+func splice(remote net.Conn, fromRemote io.Reader, local net.Conn, inbound func(io.Writer, io.Reader) error) {
 	done := make(chan struct{}, 2)
 	go func() {
-		io.Copy(local, fromRemote)
+		inbound(local, fromRemote)
 		done <- struct{}{}
 	}()
 	go func() {

@@ -193,7 +193,7 @@ func (t *Tunnel) serve(ctx context.Context, l net.Listener, h Header, logger klo
 				}
 				t.track(remote, true)
 				defer t.track(remote, false)
-				splice(remote, r, local)
+				splice(remote, r, local, copyAll)
 			}()
 		}
 	})
