@@ -448,5 +448,6 @@ func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *Domain
 	if err := c.DomainRestoreFlags(path, nil, uint32(flags)); err != nil {
 		return fmt.Errorf("restore domain %s from memory image %s: %w", uid, img.Dir, err)
 	}
+	trace.Step("Restored the domain")
 	return nil
 }
