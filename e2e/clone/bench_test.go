@@ -98,6 +98,11 @@ func BenchmarkClone(b *testing.B) {
 	}
 	vms := e.Admin.VesselV1alpha1().VirtualMachines(ns)
 	ctx := context.Background()
+	steps, err := watchMilestones(e.Admin, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(steps.stop)
 
 	// The source of the clones, a snapshot of it, and a pool of warm
 	// clones of the snapshot.
@@ -122,6 +127,7 @@ spec:
 		start := time.Now()
 		apply(fmt.Sprintf(benchVM, ns, name, guest))
 		d := firstOutput(b, e, ns, name, start)
+		fmt.Printf("  %s: %s, console %.2fs\n", name, steps.report(name, start), d.Seconds())
 		deleteVM(b, e, ns, name)
 		return d
 	}
@@ -136,6 +142,7 @@ spec:
 			b.Fatalf("clone %s: %v", name, err)
 		}
 		d := firstOutput(b, e, ns, name, start)
+		fmt.Printf("  %s: %s, console %.2fs\n", name, steps.report(name, start), d.Seconds())
 		deleteVM(b, e, ns, name)
 		return d
 	}

@@ -427,20 +427,23 @@ func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *Domain
 		return fmt.Errorf("clone domain %s: %w", uid, err)
 	}
 	// The clone's own save image: its XML, the source's memory. It is only
-	// needed for the restore.
+	// needed for the restore. The persistent definition is the usual one,
+	// used from the next boot on; the restored domain runs the saved
+	// hardware with the clone's files and identity. Neither needs the
+	// other: libvirt defines while the memory is copied.
 	path := filepath.Join(filepath.Dir(cfg.ConsoleLog), ".restore.save")
-	if err := writeSaveImage(path, src, saved, x); err != nil {
-		return err
-	}
+	defined := make(chan error, 1)
+	go func() { defined <- l.Define(ctx, cfg) }()
+	werr := writeSaveImage(path, src, saved, x)
+	derr := <-defined
 	defer os.Remove(path)
-	trace.Step("Wrote the clone's save image")
-	// The persistent definition is the usual one, used from the next boot
-	// on; the restored domain runs the saved hardware with the clone's
-	// files and identity.
-	if err := l.Define(ctx, cfg); err != nil {
-		return err
+	if werr != nil {
+		return werr
 	}
-	trace.Step("Defined the domain")
+	if derr != nil {
+		return derr
+	}
+	trace.Step("Wrote the clone's save image and defined the domain")
 	flags := golibvirt.DomainSaveRunning
 	if paused {
 		flags = golibvirt.DomainSavePaused
@@ -448,5 +451,6 @@ func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *Domain
 	if err := c.DomainRestoreFlags(path, nil, uint32(flags)); err != nil {
 		return fmt.Errorf("restore domain %s from memory image %s: %w", uid, img.Dir, err)
 	}
+	trace.Step("Restored the domain")
 	return nil
 }

@@ -29,18 +29,36 @@ const BusyRetry = 250 * time.Millisecond
 // workqueue (one key is never synced twice at once), but their keys
 // differ, so without this a revert could race a start, or a snapshot a
 // graceful stop. Nobody waits for a lock: a busy VM is retried after
-// BusyRetry, so workers never block.
+// BusyRetry, so workers never block; work that must not wait that long
+// asks to be told of the release instead (TryLockOrNotify).
 type Locks struct {
 	mu   sync.Mutex
 	held map[string]bool
+	// notify are called once at the next release of a key.
+	notify map[string][]func()
 }
 
 // TryLock takes the lock of the VM with key namespace/name and returns its
 // release, or false when the lock is held.
 func (l *Locks) TryLock(key string) (release func(), ok bool) {
+	return l.TryLockOrNotify(key, nil)
+}
+
+// TryLockOrNotify is TryLock that, when the lock is held and notify is not
+// nil, has notify called once the holder releases it (after the release):
+// a clone whose new VM another controller syncs for a moment goes on at
+// once, not after BusyRetry. notify must not block; enqueueing a key is
+// what it is for.
+func (l *Locks) TryLockOrNotify(key string, notify func()) (release func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.held[key] {
+		if notify != nil {
+			if l.notify == nil {
+				l.notify = map[string][]func(){}
+			}
+			l.notify[key] = append(l.notify[key], notify)
+		}
 		return nil, false
 	}
 	if l.held == nil {
@@ -50,6 +68,11 @@ func (l *Locks) TryLock(key string) (release func(), ok bool) {
 	return func() {
 		l.mu.Lock()
 		delete(l.held, key)
+		waiting := l.notify[key]
+		delete(l.notify, key)
 		l.mu.Unlock()
+		for _, f := range waiting {
+			f()
+		}
 	}, true
 }

@@ -39,3 +39,31 @@ func TestLocksAreTriedNotWaitedFor(t *testing.T) {
 		r()
 	}
 }
+
+func TestABusyLockTellsOfItsRelease(t *testing.T) {
+	var l Locks
+	release, ok := l.TryLock("ns/a")
+	if !ok {
+		t.Fatal("first lock refused")
+	}
+	told := 0
+	if _, ok := l.TryLockOrNotify("ns/a", func() { told++ }); ok {
+		t.Fatal("a held lock was taken twice")
+	}
+	if told != 0 {
+		t.Fatal("told of a release before it happened")
+	}
+	release()
+	if told != 1 {
+		t.Fatalf("told %d times of one release, want once", told)
+	}
+	// Told once: the next holder's release tells nobody.
+	r, ok := l.TryLockOrNotify("ns/a", func() { told++ })
+	if !ok {
+		t.Fatal("a released lock refused")
+	}
+	r()
+	if told != 1 {
+		t.Errorf("told %d times, want once (a lock taken asks for no notice)", told)
+	}
+}

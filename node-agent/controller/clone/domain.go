@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -62,12 +63,20 @@ func (c *Controller) domainConfig(ctx context.Context, target *v1alpha1.VirtualM
 		Cmdline:    img.Cmdline,
 		ConsoleLog: filepath.Join(dir, "console.log"),
 	}
-	for _, d := range target.Spec.Disks {
-		dc, err := c.cloneDisk(ctx, target, dir, d, img)
+	// Each disk's file is made by a program of its own (qemu-img for an
+	// overlay, genisoimage for a seed): they run side by side, as the
+	// clone's guest waits for the slowest only.
+	cfg.Disks = make([]hypervisor.DiskConfig, len(target.Spec.Disks))
+	errs := make([]error, len(target.Spec.Disks))
+	var wg sync.WaitGroup
+	for i, d := range target.Spec.Disks {
+		wg.Go(func() { cfg.Disks[i], errs[i] = c.cloneDisk(ctx, target, dir, d, img) })
+	}
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("disk %s: %w", d.Name, err)
+			return nil, fmt.Errorf("disk %s: %w", target.Spec.Disks[i].Name, err)
 		}
-		cfg.Disks = append(cfg.Disks, dc)
 	}
 	nics, err := vm.NICConfigs(ctx, c.network, target)
 	if err != nil {

@@ -75,7 +75,10 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, nil // not bound here yet: its VM's event brings it back
 	}
 	targetKey := boundvm.Key(target)
-	release, ok := c.locks.TryLock(targetKey)
+	// The VM controller syncs a new VM once as it is bound, for a moment:
+	// the clone goes on as soon as it is done (BusyRetry stays the
+	// fallback), which is most of what a user waits on before the restore.
+	release, ok := c.locks.TryLockOrNotify(targetKey, func() { c.queue.Add(key) })
 	if !ok {
 		return boundvm.BusyRetry, nil
 	}
