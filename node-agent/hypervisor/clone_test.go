@@ -41,30 +41,9 @@ import (
 // source runs on too, and the clone's guest acknowledges its new identity
 // on the identity port.
 func TestMemoryCloneOfARunningGuest(t *testing.T) {
-	host := needs.Libvirt(t)
-	guest := needs.Guest(t)
-	needs.Tool(t, "qemu-img")
-	needs.Tool(t, "genisoimage")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	l := NewLibvirt(host.Socket())
-	go l.Run(ctx)
-	if err := l.WaitConnected(ctx); err != nil {
-		t.Fatalf("connect to libvirtd: %v", err)
-	}
-	dir := t.TempDir()
-
-	src := cloneTestConfig(t, dir, guest, "source")
-	if err := l.Define(ctx, src); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = l.Destroy(context.Background(), src.Owner.UID)
-		_ = l.Undefine(context.Background(), src.Owner.UID)
-	})
-	if err := l.Start(ctx, src.Owner.UID, false); err != nil {
-		t.Fatal(err)
-	}
+	l, _, guest, dir, src := runningSource(ctx, t)
 	waitConsole(t, src.ConsoleLog, regexp.MustCompile(`TICK 3\r?\n`))
 
 	imgDir := filepath.Join(dir, "image")
@@ -168,6 +147,34 @@ func TestMemoryCloneOfARunningGuest(t *testing.T) {
 
 // cloneTestConfig is a domain of the test guest with a blank scratch disk,
 // a seed whose user data counts on the console, and one NIC.
+// runningSource connects to the tests' libvirtd and starts the "source"
+// guest of cloneTestConfig there (removed when t ends).
+func runningSource(ctx context.Context, t *testing.T) (l *Libvirt, socket, guest, dir string, src *DomainConfig) {
+	t.Helper()
+	host := needs.Libvirt(t)
+	guest = needs.Guest(t)
+	needs.Tool(t, "qemu-img")
+	needs.Tool(t, "genisoimage")
+	l = NewLibvirt(host.Socket())
+	go l.Run(ctx)
+	if err := l.WaitConnected(ctx); err != nil {
+		t.Fatalf("connect to libvirtd: %v", err)
+	}
+	dir = t.TempDir()
+	src = cloneTestConfig(t, dir, guest, "source")
+	if err := l.Define(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = l.Destroy(context.Background(), src.Owner.UID)
+		_ = l.Undefine(context.Background(), src.Owner.UID)
+	})
+	if err := l.Start(ctx, src.Owner.UID, false); err != nil {
+		t.Fatal(err)
+	}
+	return l, host.Socket(), guest, dir, src
+}
+
 func cloneTestConfig(t *testing.T, dir, guest, name string) *DomainConfig {
 	t.Helper()
 	uid := uuid.NewString()

@@ -21,8 +21,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vessel-vm/vessel/node-agent/internal/needs"
 )
 
 // What the vessel-apiserver's refusal to migrate a VM with snapshots
@@ -31,29 +29,10 @@ import (
 // here is the same libvirtd, which libvirt refuses too, later and for
 // another reason: once the snapshot is gone, that is the error.
 func TestLibvirtDoesNotMigrateADomainWithSnapshots(t *testing.T) {
-	host := needs.Libvirt(t)
-	guest := needs.Guest(t)
-	needs.Tool(t, "qemu-img")
-	needs.Tool(t, "genisoimage")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	l := NewLibvirt(host.Socket())
-	go l.Run(ctx)
-	if err := l.WaitConnected(ctx); err != nil {
-		t.Fatalf("connect to libvirtd: %v", err)
-	}
-	cfg := cloneTestConfig(t, t.TempDir(), guest, "source")
-	uid := cfg.Owner.UID
-	if err := l.Define(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = l.Destroy(context.Background(), uid)
-		_ = l.Undefine(context.Background(), uid)
-	})
-	if err := l.Start(ctx, uid, false); err != nil {
-		t.Fatal(err)
-	}
+	l, socket, _, _, src := runningSource(ctx, t)
+	uid := src.Owner.UID
 	if _, err := l.CreateSnapshot(ctx, uid, SnapshotSpec{Name: "before-move"}); err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
@@ -63,7 +42,7 @@ func TestLibvirtDoesNotMigrateADomainWithSnapshots(t *testing.T) {
 	}
 	migrate := func() error {
 		return l.Migrate(ctx, uid, Migration{
-			DconnURI:      "qemu+unix:///system?socket=" + host.Socket(),
+			DconnURI:      "qemu+unix:///system?socket=" + socket,
 			MigrateURI:    "tcp://127.0.0.1:1",
 			DisksURI:      "tcp://127.0.0.1:1",
 			ListenAddress: "127.0.0.1",
