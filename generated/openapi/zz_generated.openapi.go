@@ -1835,7 +1835,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationStatus(ref common
 				Properties: map[string]spec.Schema{
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase is Pending, Scheduling, Running, Succeeded or Failed.\n\nPossible enum values:\n - `\"Failed\"` : the guest still runs on the source; see reason.\n - `\"Pending\"` : not looked at yet.\n - `\"Running\"` : the source hypervisor is copying the guest.\n - `\"Scheduling\"` : a target hypervisor is being picked.\n - `\"Succeeded\"` : the guest runs on the target and the VM is bound to it.",
+							Description: "Phase is Pending, Scheduling, Running, Succeeded or Failed.\n\nPossible enum values:\n - `\"Failed\"` : the guest still runs on the source; see reason.\n - `\"Pending\"` : not looked at yet.\n - `\"Running\"` : the source hypervisor is copying the guest.\n - `\"Scheduling\"` : waiting for a target that fits and a Ready source (see reason); failed after 5 minutes.\n - `\"Succeeded\"` : the guest runs on the target and the VM is bound to it.",
 							Type:        []string{"string"},
 							Format:      "",
 							Enum:        []interface{}{"Failed", "Pending", "Running", "Scheduling", "Succeeded"},
@@ -1929,7 +1929,7 @@ func schema_vessel_apis_vessel_v1alpha1_VirtualMachineMigrationStatus(ref common
 					},
 					"reason": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Reason says why the migration failed.",
+							Description: "Reason says why the migration waits (Scheduling) or failed.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

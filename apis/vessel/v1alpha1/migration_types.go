@@ -64,7 +64,8 @@ type MigrationPhase string
 const (
 	// MigrationPending: not looked at yet.
 	MigrationPending MigrationPhase = "Pending"
-	// MigrationScheduling: a target hypervisor is being picked.
+	// MigrationScheduling: waiting for a target that fits and a Ready
+	// source (see reason); failed after 5 minutes.
 	MigrationScheduling MigrationPhase = "Scheduling"
 	// MigrationRunning: the source hypervisor is copying the guest.
 	MigrationRunning MigrationPhase = "Running"
@@ -126,7 +127,7 @@ type VirtualMachineMigrationStatus struct {
 	// Duration is how long the guest took to move, from StartTime.
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
-	// Reason says why the migration failed.
+	// Reason says why the migration waits (Scheduling) or failed.
 	// +optional
 	Reason string `json:"reason,omitempty"`
 }

@@ -31,7 +31,7 @@ var tableConvertor = registry.TableConvertor[*vessel.VirtualMachineMigration]{
 		{Name: "Target", Type: "string", Description: "The hypervisor the guest moves to."},
 		{Name: "Progress", Type: "string", Description: "Share of memory and disk data sent."},
 		{Name: "Downtime", Type: "string", Description: "How long the guest was paused for the switch-over."},
-		{Name: "Reason", Type: "string", Priority: 1, Description: "Why the migration failed."},
+		{Name: "Reason", Type: "string", Priority: 1, Description: "Why the migration waits (Scheduling) or failed."},
 	},
 	Row: func(m *vessel.VirtualMachineMigration) []any {
 		downtime := "<none>"

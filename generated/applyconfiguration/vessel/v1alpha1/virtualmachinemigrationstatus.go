@@ -63,7 +63,7 @@ type VirtualMachineMigrationStatusApplyConfiguration struct {
 	Downtime *v1.Duration `json:"downtime,omitempty"`
 	// Duration is how long the guest took to move, from StartTime.
 	Duration *v1.Duration `json:"duration,omitempty"`
-	// Reason says why the migration failed.
+	// Reason says why the migration waits (Scheduling) or failed.
 	Reason *string `json:"reason,omitempty"`
 }
 
