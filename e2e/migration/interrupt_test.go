@@ -32,20 +32,26 @@ import (
 	"github.com/vessel-vm/vessel/launcher"
 )
 
+// counting starts a counting guest "counter" in namespace ns (made if
+// need be) and returns it once it counts, with its hypervisor and QEMU pid.
+func counting(t *testing.T, e *framework.Env, ns string) (*v1alpha1.VirtualMachine, launcher.Hypervisor, int) {
+	t.Helper()
+	namespace(t, e, ns)
+	if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(context.Background(), countingVM(ns, "counter"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vm := e.WaitPhase(t, ns, "counter", v1alpha1.VirtualMachineRunning)
+	e.WaitLog(t, vm, "VESSEL-COUNT 2")
+	return vm, e.HypervisorOf(t, vm), framework.QEMUPID(t, string(vm.UID))
+}
+
 // moving starts a counting guest in its own namespace, starts its
 // migration and waits until data is flowing; it returns the VM, the source
 // and target hypervisors, the migration and the source QEMU's pid.
 func moving(t *testing.T, e *framework.Env, ns string) (*v1alpha1.VirtualMachine, launcher.Hypervisor, launcher.Hypervisor, *v1alpha1.VirtualMachineMigration, int) {
 	t.Helper()
-	namespace(t, e, ns)
 	ctx := context.Background()
-	if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(ctx, countingVM(ns, "counter"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	vm := e.WaitPhase(t, ns, "counter", v1alpha1.VirtualMachineRunning)
-	e.WaitLog(t, vm, "VESSEL-COUNT 2")
-	source := e.HypervisorOf(t, vm)
-	pid := framework.QEMUPID(t, string(vm.UID))
+	vm, source, pid := counting(t, e, ns)
 	out := e.MustKubectl(t, "admin", "vm", "migrate", "counter", "-n", ns)
 	name := strings.TrimPrefix(strings.Fields(out)[0], "virtualmachinemigration.vessel.dev/")
 	var m *v1alpha1.VirtualMachineMigration
@@ -221,15 +227,9 @@ func waitMigration(t *testing.T, e *framework.Env, m *v1alpha1.VirtualMachineMig
 func TestSourceAgentDownWhenTheMigrationStarts(t *testing.T) {
 	e := env(t)
 	dumpAgentLogs(t, e)
-	ns := namespace(t, e, "migration-source-down")
+	ns := "migration-source-down"
 	ctx := context.Background()
-	if _, err := e.Admin.VesselV1alpha1().VirtualMachines(ns).Create(ctx, countingVM(ns, "counter"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	vm := e.WaitPhase(t, ns, "counter", v1alpha1.VirtualMachineRunning)
-	e.WaitLog(t, vm, "VESSEL-COUNT 2")
-	source := e.HypervisorOf(t, vm)
-	pid := framework.QEMUPID(t, string(vm.UID))
+	vm, source, pid := counting(t, e, ns)
 	if err := e.Cluster.KillAgent(source.Name); err != nil {
 		t.Fatal(err)
 	}
