@@ -77,6 +77,12 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 				c.Fill(d.CloudInit)
 			}
 		},
+		func(r *vessel.SecretKeyReference, c randfill.Continue) {
+			c.FillNoCustom(r)
+			if r.Key == "" {
+				r.Key = "userdata" // defaulted: an empty key does not round-trip
+			}
+		},
 		func(i *vessel.Interface, c randfill.Continue) {
 			*i = vessel.Interface{Name: name(c), Type: oneOf(c, vessel.InterfaceTypeManaged, vessel.InterfaceTypeUser, vessel.InterfaceTypeBridge)}
 			if i.Type == vessel.InterfaceTypeBridge {
