@@ -72,7 +72,8 @@ type Controller struct {
 	// started maps the UID of each VM this controller sent moving to its
 	// migration, until the cache shows that migration over: two
 	// migrations of one VM created together must not both start because
-	// the cache had not seen the first one Running yet.
+	// the cache had not seen the first one Running yet. Only the one
+	// worker touches it.
 	started map[string]string
 }
 
@@ -149,6 +150,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return err
 	}
 	m := cached.DeepCopy()
+	if over(m) && c.started[m.Status.VirtualMachineUID] == m.Name {
+		delete(c.started, m.Status.VirtualMachineUID)
+	}
 	switch m.Status.Phase {
 	case "", v1alpha1.MigrationPending, v1alpha1.MigrationScheduling:
 		if m.DeletionTimestamp != nil {

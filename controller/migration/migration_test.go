@@ -178,3 +178,18 @@ func TestARunningMigrationNoAgentTakesOnFails(t *testing.T) {
 		}
 	}
 }
+
+// The record of a started migration goes once the cache shows it over,
+// so the controller keeps none for VMs that moved long ago.
+func TestAStartedMigrationIsForgottenWhenOver(t *testing.T) {
+	done := migration("done", "a", now)
+	done.Status = v1alpha1.VirtualMachineMigrationStatus{Phase: v1alpha1.MigrationFailed, VirtualMachineUID: "uid-a"}
+	c, _ := controller(t, runningVM("a", "hv1"), done)
+	c.started["uid-a"] = "done"
+	if err := c.sync(context.Background(), "ns/done"); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.started) != 0 {
+		t.Errorf("started %v after the migration failed, want it forgotten", c.started)
+	}
+}
