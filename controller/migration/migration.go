@@ -28,10 +28,10 @@ package migration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -42,6 +42,7 @@ import (
 
 	"github.com/vessel-vm/vessel/apis/vessel/v1alpha1"
 	"github.com/vessel-vm/vessel/controller/scheduler"
+	snapshotcontroller "github.com/vessel-vm/vessel/controller/snapshot"
 	"github.com/vessel-vm/vessel/generated/clientset/versioned"
 	informers "github.com/vessel-vm/vessel/generated/informers/externalversions"
 	listers "github.com/vessel-vm/vessel/generated/listers/vessel/v1alpha1"
@@ -179,7 +180,10 @@ func (c *Controller) checkAccepted(ctx context.Context, m *v1alpha1.VirtualMachi
 		c.queue.AddAfter(m.Namespace+"/"+m.Name, left)
 		return nil
 	}
-	reason := fmt.Sprintf("the agent of hypervisor %s did not take the migration on within %v (%s); the guest stays there", m.Status.Source, acceptTimeout, c.hypervisorState(m.Status.Source))
+	reason := fmt.Sprintf("the agent of hypervisor %s did not take the migration on within %v; the guest stays there", m.Status.Source, acceptTimeout)
+	if down := c.sourceDown(m.Status.Source); down != "" {
+		reason += " (" + down + ")"
+	}
 	err := c.fail(ctx, m, reason)
 	if apierrors.IsConflict(err) {
 		// The agent took it on, or something else changed it: the
@@ -189,24 +193,15 @@ func (c *Controller) checkAccepted(ctx context.Context, m *v1alpha1.VirtualMachi
 	return err
 }
 
-// hypervisorState says how the named hypervisor looks, for reasons.
-func (c *Controller) hypervisorState(name string) string {
+// sourceDown says why the agent of hypervisor name is down, or "" when
+// its Hypervisor is Ready (the snapshot controller's test).
+func (c *Controller) sourceDown(name string) string {
 	hv, err := c.hypervisors.Get(name)
 	if err != nil {
-		return "hypervisor " + name + " not found"
+		hv = nil
 	}
-	ready := meta.FindStatusCondition(hv.Status.Conditions, v1alpha1.HypervisorConditionReady)
-	state := "Ready unknown"
-	if ready != nil {
-		state = "Ready " + string(ready.Status)
-		if ready.Status != metav1.ConditionTrue && ready.Message != "" {
-			state += ": " + ready.Message
-		}
-	}
-	if hb := hv.Status.LastHeartbeatTime; hb != nil {
-		state += fmt.Sprintf(", last heartbeat %v ago", c.now().Sub(hb.Time).Round(time.Second))
-	}
-	return state
+	_, msg := snapshotcontroller.Blocked(&v1alpha1.VirtualMachine{Spec: v1alpha1.VirtualMachineSpec{NodeName: name}}, hv)
+	return msg
 }
 
 // start checks the VM can move, picks the target and hands the migration
@@ -232,13 +227,13 @@ func (c *Controller) start(ctx context.Context, m *v1alpha1.VirtualMachineMigrat
 	}
 	target, why := scheduler.PickMigrationTarget(vm, hvs, all, m.Spec.TargetHypervisor)
 	if target == "" {
-		if m.Spec.TargetHypervisor != "" && !c.exists(m.Spec.TargetHypervisor, hvs) {
+		if m.Spec.TargetHypervisor != "" && !slices.ContainsFunc(hvs, func(hv *v1alpha1.Hypervisor) bool { return hv.Name == m.Spec.TargetHypervisor }) {
 			return c.fail(ctx, m, "no target hypervisor: "+why)
 		}
 		return c.wait(ctx, m, vm, "no target hypervisor yet: "+why)
 	}
-	if !c.ready(vm.Spec.NodeName) {
-		return c.wait(ctx, m, vm, "the source hypervisor is not Ready ("+c.hypervisorState(vm.Spec.NodeName)+")")
+	if down := c.sourceDown(vm.Spec.NodeName); down != "" {
+		return c.wait(ctx, m, vm, "source "+down)
 	}
 	now := metav1.NewTime(c.now())
 	m.Status = v1alpha1.VirtualMachineMigrationStatus{
@@ -270,21 +265,6 @@ func (c *Controller) wait(ctx context.Context, m *v1alpha1.VirtualMachineMigrati
 	m.Status.VirtualMachineUID, m.Status.Source = string(vm.UID), vm.Spec.NodeName
 	_, err := c.client.VesselV1alpha1().VirtualMachineMigrations(m.Namespace).UpdateStatus(ctx, m, metav1.UpdateOptions{})
 	return err
-}
-
-func (c *Controller) exists(name string, hvs []*v1alpha1.Hypervisor) bool {
-	for _, hv := range hvs {
-		if hv.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// ready says whether the named hypervisor's agent heartbeats.
-func (c *Controller) ready(name string) bool {
-	hv, err := c.hypervisors.Get(name)
-	return err == nil && meta.IsStatusConditionTrue(hv.Status.Conditions, v1alpha1.HypervisorConditionReady)
 }
 
 // cannotMove says why vm cannot be moved by m now, or "".

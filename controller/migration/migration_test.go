@@ -145,7 +145,7 @@ func TestASourceThatIsNotReadyIsWaitedFor(t *testing.T) {
 	if err := c.sync(context.Background(), "ns/m"); err != nil {
 		t.Fatal(err)
 	}
-	if s := status(t, client, "m"); s.Phase != v1alpha1.MigrationScheduling || !strings.Contains(s.Reason, "the source hypervisor is not Ready (Ready Unknown: the agent has not reported") {
+	if s := status(t, client, "m"); s.Phase != v1alpha1.MigrationScheduling || !strings.Contains(s.Reason, "source hypervisor hv1 is not ready: the agent has not reported for more than 40s") {
 		t.Errorf("%+v, want Scheduling until the source is Ready", s)
 	}
 }
@@ -169,7 +169,7 @@ func TestARunningMigrationNoAgentTakesOnFails(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s := status(t, client, "unanswered"); s.Phase != v1alpha1.MigrationFailed || !strings.Contains(s.Reason, "the agent of hypervisor hv1 did not take the migration on within 30s (Ready Unknown") {
+	if s := status(t, client, "unanswered"); s.Phase != v1alpha1.MigrationFailed || !strings.Contains(s.Reason, "the agent of hypervisor hv1 did not take the migration on within 30s; the guest stays there (hypervisor hv1 is not ready: the agent has not reported for more than 40s)") {
 		t.Errorf("unanswered: %+v, want Failed for want of the source agent", s)
 	}
 	for _, name := range []string{"just-started", "taken-on"} {

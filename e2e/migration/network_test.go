@@ -137,7 +137,13 @@ func TestManagedAddressAfterMigration(t *testing.T) {
 		e.MustKubectl(t, "admin", "vm", "migrate", "kept", "-n", ns, "--to", target.Name, "--wait")
 		after := serving(t, e, vm, target, time.Minute)
 		t.Logf("%s on %s, %s on %s (its /24 free there: %v)", before, source.Name, after, target.Name, free)
-		if free && after != before {
+		if !free {
+			// Earlier tests' guests hold that /24 on the target: the
+			// guest was reachable at its new address, but whether it
+			// keeps one cannot be seen here.
+			t.Skipf("the /24 of %s is another namespace's on %s: keeping the address is not checked", before, target.Name)
+		}
+		if after != before {
 			t.Errorf("the guest's address changed from %s to %s, though its /24 was free on %s", before, after, target.Name)
 		}
 	})

@@ -35,19 +35,15 @@ const linkDownFor = 2 * time.Second
 // test guest's init) asks DHCP again when the carrier comes back: that is
 // how a guest that moved where its address is not valid learns its new one.
 func (l *Libvirt) ResetInterface(ctx context.Context, uid, mac string) error {
-	for _, state := range []string{"down", "up"} {
-		if state == "up" {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(linkDownFor):
-			}
-		}
-		if err := l.setLink(uid, mac, state); err != nil {
-			return err
-		}
+	if err := l.setLink(uid, mac, "down"); err != nil {
+		return err
 	}
-	return nil
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(linkDownFor):
+	}
+	return l.setLink(uid, mac, "up")
 }
 
 func (l *Libvirt) setLink(uid, mac, state string) error {

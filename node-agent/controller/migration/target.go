@@ -20,12 +20,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	corev1 "k8s.io/api/core/v1"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -156,11 +156,10 @@ func (c *Controller) prepare(ctx context.Context, key string, req *migrationprox
 	}
 	// Once the guest runs here, its interfaces whose address changed
 	// are reset, so that it asks DHCP again (see relink).
-	if err := os.WriteFile(filepath.Join(dir, relinkFile), []byte(strings.Join(renumbered, "\n")), 0o600); err != nil {
-		return nil, fmt.Errorf("write %s: %w", relinkFile, err)
-	}
-	if len(renumbered) == 0 {
-		os.Remove(filepath.Join(dir, relinkFile))
+	if len(renumbered) > 0 {
+		if err := os.WriteFile(filepath.Join(dir, relinkFile), []byte(strings.Join(renumbered, "\n")), 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", relinkFile, err)
+		}
 	}
 	klog.FromContext(ctx).Info("Prepared for an incoming guest", "migration", key, "from", m.Status.Source, "disks", len(req.Disks), "files", len(req.Files))
 	return resp, nil
