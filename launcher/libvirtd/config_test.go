@@ -43,7 +43,7 @@ func TestConfigGivesEachHostItsOwnIdentity(t *testing.T) {
 		t.Errorf("libvirtd.conf opens a network listener:\n%s", conf)
 	}
 	q := qemuConf(h)
-	for _, want := range []string{`user = "root"`, `group = "root"`, `remember_owner = 0`, `stdio_handler = "logd"`} {
+	for _, want := range []string{`user = "root"`, `group = "root"`, `remember_owner = 0`, `stdio_handler = "logd"`, `capability_filters = [ "cpu-unavailable-features" ]`} {
 		if !strings.Contains(q, want+"\n") {
 			t.Errorf("qemu.conf lacks %s:\n%s", want, q)
 		}

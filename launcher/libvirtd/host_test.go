@@ -208,6 +208,44 @@ func TestHostsSideBySide(t *testing.T) {
 		}
 	})
 
+	// qemu.conf hides "unavailable-features" from libvirt (see qemuConf):
+	// libvirt must still read the guest CPU back and verify it, and QEMU
+	// must be given the CPU the domain asks for.
+	t.Run("libvirt reads the guest CPU back", func(t *testing.T) {
+		if _, err := os.Stat(filepath.Join(guestDir, "vmlinuz")); err != nil {
+			t.Skipf("no test guest (make deps): %v", err)
+		}
+		h := hosts[1]
+		conn := connect(t, h)
+		defer conn.Disconnect()
+		name := "lvdcpu-" + id
+		xml := strings.Replace(guestXML(name, uuid.NewString(), filepath.Join(dir, "cpu-console.log")), "<devices>",
+			"<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>\n  <devices>", 1)
+		dom, err := conn.DomainCreateXML(xml, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.DomainDestroy(dom) }()
+		live, err := conn.DomainGetXMLDesc(dom, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// check='full' and the features QEMU turned on for qemu64 are
+		// what libvirt writes after it has read the CPU back.
+		for _, want := range []string{"check='full'", "<model fallback='forbid'>qemu64</model>", "name='hypervisor'/>"} {
+			if !strings.Contains(live, want) {
+				t.Errorf("the running domain's XML lacks %s:\n%s", want, live)
+			}
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pidFile(t, h.QEMUPIDFile(name))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if args := strings.Split(string(cmdline), "\x00"); !strings.Contains(strings.Join(args, " "), " -cpu qemu64 ") {
+			t.Errorf("QEMU runs without -cpu qemu64: %q", args)
+		}
+	})
+
 	t.Run("a killed libvirtd comes back in the same namespaces and adopts its guest", func(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(guestDir, "vmlinuz")); err != nil {
 			t.Skipf("no test guest (make deps): %v", err)
