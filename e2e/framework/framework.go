@@ -101,6 +101,7 @@ func Main(m *testing.M, cleanups ...func()) {
 			fmt.Fprintf(os.Stderr, "framework: %v\n", err)
 			code = 1
 		}
+		keepLogs(filepath.Join(shared.StateDir, "logs"))
 		os.RemoveAll(shared.StateDir)
 		os.RemoveAll(shared.BinDir)
 		os.RemoveAll(shared.kubeDir)
@@ -109,6 +110,21 @@ func Main(m *testing.M, cleanups ...func()) {
 		c()
 	}
 	os.Exit(code)
+}
+
+// keepLogs copies the components' logs to $VESSEL_E2E_LOGS/<suite>-<pid>,
+// if it is set, before the state directory goes.
+func keepLogs(dir string) {
+	to := os.Getenv("VESSEL_E2E_LOGS")
+	if to == "" {
+		return
+	}
+	to = filepath.Join(to, fmt.Sprintf("%s-%d", filepath.Base(os.Args[0]), os.Getpid()))
+	if err := os.CopyFS(to, os.DirFS(dir)); err != nil {
+		fmt.Fprintf(os.Stderr, "framework: keep the logs: %v\n", err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "framework: the components' logs are in %s\n", to)
 }
 
 // Config adds flags to the control plane of a package's suite.
