@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
@@ -59,7 +60,10 @@ type Cloner interface {
 	// running or paused, with a new VM generation ID. cfg's disks must be
 	// overlays of img's frozen disks (or the same read-only files). A
 	// domain of cfg's UUID that is already active is left as it is.
-	RestoreClone(ctx context.Context, img *CloneImage, cfg *DomainConfig, paused bool) error
+	// makeFiles, if not nil, makes cfg's disk files: it runs while the
+	// clone's save image is written and its domain defined, and the
+	// restore waits for all three.
+	RestoreClone(ctx context.Context, img *CloneImage, cfg *DomainConfig, paused bool, makeFiles func() error) error
 	// SendIdentity tells the running guest of domain uid its new identity
 	// on the identity port (identity.go) and says whether the guest
 	// acknowledged it within the context's deadline.
@@ -396,7 +400,7 @@ func writeFileAtomic(path string, b []byte) error {
 }
 
 // RestoreClone implements Cloner.
-func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *DomainConfig, paused bool) error {
+func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *DomainConfig, paused bool, makeFiles func() error) error {
 	c, err := l.client()
 	if err != nil {
 		return err
@@ -429,21 +433,23 @@ func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *Domain
 	// The clone's own save image: its XML, the source's memory. It is only
 	// needed for the restore. The persistent definition is the usual one,
 	// used from the next boot on; the restored domain runs the saved
-	// hardware with the clone's files and identity. Neither needs the
-	// other: libvirt defines while the memory is copied.
+	// hardware with the clone's files and identity. None of the three
+	// (save image, definition, the caller's disk files) needs another:
+	// libvirt defines while the memory is copied and the files are made.
 	path := filepath.Join(filepath.Dir(cfg.ConsoleLog), ".restore.save")
-	defined := make(chan error, 1)
-	go func() { defined <- l.Define(ctx, cfg) }()
-	werr := writeSaveImage(path, src, saved, x)
-	derr := <-defined
 	defer os.Remove(path)
-	if werr != nil {
-		return werr
+	var wg sync.WaitGroup
+	var derr, ferr error
+	wg.Go(func() { derr = l.Define(ctx, cfg) })
+	if makeFiles != nil {
+		wg.Go(func() { ferr = makeFiles() })
 	}
-	if derr != nil {
-		return derr
+	werr := writeSaveImage(path, src, saved, x)
+	wg.Wait()
+	if err := errors.Join(ferr, werr, derr); err != nil {
+		return err
 	}
-	trace.Step("Wrote the clone's save image and defined the domain")
+	trace.Step("Made the clone's files and save image, and defined the domain")
 	flags := golibvirt.DomainSaveRunning
 	if paused {
 		flags = golibvirt.DomainSavePaused

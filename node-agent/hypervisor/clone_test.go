@@ -73,7 +73,7 @@ func TestMemoryCloneOfARunningGuest(t *testing.T) {
 		_ = l.Undefine(context.Background(), clone.Owner.UID)
 	})
 	start = time.Now()
-	if err := l.RestoreClone(ctx, img, clone, false); err != nil {
+	if err := l.RestoreClone(ctx, img, clone, false, nil); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	t.Logf("restored in %v", time.Since(start))
@@ -81,7 +81,7 @@ func TestMemoryCloneOfARunningGuest(t *testing.T) {
 		t.Fatalf("clone: %+v, %v; want it running, owned by clone", d, err)
 	}
 	// Restoring again is a no-op.
-	if err := l.RestoreClone(ctx, img, clone, false); err != nil {
+	if err := l.RestoreClone(ctx, img, clone, false, nil); err != nil {
 		t.Errorf("second restore: %v", err)
 	}
 

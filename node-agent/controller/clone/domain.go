@@ -30,19 +30,19 @@ import (
 	"github.com/vessel-vm/vessel/node-agent/hypervisor"
 )
 
-// domainConfig makes the clone's files in its VM directory and returns the
-// definition of its domain: the machine its source's image was captured
-// from, with the clone's identity. A writable disk becomes a new qcow2
+// domainConfig returns the definition of the clone's domain, and a func
+// that makes its disk files in its VM directory: the machine its source's
+// image was captured from, with the clone's identity. A writable disk becomes a new qcow2
 // overlay on the image's frozen copy (the source's disk as it was, never
 // written again: neither machine sees the other's writes); a read-only
 // disk is shared; a cloud-init seed is made anew with the clone's instance
 // ID and hostname, so cloud-init treats the clone as a new instance the
 // next time it looks. MACs are the clone's own, as its status reports.
-func (c *Controller) domainConfig(ctx context.Context, target *v1alpha1.VirtualMachine, img *hypervisor.CloneImage, specHash string) (*hypervisor.DomainConfig, error) {
+func (c *Controller) domainConfig(ctx context.Context, target *v1alpha1.VirtualMachine, img *hypervisor.CloneImage, specHash string) (*hypervisor.DomainConfig, func() error, error) {
 	uid := string(target.UID)
 	dir := filepath.Join(c.cfg.StateDir, "vms", uid)
 	if err := disks.PrivateDir(dir); err != nil {
-		return nil, fmt.Errorf("create VM directory: %w", err)
+		return nil, nil, fmt.Errorf("create VM directory: %w", err)
 	}
 	memory := target.Spec.Memory
 	if memory.IsZero() {
@@ -67,47 +67,64 @@ func (c *Controller) domainConfig(ctx context.Context, target *v1alpha1.VirtualM
 	// overlay, genisoimage for a seed): they run side by side, as the
 	// clone's guest waits for the slowest only.
 	cfg.Disks = make([]hypervisor.DiskConfig, len(target.Spec.Disks))
-	errs := make([]error, len(target.Spec.Disks))
-	var wg sync.WaitGroup
+	makers := make([]func() error, len(target.Spec.Disks))
 	for i, d := range target.Spec.Disks {
-		wg.Go(func() { cfg.Disks[i], errs[i] = c.cloneDisk(ctx, target, dir, d, img) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("disk %s: %w", target.Spec.Disks[i].Name, err)
+		var err error
+		if cfg.Disks[i], makers[i], err = c.cloneDisk(ctx, target, dir, d, img); err != nil {
+			return nil, nil, err
 		}
+	}
+	makeFiles := func() error {
+		errs := make([]error, len(makers))
+		var wg sync.WaitGroup
+		for i, m := range makers {
+			if m != nil {
+				wg.Go(func() { errs[i] = m() })
+			}
+		}
+		wg.Wait()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for i, err := range errs {
+			if err != nil {
+				return fail("DiskFailed", "disk %s: %v", target.Spec.Disks[i].Name, err)
+			}
+		}
+		return nil
 	}
 	nics, err := vm.NICConfigs(ctx, c.network, target)
 	if err != nil {
-		return nil, fail("Network", "%v", err)
+		return nil, nil, fail("Network", "%v", err)
 	}
 	cfg.NICs = nics
 	if _, err := hypervisor.DomainXML(cfg); err != nil {
-		return nil, fail("InvalidDomain", "%v", err)
+		return nil, nil, fail("InvalidDomain", "%v", err)
 	}
-	return cfg, nil
+	return cfg, makeFiles, nil
 }
 
-func (c *Controller) cloneDisk(ctx context.Context, target *v1alpha1.VirtualMachine, dir string, d v1alpha1.Disk, img *hypervisor.CloneImage) (hypervisor.DiskConfig, error) {
+// cloneDisk returns disk d of the clone, and what makes its file (nil for
+// a shared one).
+func (c *Controller) cloneDisk(ctx context.Context, target *v1alpha1.VirtualMachine, dir string, d v1alpha1.Disk, img *hypervisor.CloneImage) (hypervisor.DiskConfig, func() error, error) {
 	dc := hypervisor.DiskConfig{Name: d.Name, Bus: string(d.Bus), ReadOnly: d.ReadOnly}
 	if d.CloudInit != nil {
 		dc.Path, dc.Format, dc.CDROM = filepath.Join(dir, "seed-"+d.Name+".iso"), "raw", true
-		err := disks.Seed(ctx, dc.Path, disks.SeedConfig{
-			InstanceID:    string(target.UID),
-			LocalHostname: target.Name,
-			UserData:      d.CloudInit.UserData,
-			NetworkData:   d.CloudInit.NetworkData,
-		})
-		return dc, err
+		return dc, func() error {
+			return disks.Seed(ctx, dc.Path, disks.SeedConfig{
+				InstanceID:    string(target.UID),
+				LocalHostname: target.Name,
+				UserData:      d.CloudInit.UserData,
+				NetworkData:   d.CloudInit.NetworkData,
+			})
+		}, nil
 	}
 	if frozen := img.Disk(d.Name); frozen != nil {
 		dc.Path, dc.Format = filepath.Join(dir, "disk-"+d.Name+".qcow2"), "qcow2"
 		dc.BackingPath, dc.BackingFormat, dc.BackingChain = frozen.Path, frozen.Format, frozen.Backing
-		if err := disks.CloneOverlay(ctx, frozen.Path, disks.Format(frozen.Format), dc.Path, frozen.VirtualSize); err != nil {
-			return dc, fail("OverlayFailed", "disk %s: %v", d.Name, err)
-		}
-		return dc, nil
+		return dc, func() error {
+			return disks.CloneOverlay(ctx, frozen.Path, disks.Format(frozen.Format), dc.Path, frozen.VirtualSize)
+		}, nil
 	}
 	for _, s := range img.SharedDisks {
 		if s.Name != d.Name {
@@ -117,7 +134,7 @@ func (c *Controller) cloneDisk(ctx context.Context, target *v1alpha1.VirtualMach
 		if len(s.Backing) > 0 {
 			dc.BackingPath, dc.BackingFormat, dc.BackingChain = s.Backing[0].Path, s.Backing[0].Format, s.Backing[1:]
 		}
-		return dc, nil
+		return dc, nil, nil
 	}
-	return dc, fail("DiskNotInImage", "disk %s is not in the clone image (the source's spec changed since it was captured?)", d.Name)
+	return dc, nil, fail("DiskNotInImage", "disk %s is not in the clone image (the source's spec changed since it was captured?)", d.Name)
 }

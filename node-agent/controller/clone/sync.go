@@ -161,20 +161,26 @@ func (c *Controller) make(ctx context.Context, cl *v1alpha1.VirtualMachineClone,
 	trace.Step("Got the clone image")
 	res.paused = paused
 	want := vm.MachineSpecHash(&target.Spec)
-	cfg, err := c.domainConfig(ctx, target, img, want)
+	cfg, makeFiles, err := c.domainConfig(ctx, target, img, want)
 	if err != nil {
 		return res, err
 	}
-	trace.Step("Made the clone's files")
 	if !memory {
+		if err := makeFiles(); err != nil {
+			return res, err
+		}
 		if err := c.domains.Define(ctx, cfg); err != nil {
 			return res, fmt.Errorf("define clone domain: %w", err)
 		}
 		c.vmctl.Enqueue(boundvm.Key(target))
 		return res, nil
 	}
-	if err := c.hv.RestoreClone(ctx, img, cfg, false); err != nil {
-		if errors.Is(err, hypervisor.ErrDisconnected) {
+	if err := c.hv.RestoreClone(ctx, img, cfg, false, makeFiles); err != nil {
+		var f *failure
+		switch {
+		case errors.As(err, &f):
+			return res, f
+		case errors.Is(err, hypervisor.ErrDisconnected):
 			return res, err
 		}
 		return res, fail("RestoreFailed", "%v", err)
