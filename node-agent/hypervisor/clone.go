@@ -30,6 +30,7 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"k8s.io/klog/v2"
 	utiltrace "k8s.io/utils/trace"
 	"libvirt.org/go/libvirtxml"
 )
@@ -430,33 +431,48 @@ func (l *Libvirt) RestoreClone(ctx context.Context, img *CloneImage, cfg *Domain
 	if err != nil {
 		return fmt.Errorf("clone domain %s: %w", uid, err)
 	}
-	// The clone's own save image: its XML, the source's memory. It is only
-	// needed for the restore. The persistent definition is the usual one,
-	// used from the next boot on; the restored domain runs the saved
-	// hardware with the clone's files and identity. None of the three
-	// (save image, definition, the caller's disk files) needs another:
-	// libvirt defines while the memory is copied and the files are made.
-	path := filepath.Join(filepath.Dir(cfg.ConsoleLog), ".restore.save")
-	defer os.Remove(path)
+	// The clone's own save image: its XML, the source's memory, fed to
+	// libvirt through a pipe (saveImagePipe). It is only needed for the
+	// restore. The persistent definition is the usual one, used from the
+	// next boot on; the restored domain runs the saved hardware with the
+	// clone's files and identity. libvirt defines while the caller's disk
+	// files are made.
 	var wg sync.WaitGroup
 	var derr, ferr error
-	wg.Go(func() { derr = l.Define(ctx, cfg) })
+	var took struct{ define, files, restore time.Duration }
+	begin := time.Now()
+	wg.Go(func() { derr = l.Define(ctx, cfg); took.define = time.Since(begin) })
 	if makeFiles != nil {
-		wg.Go(func() { ferr = makeFiles() })
+		wg.Go(func() { ferr = makeFiles(); took.files = time.Since(begin) })
 	}
-	werr := writeSaveImage(path, src, saved, x)
 	wg.Wait()
-	if err := errors.Join(ferr, werr, derr); err != nil {
+	if err := errors.Join(ferr, derr); err != nil {
 		return err
 	}
-	trace.Step("Made the clone's files and save image, and defined the domain")
+	trace.Step("Made the clone's files and defined the domain")
+	pipe, err := openSaveImagePipe(filepath.Join(filepath.Dir(cfg.ConsoleLog), ".restore.save"), src, saved, x)
+	if err != nil {
+		return err
+	}
 	flags := golibvirt.DomainSaveRunning
 	if paused {
 		flags = golibvirt.DomainSavePaused
 	}
-	if err := c.DomainRestoreFlags(path, nil, uint32(flags)); err != nil {
-		return fmt.Errorf("restore domain %s from memory image %s: %w", uid, img.Dir, err)
+	begin = time.Now()
+	rerr := c.DomainRestoreFlags(pipe.path, nil, uint32(flags))
+	took.restore = time.Since(begin)
+	perr := pipe.close()
+	switch {
+	case rerr != nil && perr != nil && !errors.Is(perr, errPipeNotOpened):
+		return fmt.Errorf("restore domain %s from memory image %s: %w (%v)", uid, img.Dir, rerr, perr)
+	case rerr != nil:
+		return fmt.Errorf("restore domain %s from memory image %s: %w", uid, img.Dir, rerr)
+	case perr != nil:
+		// The guest runs: libvirt read what it needed.
+		klog.FromContext(ctx).Info("The save image pipe of a restored clone ended with an error", "domain", uid, "err", perr)
 	}
 	trace.Step("Restored the domain")
+	klog.FromContext(ctx).V(2).Info("Restored a memory clone", "domain", uid,
+		"files", took.files, "define", took.define, "libvirtRestore", took.restore)
 	return nil
 }

@@ -23,6 +23,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // libvirt's QEMU save image (virsh save, managed save, and the memory file
@@ -111,12 +114,11 @@ func readSaveImage(r io.ReaderAt) (*saveImage, error) {
 	return img, nil
 }
 
-// writeSaveImage writes to path a save image with img's header and cookie,
+// streamSaveImage writes to out a save image with img's header and cookie,
 // the domain XML xml, and the migration stream of src (the file img was
 // read from), so libvirt restores a domain described by xml from src's
-// memory. The stream is copied in the kernel where it can be
-// (copy_file_range). path is created 0600 and replaced when it exists.
-func writeSaveImage(path string, src *os.File, img *saveImage, xml string) error {
+// memory.
+func streamSaveImage(out *os.File, src *os.File, img *saveImage, xml string) error {
 	xmlLen := len(xml) + 1
 	data := make([]byte, 0, xmlLen+len(img.cookie)+saveXMLRoom)
 	data = append(data, xml...)
@@ -128,7 +130,7 @@ func writeSaveImage(path string, src *os.File, img *saveImage, xml string) error
 	}
 	data = append(data, make([]byte, saveXMLRoom)...)
 	if len(data) > maxSaveData {
-		return fmt.Errorf("write save image %s: domain XML too large", path)
+		return fmt.Errorf("domain XML too large")
 	}
 
 	hdr := make([]byte, saveHeaderSize)
@@ -141,23 +143,87 @@ func writeSaveImage(path string, src *os.File, img *saveImage, xml string) error
 	le.PutUint32(hdr[32:], uint32(cookieOffset))
 	copy(hdr[36:], img.unused[:])
 
-	out, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("write save image: %w", err)
-	}
-	defer out.Close()
 	if _, err := out.Write(append(hdr, data...)); err != nil {
-		return fmt.Errorf("write save image %s: %w", path, err)
+		return err
 	}
 	if _, err := src.Seek(img.streamOffset, io.SeekStart); err != nil {
-		return fmt.Errorf("write save image %s: %w", path, err)
+		return err
 	}
-	// *os.File to *os.File: io.Copy uses copy_file_range.
 	if _, err := io.Copy(out, src); err != nil {
-		return fmt.Errorf("copy memory into save image %s: %w", path, err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("write save image %s: %w", path, err)
+		return fmt.Errorf("copy memory: %w", err)
 	}
 	return nil
+}
+
+// saveImagePipe feeds libvirt a clone's save image through a FIFO: the
+// header and XML, then the source's memory straight from its image, as
+// libvirt and QEMU read them. Nothing is copied to disk first, and QEMU
+// loads the memory while it is still being read.
+type saveImagePipe struct {
+	path   string
+	done   chan struct{} // closed once the restore call returned
+	result chan error
+}
+
+// errPipeNotOpened says libvirt never opened the pipe (its restore failed
+// before it read the image).
+var errPipeNotOpened = errors.New("libvirt did not open the save image")
+
+// openSaveImagePipe makes the FIFO path (replacing whatever is there) and
+// starts feeding it; close it once the restore call returned.
+func openSaveImagePipe(path string, src *os.File, img *saveImage, xml string) (*saveImagePipe, error) {
+	_ = os.Remove(path)
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return nil, fmt.Errorf("create the save image pipe %s: %w", path, err)
+	}
+	p := &saveImagePipe{path: path, done: make(chan struct{}), result: make(chan error, 1)}
+	go func() { p.result <- p.feed(src, img, xml) }()
+	return p, nil
+}
+
+// feed waits until libvirt opens the pipe, then writes the image into it.
+// A write after the reader went away fails (EPIPE), so feed never outlives
+// the restore for long.
+func (p *saveImagePipe) feed(src *os.File, img *saveImage, xml string) error {
+	var fd int
+	for {
+		var err error
+		// Non-blocking, an open for writing fails (ENXIO) until a reader
+		// has the pipe open, or is waiting in open(2) for a writer.
+		fd, err = unix.Open(p.path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENXIO) {
+			return fmt.Errorf("open the save image pipe: %w", err)
+		}
+		select {
+		case <-p.done:
+			return errPipeNotOpened
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("the save image pipe: %w", err)
+	}
+	// A larger pipe means fewer wakeups of QEMU and of this writer; the
+	// default size works too.
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, 1<<20)
+	out := os.NewFile(uintptr(fd), p.path)
+	defer out.Close()
+	if err := streamSaveImage(out, src, img, xml); err != nil {
+		return fmt.Errorf("feed the save image: %w", err)
+	}
+	return nil
+}
+
+// close is called once the restore call returned: it stops a feed that
+// never started, waits for the one that did, removes the pipe and returns
+// the feed's error.
+func (p *saveImagePipe) close() error {
+	close(p.done)
+	err := <-p.result
+	_ = os.Remove(p.path)
+	return err
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // fakeSaveImage writes a save image as libvirt lays it out: header, XML,
@@ -67,29 +68,61 @@ func TestSaveImageRewriteKeepsCookieAndStream(t *testing.T) {
 	if img.xml != "<domain>old</domain>" || string(img.cookie) != "<cookie>cpu</cookie>\x00" || img.wasRunning != 1 {
 		t.Fatalf("read %+v", img)
 	}
+	// The rewritten image comes through the pipe RestoreClone hands
+	// libvirt, read the way libvirt reads it.
 	dst := filepath.Join(dir, "dst.save")
 	newXML := "<domain>a much longer new definition than before</domain>"
-	if err := writeSaveImage(dst, f, img, newXML); err != nil {
-		t.Fatal(err)
-	}
-	g, err := os.Open(dst)
+	pipe, err := openSaveImagePipe(dst, f, img, newXML)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.Close()
-	back, err := readSaveImage(g)
+	all, rerr := os.ReadFile(dst)
+	if err := pipe.close(); err != nil {
+		t.Fatalf("feed: %v", err)
+	}
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("the pipe is still there after close (%v)", err)
+	}
+	back, err := readSaveImage(bytes.NewReader(all))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if back.xml != newXML || !bytes.Equal(back.cookie, img.cookie) || back.wasRunning != 1 || back.version != 2 {
 		t.Errorf("rewritten image: %+v", back)
 	}
-	all, err := os.ReadFile(dst)
+	if !bytes.Equal(all[back.streamOffset:], stream) {
+		t.Errorf("the stream changed: %d bytes after offset %d, want %d", len(all)-int(back.streamOffset), back.streamOffset, len(stream))
+	}
+}
+
+// A restore that fails before libvirt opens the pipe leaves no feeder
+// waiting and no pipe behind.
+func TestSaveImagePipeNobodyOpened(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.save")
+	fakeSaveImage(t, src, "<domain>old</domain>", "", []byte("stream"))
+	f, err := os.Open(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(all[back.streamOffset:], stream) {
-		t.Errorf("the stream changed: %d bytes after offset %d, want %d", len(all)-int(back.streamOffset), back.streamOffset, len(stream))
+	defer f.Close()
+	img, err := readSaveImage(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipe, err := openSaveImagePipe(filepath.Join(dir, "p.save"), f, img, "<domain>new</domain>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := pipe.close(); !errors.Is(err, errPipeNotOpened) {
+		t.Errorf("close of a pipe nobody opened: %v, want errPipeNotOpened", err)
+	}
+	if _, err := os.Stat(pipe.path); !os.IsNotExist(err) {
+		t.Errorf("the pipe is still there after close (%v)", err)
 	}
 }
 
