@@ -102,9 +102,19 @@ func BenchmarkBoot(b *testing.B) {
 		"--kubeconfig="+kubeconfig, "--hypervisor-name="+hvName, "--state-dir="+stateDir,
 		"--kvm=auto", "--kvm-probe-kernel="+filepath.Join(guest, "vmlinuz"), "--events=auto", "-v=1",
 		"--libvirt-socket="+host.Socket(),
+		// The guests' managed network (bridge, DHCP, nftables) goes where
+		// the benchmark's libvirtd runs, never in the machine's namespace.
+		"--network-namespace="+host.NetnsPath(),
 		"--image-allowed-cidrs=127.0.0.1/32") // the image server listens on loopback
 	logFile, _ := os.Create(filepath.Join(work, "agent.log"))
 	agent.Stdout, agent.Stderr = logFile, logFile
+	defer func() {
+		if b.Failed() {
+			if data, err := os.ReadFile(logFile.Name()); err == nil {
+				b.Logf("the agent's log:\n%s", data[max(0, len(data)-20000):])
+			}
+		}
+	}()
 	if err := agent.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -215,6 +225,8 @@ func bootOne(b *testing.B, ctx context.Context, client versioned.Interface, hvNa
 				Cmdline: "console=ttyS0 quiet",
 			},
 			Disks: []v1alpha1.Disk{{Name: "data", Image: src("disk.img")}},
+			// User-mode NAT, as the plain QEMU baseline has (-nic user).
+			Interfaces: []v1alpha1.Interface{{Name: "default", Type: v1alpha1.InterfaceTypeUser}},
 		},
 	}
 	t0 := time.Now()
