@@ -62,8 +62,7 @@ type Cloner interface {
 	// overlays of img's frozen disks (or the same read-only files). A
 	// domain of cfg's UUID that is already active is left as it is.
 	// makeFiles, if not nil, makes cfg's disk files: it runs while the
-	// clone's save image is written and its domain defined, and the
-	// restore waits for all three.
+	// domain is defined, and the restore waits for both.
 	RestoreClone(ctx context.Context, img *CloneImage, cfg *DomainConfig, paused bool, makeFiles func() error) error
 	// SendIdentity tells the running guest of domain uid its new identity
 	// on the identity port (identity.go) and says whether the guest

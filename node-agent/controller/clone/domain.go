@@ -32,8 +32,8 @@ import (
 
 // domainConfig returns the definition of the clone's domain, and a func
 // that makes its disk files in its VM directory: the machine its source's
-// image was captured from, with the clone's identity. A writable disk becomes a new qcow2
-// overlay on the image's frozen copy (the source's disk as it was, never
+// image was captured from, with the clone's identity. A writable disk
+// becomes a new qcow2 overlay on the image's frozen copy (the source's disk as it was, never
 // written again: neither machine sees the other's writes); a read-only
 // disk is shared; a cloud-init seed is made anew with the clone's instance
 // ID and hostname, so cloud-init treats the clone as a new instance the
