@@ -53,18 +53,7 @@ func fakeSaveImage(t *testing.T, path, xml, cookie string, stream []byte) {
 func TestSaveImageRewriteKeepsCookieAndStream(t *testing.T) {
 	dir := t.TempDir()
 	stream := bytes.Repeat([]byte("QEVM\x00\x00\x00\x03stream"), 5000)
-	src := filepath.Join(dir, "src.save")
-	fakeSaveImage(t, src, "<domain>old</domain>", "<cookie>cpu</cookie>", stream)
-
-	f, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := readSaveImage(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, img := openFakeSaveImage(t, dir, "<domain>old</domain>", "<cookie>cpu</cookie>", stream)
 	if img.xml != "<domain>old</domain>" || string(img.cookie) != "<cookie>cpu</cookie>\x00" || img.wasRunning != 1 {
 		t.Fatalf("read %+v", img)
 	}
@@ -98,21 +87,29 @@ func TestSaveImageRewriteKeepsCookieAndStream(t *testing.T) {
 	}
 }
 
-// A restore that fails before libvirt opens the pipe leaves no feeder
-// waiting and no pipe behind.
-func TestSaveImagePipeNobodyOpened(t *testing.T) {
-	dir := t.TempDir()
+// openFakeSaveImage writes a save image into dir (fakeSaveImage), opens
+// it and reads its header; the file closes when the test ends.
+func openFakeSaveImage(t *testing.T, dir, xml, cookie string, stream []byte) (*os.File, *saveImage) {
+	t.Helper()
 	src := filepath.Join(dir, "src.save")
-	fakeSaveImage(t, src, "<domain>old</domain>", "", []byte("stream"))
+	fakeSaveImage(t, src, xml, cookie, stream)
 	f, err := os.Open(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	img, err := readSaveImage(f)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f, img
+}
+
+// A restore that fails before libvirt opens the pipe leaves no feeder
+// waiting and no pipe behind.
+func TestSaveImagePipeNobodyOpened(t *testing.T) {
+	dir := t.TempDir()
+	f, img := openFakeSaveImage(t, dir, "<domain>old</domain>", "", []byte("stream"))
 	pipe, err := openSaveImagePipe(filepath.Join(dir, "p.save"), f, img, "<domain>new</domain>")
 	if err != nil {
 		t.Fatal(err)
