@@ -157,9 +157,11 @@ spec:
 		deleteVM(b, e, ns, name)
 		return d
 	}
-	// take scales the pool from replicas to replicas+1 and returns how
-	// long until one of its warm VMs printed something.
-	take := func(replicas int) time.Duration {
+	// take scales the pool from 0 to 1 and returns how long until one of
+	// its warm VMs printed something; then it scales the pool back to 0,
+	// which deletes the VM it handed out, so every round runs with the
+	// same guests on the machine (the source, two warm clones).
+	take := func() time.Duration {
 		ready, err := vms.List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelPoolMember + "=" + v1alpha1.PoolMemberWarm})
 		if err != nil {
 			b.Fatal(err)
@@ -169,9 +171,13 @@ spec:
 			sizes[vm.Name] = len(e.ConsoleLog(&vm))
 		}
 		start := time.Now()
-		if _, err := pools.Patch(ctx, "web", types.MergePatchType, []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas+1)), metav1.PatchOptions{}); err != nil {
-			b.Fatalf("scale the pool: %v", err)
+		scale := func(replicas int) {
+			if _, err := pools.Patch(ctx, "web", types.MergePatchType, []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas)), metav1.PatchOptions{}); err != nil {
+				b.Fatalf("scale the pool: %v", err)
+			}
 		}
+		scale(1)
+		defer scale(0)
 		var took time.Duration
 		err = wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
 			for _, vm := range ready.Items {
@@ -190,19 +196,24 @@ spec:
 
 	var coldT, fromSnapshot, fromVM, warm []time.Duration
 	for i := range n {
-		// The pool's background work (restoring the warm clone that
-		// replaces the one taken) is done before anything is measured.
+		// The pool's background work (deleting the VM the last round
+		// took, restoring the warm clone that replaces it) is done before
+		// anything is measured.
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 			p, err := pools.Get(ctx, "web", metav1.GetOptions{})
-			return err == nil && p.Status.ReadyWarmReplicas == 2 && p.Status.Replicas == int32(i), nil
+			if err != nil || p.Status.ReadyWarmReplicas != 2 || p.Status.Replicas != 0 {
+				return false, nil
+			}
+			members, err := vms.List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelPoolMember})
+			return err == nil && len(members.Items) == 2, nil
 		})
 		if err != nil {
-			b.Fatalf("the pool never had 2 ready warm clones and %d replicas", i)
+			b.Fatalf("the pool never had 2 ready warm clones and nothing else")
 		}
 		coldT = append(coldT, cold(fmt.Sprintf("cold-%d", i)))
 		fromSnapshot = append(fromSnapshot, clone(fmt.Sprintf("snap-%d", i), v1alpha1.CloneSource{SnapshotName: "golden"}))
 		fromVM = append(fromVM, clone(fmt.Sprintf("live-%d", i), v1alpha1.CloneSource{VirtualMachineName: "source"}))
-		warm = append(warm, take(i))
+		warm = append(warm, take())
 		fmt.Printf("round %d: cold %.2fs, clone of snapshot %.2fs, clone of VM %.2fs, warm %.2fs\n", i+1,
 			coldT[i].Seconds(), fromSnapshot[i].Seconds(), fromVM[i].Seconds(), warm[i].Seconds())
 	}
