@@ -97,6 +97,14 @@ func spawn(l layout, name, binary string, args []string) (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	// Start returns once the child has exec'd, but the kernel fills in the
+	// new program's command line a moment later; until then /proc shows
+	// none, and ownedBy would not take the process for this state
+	// directory's (a status read right after a start said it was not
+	// running).
+	for deadline := time.Now().Add(time.Second); len(cmdline(cmd.Process.Pid)) == 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Microsecond)
+	}
 	p := &process{
 		name:      name,
 		pid:       cmd.Process.Pid,
