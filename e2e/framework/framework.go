@@ -221,12 +221,14 @@ func start(tb testing.TB, cfg Config) (*Env, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := launcher.Start(ctx, launcher.Options{
-		StateDir:                 stateDir,
-		VesselAPIServerBinary:    filepath.Join(binDir, "vessel-apiserver"),
-		AgentBinary:              filepath.Join(binDir, "vessel-agent"),
-		Hypervisors:              HypervisorNames("e2e", cfg.Hypervisors),
-		VesselAPIServerArgs:      cfg.VesselAPIServerArgs,
-		AgentArgs:                cfg.AgentArgs,
+		StateDir:              stateDir,
+		VesselAPIServerBinary: filepath.Join(binDir, "vessel-apiserver"),
+		AgentBinary:           filepath.Join(binDir, "vessel-agent"),
+		Hypervisors:           HypervisorNames("e2e", cfg.Hypervisors),
+		VesselAPIServerArgs:   cfg.VesselAPIServerArgs,
+		// VESSEL_E2E_AGENT_ARGS (space-separated) goes on every agent's
+		// command line too, for example -v=2 to see where a clone's time goes.
+		AgentArgs:                append(append([]string{}, cfg.AgentArgs...), strings.Fields(os.Getenv("VESSEL_E2E_AGENT_ARGS"))...),
 		AgentServingCertsFromCSR: cfg.AgentServingCertsFromCSR,
 		Logf:                     tb.Logf,
 	})
