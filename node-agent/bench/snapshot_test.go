@@ -178,6 +178,9 @@ func startBenchVM(b *testing.B, ctx context.Context, client versioned.Interface,
 				Cmdline: "console=ttyS0 quiet",
 			},
 			Disks: []v1alpha1.Disk{{Name: "data", Image: src("disk.img")}},
+			// User-mode NAT: this in-process agent has no managed network
+			// (agent.Config.Network), so it refuses the default interface.
+			Interfaces: []v1alpha1.Interface{{Name: "default", Type: v1alpha1.InterfaceTypeUser}},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
