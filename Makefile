@@ -14,7 +14,7 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build vessel-apiserver, vessel-agent, kubectl-vm and vessel-up into _output/bin.
+build: ## Build vessel-apiserver, vessel-agent, kubectl-vm, vessel-up and vessel-reaper into _output/bin.
 	go build -ldflags "-s -w" -o $(BIN)/ ./cmd/...
 
 # Where `make images` names the images and `make release` points

@@ -55,6 +55,10 @@ type Options struct {
 	VesselAPIServerImage string
 	// AgentBinary defaults to DefaultBinDir's vessel-agent (`make build`).
 	AgentBinary string
+	// ReaperBinary, DefaultBinDir's vessel-reaper by default, runs each
+	// hypervisor's libvirtd and reaps its QEMUs the moment they exit (see
+	// cmd/vessel-reaper): libvirt waits for that on every domain stop.
+	ReaperBinary string
 	// NoAgent starts the control plane without hypervisors (no libvirt
 	// needed).
 	NoAgent bool
@@ -171,7 +175,7 @@ func (o *Options) complete() error {
 	for name, path := range map[string]*string{
 		"etcd": &o.EtcdBinary, "kube-apiserver": &o.KubeAPIServerBinary,
 		"kube-controller-manager": &o.KubeControllerManagerBinary, "vessel-apiserver": &o.VesselAPIServerBinary,
-		"vessel-agent": &o.AgentBinary,
+		"vessel-agent": &o.AgentBinary, "vessel-reaper": &o.ReaperBinary,
 	} {
 		if *path == "" {
 			bin, err := DefaultBinDir()
@@ -209,7 +213,7 @@ func (o *Options) complete() error {
 		binaries = append(binaries, &o.VesselAPIServerBinary)
 	}
 	if !o.NoAgent {
-		binaries = append(binaries, &o.AgentBinary)
+		binaries = append(binaries, &o.AgentBinary, &o.ReaperBinary)
 	}
 	for _, bin := range binaries {
 		abs, err := filepath.Abs(*bin)

@@ -34,7 +34,8 @@ func (c *Cluster) Kill(name string) error {
 		return fmt.Errorf("kill %s: this Cluster did not start it", name)
 	}
 	p := comp.proc
-	if err := syscall.Kill(p.pid, syscall.SIGKILL); err != nil {
+	// The whole process group: libvirtd runs under vessel-reaper.
+	if err := signalGroup(p.pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill %s (pid %d): %w", name, p.pid, err)
 	}
 	select {

@@ -33,7 +33,8 @@ limitations under the License.
 //     each with an EndpointSlice of its own that says ready while it runs;
 //   - unless Options.NoAgent, the hypervisors Options.Hypervisors, each a
 //     virtlogd and a libvirtd in a mount and network namespace of its own
-//     (package libvirtd) and a vessel-agent on that libvirtd, registered
+//     (package libvirtd; libvirtd runs under cmd/vessel-reaper, which
+//     reaps its QEMUs as they exit) and a vessel-agent on that libvirtd, registered
 //     as the Hypervisor of that name; a fabric (a bridge in a namespace of
 //     its own) connects the hypervisors' namespaces, with addresses the
 //     launcher assigns (Hypervisor).

@@ -48,6 +48,7 @@ func hypervisorComponentNames(hypervisor string) []string {
 // guests run in.
 func (c *Cluster) libvirtHostComponents(hv Hypervisor) []*component {
 	host := hv.LibvirtHost()
+	host.Reaper = c.opts.ReaperBinary
 	setup := func(ctx context.Context) error { return c.ensureLibvirtHost(ctx, hv) }
 	vl, ld := host.VirtlogdCommand(), host.LibvirtdCommand()
 	virtlogd := &component{
@@ -62,7 +63,7 @@ func (c *Cluster) libvirtHostComponents(hv Hypervisor) []*component {
 	}
 	libvirtd := &component{
 		name:   LibvirtdComponent(hv.Name),
-		enter:  ld.Enter,
+		enter:  ld.Enter, // ends with vessel-reaper (libvirtd.Host.Reaper)
 		binary: ld.Path,
 		args:   ld.Args,
 		after:  []string{virtlogd.name},

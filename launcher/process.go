@@ -246,13 +246,28 @@ func ownedBy(pid int, stateDir string) bool {
 	return bytes.Contains(cmdline(pid), []byte(stateDir+string(filepath.Separator)))
 }
 
-// runsBinary reports whether pid's program has binary's file name. A PID
-// file that after a PID reuse names another component of the same state
-// directory must not be taken for this one.
+// runsBinary reports whether pid's program has binary's file name, or is
+// vessel-reaper running it (libvirtd). A PID file that after a PID reuse
+// names another component of the same state directory must not be taken
+// for this one.
 func runsBinary(pid int, binary string) bool {
-	argv0, _, _ := bytes.Cut(cmdline(pid), []byte{0})
-	return filepath.Base(string(argv0)) == filepath.Base(binary)
+	argv := bytes.Split(bytes.TrimSuffix(cmdline(pid), []byte{0}), []byte{0})
+	if filepath.Base(string(argv[0])) == filepath.Base(binary) {
+		return true
+	}
+	if filepath.Base(string(argv[0])) != reaperName {
+		return false
+	}
+	for _, a := range argv[1:] {
+		if filepath.Base(string(a)) == filepath.Base(binary) {
+			return true
+		}
+	}
+	return false
 }
+
+// reaperName is the file name of cmd/vessel-reaper.
+const reaperName = "vessel-reaper"
 
 func cmdline(pid int) []byte {
 	data, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))

@@ -132,3 +132,37 @@ func writeFile(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+// A libvirtd under vessel-reaper counts as libvirtd, and only as that.
+func TestRunsBinaryUnderTheReaper(t *testing.T) {
+	dir := t.TempDir()
+	reaper := filepath.Join(dir, reaperName)
+	if err := os.Symlink("/bin/sh", reaper); err != nil {
+		t.Fatal(err)
+	}
+	l := testLayout(t)
+	if err := l.create(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProcess(l, "libvirtd@hv", reaper,
+		[]string{"-c", "while :; do sleep 0.1; done", "/usr/sbin/libvirtd", "--config=" + filepath.Join(l.root, "libvirtd.conf")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	sh := startSleeper(t, l, "other")
+	for _, c := range []struct {
+		pid    int
+		binary string
+		want   bool
+	}{
+		{p.pid, "/usr/sbin/libvirtd", true},
+		{p.pid, "virtlogd", false},
+		{sh.pid, "/bin/sh", true},
+		{sh.pid, "/usr/sbin/libvirtd", false},
+	} {
+		if got := runsBinary(c.pid, c.binary); got != c.want {
+			t.Errorf("runsBinary(%s, %s) = %v, want %v", cmdline(c.pid), c.binary, got, c.want)
+		}
+	}
+}

@@ -205,7 +205,7 @@ func start(tb testing.TB, cfg Config) (*Env, error) {
 	}
 	// The binaries under test are built from this tree, never taken from a
 	// possibly stale _output/bin.
-	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/kubectl-vm", "./cmd/vessel-apiserver", "./cmd/vessel-agent")
+	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/kubectl-vm", "./cmd/vessel-apiserver", "./cmd/vessel-agent", "./cmd/vessel-reaper")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build: %v\n%s", err, out)
@@ -224,6 +224,7 @@ func start(tb testing.TB, cfg Config) (*Env, error) {
 		StateDir:              stateDir,
 		VesselAPIServerBinary: filepath.Join(binDir, "vessel-apiserver"),
 		AgentBinary:           filepath.Join(binDir, "vessel-agent"),
+		ReaperBinary:          filepath.Join(binDir, "vessel-reaper"),
 		Hypervisors:           HypervisorNames("e2e", cfg.Hypervisors),
 		VesselAPIServerArgs:   cfg.VesselAPIServerArgs,
 		// VESSEL_E2E_AGENT_ARGS (space-separated) goes on every agent's

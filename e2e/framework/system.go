@@ -118,7 +118,7 @@ func NewSystem(t *testing.T, prefix string) *System {
 	})
 	// The binaries under test are built from this tree, never taken from
 	// a possibly stale _output/bin; the upstream ones are linked.
-	build := exec.Command("go", "build", "-o", s.BinDir+"/", "./cmd/vessel-up", "./cmd/vessel-apiserver", "./cmd/vessel-agent", "./cmd/kubectl-vm")
+	build := exec.Command("go", "build", "-o", s.BinDir+"/", "./cmd/vessel-up", "./cmd/vessel-apiserver", "./cmd/vessel-agent", "./cmd/kubectl-vm", "./cmd/vessel-reaper")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

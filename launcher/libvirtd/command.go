@@ -24,7 +24,8 @@ import (
 
 // Command is how one of a host's daemons runs: Enter (nsenter into the
 // host's namespaces) execs Path with Args, so the process keeps the pid it
-// was started with and its command line is the daemon's own.
+// was started with and its command line is the daemon's own; or, for a
+// libvirtd with Host.Reaper, vessel-reaper's, naming libvirtd.
 type Command struct {
 	Enter []string
 	Path  string
@@ -54,8 +55,13 @@ func (h Host) VirtlogdCommand() Command {
 // which is how a process is known to belong to it); inside, they are the
 // same files.
 func (h Host) LibvirtdCommand() Command {
+	enter := h.enter()
+	if h.Reaper != "" {
+		// In the host's namespaces too: nsenter execs vessel-reaper.
+		enter = append(enter, h.Reaper)
+	}
 	return Command{
-		Enter: h.enter(),
+		Enter: enter,
 		Path:  lookPath("libvirtd"),
 		Args: []string{
 			"--config=" + h.confFile("libvirtd.conf"),

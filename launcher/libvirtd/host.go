@@ -44,6 +44,12 @@ type Host struct {
 	// libvirt checks the copy against the QEMU and libvirt binaries and
 	// probes again if it is stale. See SaveCapabilities.
 	CapabilitiesSeed string
+	// Reaper, when set, is cmd/vessel-reaper: libvirtd runs under it, and
+	// the QEMUs libvirtd daemonizes are reaped the moment they exit.
+	// libvirt's destroy waits until they are, so where PID 1 reaps late
+	// (about 1 s on the machines Vessel is developed on) every domain
+	// stop takes that long without it.
+	Reaper string
 }
 
 // FabricLink is the name of a host's link to its Fabric, inside its

@@ -192,6 +192,7 @@ func (o *Options) Config(logger *log.Logger) launcher.Options {
 		cfg.KubeControllerManagerBinary = filepath.Join(o.BinDir, "kube-controller-manager")
 		cfg.VesselAPIServerBinary = filepath.Join(o.BinDir, "vessel-apiserver")
 		cfg.AgentBinary = filepath.Join(o.BinDir, "vessel-agent")
+		cfg.ReaperBinary = filepath.Join(o.BinDir, "vessel-reaper")
 	}
 	return cfg
 }

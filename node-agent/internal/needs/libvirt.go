@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,12 @@ func testLibvirtd() (libvirtd.Host, error) {
 			UUID:             uuid.NewString(),
 			CapabilitiesSeed: libvirtd.DefaultCapabilitiesSeed,
 		}
+		// As the launcher runs libvirtd: under vessel-reaper, so a
+		// destroyed domain's QEMU is gone at once (see Host.Reaper).
+		if libvirtHost.Reaper, libvirtErr = buildReaper(dir); libvirtErr != nil {
+			_ = os.RemoveAll(dir)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		libvirtDaemons, libvirtErr = libvirtd.Start(ctx, libvirtHost)
@@ -78,6 +85,22 @@ func testLibvirtd() (libvirtd.Host, error) {
 		}
 	})
 	return libvirtHost, libvirtErr
+}
+
+// buildReaper builds cmd/vessel-reaper into dir.
+func buildReaper(dir string) (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("build vessel-reaper: no source path")
+	}
+	out := filepath.Join(dir, "vessel-reaper")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/vessel-reaper")
+	// node-agent/internal/needs/libvirt.go -> the repository root.
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..", "..")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build vessel-reaper: %v\n%s", err, b)
+	}
+	return out, nil
 }
 
 // Main runs a package's tests, then removes the tests' libvirtd if they
