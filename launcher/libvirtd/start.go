@@ -116,7 +116,8 @@ func (d *Daemons) waitReady(ctx context.Context) error {
 	}
 }
 
-// Libvirtd is the pid of the running libvirtd.
+// Libvirtd is the pid of the running libvirtd (of the vessel-reaper it
+// runs under, with Host.Reaper).
 func (d *Daemons) Libvirtd() int { return d.procs[len(d.procs)-1].cmd.Process.Pid }
 
 // Stop ends the daemons, libvirtd first: SIGTERM, then SIGKILL after 10 s.
