@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 
@@ -145,9 +146,9 @@ func ensurePorts(path string, hypervisors []string, replicas replicaCounts) (Por
 				continue
 			}
 		}
-		l, err := listenLoopback(0)
+		l, err := listenFree(ephemeralPorts())
 		if err != nil {
-			return Ports{}, fmt.Errorf("find a free loopback port: %w", err)
+			return Ports{}, err
 		}
 		held = append(held, l)
 		*port = l.Addr().(*net.TCPAddr).Port
@@ -166,6 +167,66 @@ func ensurePorts(path string, hypervisors []string, replicas replicaCounts) (Por
 
 func listenLoopback(port int) (net.Listener, error) {
 	return net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
+}
+
+// New ports are chosen in [freeFrom, freeTo], outside the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default)
+// and Kubernetes' NodePort range (30000-32767). A port the kernel handed
+// out for port 0 is free again once its listener here closes, and from
+// then until its component binds it, any process's bind to port 0 or
+// outgoing connection can take it: in one CI run the vessel-apiserver's
+// embedded etcd, listening on port 0, got an agent's stream port that way.
+// Ports outside the range are taken only by someone asking for them.
+const freeFrom, freeTo = 20000, 29999
+
+// listenFree listens on a free loopback port in [freeFrom, freeTo] that is
+// not in the ephemeral range eph, starting at a random one so that state
+// directories chosen at the same time rarely pick the same; the kernel
+// chooses when none is free there.
+func listenFree(eph [2]int) (net.Listener, error) {
+	n := freeTo - freeFrom + 1
+	start := rand.IntN(n)
+	for i := range n {
+		port := freeFrom + (start+i)%n
+		if port >= eph[0] && port <= eph[1] {
+			continue
+		}
+		if l, err := listenLoopback(port); err == nil {
+			return l, nil
+		}
+	}
+	l, err := listenLoopback(0)
+	if err != nil {
+		return nil, fmt.Errorf("find a free loopback port: %w", err)
+	}
+	return l, nil
+}
+
+// FreeLoopbackPort is a loopback port free now and outside the kernel's
+// ephemeral range, for a program about to be started on it: no bind to
+// port 0 or outgoing connection meanwhile can take it.
+func FreeLoopbackPort() (int, error) {
+	l, err := listenFree(ephemeralPorts())
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralPorts is the kernel's range of ports for port 0 and outgoing
+// connections, Linux's default if it cannot be read.
+func ephemeralPorts() [2]int {
+	eph := [2]int{32768, 60999}
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return eph
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(data), &lo, &hi); err == nil && lo <= hi {
+		eph = [2]int{lo, hi}
+	}
+	return eph
 }
 
 // loadPorts reads the saved ports as they are, for a supervisor that

@@ -18,6 +18,7 @@ package launcher
 
 import (
 	"maps"
+	"net"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -88,5 +89,40 @@ func TestPortsFileUnreadable(t *testing.T) {
 	}
 	if ports.KubeAPIServer == 0 {
 		t.Error("no port chosen after an unreadable ports file")
+	}
+}
+
+// TestNewPortsAreOutsideTheEphemeralRange: a port chosen for a component
+// cannot be the kernel's next answer to anyone's bind to port 0 (which
+// once gave the embedded etcd an agent's port) or outgoing connection.
+func TestNewPortsAreOutsideTheEphemeralRange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ports.json")
+	hypervisors := []string{"hv-1", "hv-2", "hv-3"}
+	ports, err := ensurePorts(path, hypervisors, replicaCounts{etcdMembers: 3, apiServers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eph := ephemeralPorts()
+	for _, p := range ports.all(hypervisors, replicaCounts{etcdMembers: 3, apiServers: 2}) {
+		if *p < freeFrom || *p > freeTo || (*p >= eph[0] && *p <= eph[1]) {
+			t.Errorf("port %d is outside %d-%d or in the ephemeral range %v", *p, freeFrom, freeTo, eph)
+		}
+	}
+}
+
+func TestListenFreeSkipsTheEphemeralRange(t *testing.T) {
+	probe, err := listenLoopback(freeTo)
+	if err != nil {
+		t.Skipf("port %d is taken on this machine: %v", freeTo, err)
+	}
+	probe.Close()
+	// An ephemeral range that leaves only the top port of the range.
+	l, err := listenFree([2]int{0, freeTo - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if port := l.Addr().(*net.TCPAddr).Port; port != freeTo {
+		t.Errorf("got port %d, want %d, the only one outside the ephemeral range", port, freeTo)
 	}
 }

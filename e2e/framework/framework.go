@@ -194,15 +194,31 @@ func RequireWith(tb testing.TB, cfg Config) *Env {
 	return shared
 }
 
-func start(tb testing.TB, cfg Config) (*Env, error) {
+func start(tb testing.TB, cfg Config) (_ *Env, err error) {
 	root, err := launcher.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
+	// Main cleans up after a suite that started; one that did not start
+	// leaves nothing behind either (its components' logs are in the error,
+	// and with VESSEL_E2E_LOGS).
+	var made []string
+	defer func() {
+		if err == nil {
+			return
+		}
+		if len(made) > 1 {
+			keepLogs(filepath.Join(made[1], "logs"))
+		}
+		for _, dir := range made {
+			os.RemoveAll(dir)
+		}
+	}()
 	binDir, err := os.MkdirTemp("", "vessel-e2e-bin-")
 	if err != nil {
 		return nil, err
 	}
+	made = append(made, binDir)
 	// The binaries under test are built from this tree, never taken from a
 	// possibly stale _output/bin.
 	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/kubectl-vm", "./cmd/vessel-apiserver", "./cmd/vessel-agent", "./cmd/vessel-reaper")
@@ -214,10 +230,12 @@ func start(tb testing.TB, cfg Config) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	made = append(made, stateDir)
 	kubeDir, err := os.MkdirTemp("", "vessel-e2e-kubecache-")
 	if err != nil {
 		return nil, err
 	}
+	made = append(made, kubeDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := launcher.Start(ctx, launcher.Options{

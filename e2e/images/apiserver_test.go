@@ -25,7 +25,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,6 +41,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/vessel-vm/vessel/launcher"
 	"github.com/vessel-vm/vessel/launcher/rootfs"
 )
 
@@ -132,7 +132,7 @@ func startedAPIServer(t *testing.T, e *env) *imageAPIServer {
 			t.Fatal("the Deployment says runAsNonRoot but the image's user is root: the kubelet would refuse to start it")
 		}
 	}
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = launcher.FreeLoopbackPort(); err != nil {
 		t.Fatal(err)
 	}
 	args := containerArgs(t, c, nil)
@@ -352,15 +352,6 @@ func (e *env) adminClient(t *testing.T) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	return client
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tailFile(path string, lines int) string {
