@@ -71,7 +71,8 @@ limitations under the License.
 //	                    supervisor.lock (held by the one supervisor)
 //	  logs/             one log file per process, appended to at every start;
 //	                    supervisor.log says what was started, adopted, and restarted why
-//	  ports.json        loopback ports chosen on first start, reused afterwards
+//	  ports.json        loopback ports chosen on first start (new ones in
+//	                    20000-29999, outside the ephemeral range), reused afterwards
 //	  supervisor.json   the options the supervisor runs the components with
 //	  admin.kubeconfig  system:masters
 //	  alice.kubeconfig  tenant users (manifests/local/tenants.yaml grants their roles)

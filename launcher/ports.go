@@ -139,6 +139,7 @@ func ensurePorts(path string, hypervisors []string, replicas replicaCounts) (Por
 		}
 	}()
 	all := ports.all(hypervisors, replicas)
+	eph := ephemeralPorts()
 	for _, port := range all {
 		if *port != 0 {
 			if l, err := listenLoopback(*port); err == nil {
@@ -146,7 +147,7 @@ func ensurePorts(path string, hypervisors []string, replicas replicaCounts) (Por
 				continue
 			}
 		}
-		l, err := listenFree(ephemeralPorts())
+		l, err := listenFree(eph)
 		if err != nil {
 			return Ports{}, err
 		}
